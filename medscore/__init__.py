@@ -1,0 +1,42 @@
+"""medscore: exact fingerprint clustering that gives RL rewards a memory of past mistakes.
+
+Importing medscore imports numpy and nothing optional; torch, triton, faiss, numba and the
+trainer integrations are loaded on first use.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ._dtypes import CONDENSED, LINKAGE, MST_EDGE
+from .hdbscan import HDBSCAN
+
+__version__ = "0.1.0"
+
+# Public names defined in modules that pull optional dependencies or are large: loaded on
+# first attribute access (PEP 562), so ``import medscore`` stays light.
+_LAZY = {
+    "IncrementalHDBSCAN": "medscore.incremental",
+    "Memory": "medscore.memory",
+    "Batch": "medscore.memory",
+    "fingerprint": "medscore.fingerprint",
+    "capture": "medscore._capture",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        value = module if _LAZY[name].endswith("." + name) else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'medscore' has no attribute {name!r}")
+
+
+def get_include() -> str:
+    """Directory of medscore's C++ headers (``#include <medscore/...>``)."""
+    from pathlib import Path
+
+    return str(Path(__file__).parent / "include")
+
+
+__all__ = ["HDBSCAN", "MST_EDGE", "LINKAGE", "CONDENSED", *_LAZY]
