@@ -33,10 +33,21 @@ def __getattr__(name: str):
 
 
 def get_include() -> str:
-    """Directory of medscore's C++ headers (``#include <medscore/...>``)."""
+    """Directory of medscore's installed C++ headers (``#include <medscore/memory.hpp>``)."""
     from pathlib import Path
 
     return str(Path(__file__).parent / "include")
 
 
-__all__ = ["HDBSCAN", "MST_EDGE", "LINKAGE", "CONDENSED", *_LAZY]
+def get_cmake_dir() -> str:
+    """Directory of the installed CMake package (pass as ``-Dmedscore_DIR=...``).
+
+    An outside project then does ``find_package(medscore CONFIG REQUIRED)`` and
+    ``target_link_libraries(app PRIVATE medscore::core)``.
+    """
+    from pathlib import Path
+
+    return str(Path(__file__).parent / "share" / "cmake" / "medscore")
+
+
+__all__ = ["HDBSCAN", "MST_EDGE", "LINKAGE", "CONDENSED", "get_include", "get_cmake_dir", *_LAZY]
