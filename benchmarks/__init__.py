@@ -1,0 +1,1 @@
+"""medscore's benchmark harness: ``python benchmarks/run.py --help``."""
