@@ -157,6 +157,8 @@ def _find(parent: list, x: int) -> int:
 
 def single_linkage(mst: np.ndarray, n: int) -> np.ndarray:
     """Kruskal over the sorted MST: edge ``i`` creates node ``N + i`` (LINKAGE [N-1])."""
+    if len(mst) != max(n - 1, 0):
+        raise ValueError(f"a spanning tree of {n} points has {max(n - 1, 0)} edges, got {len(mst)}")
     parent = list(range(n))
     node_of = list(range(n))  # union-find root -> tree node of that component
     size_of = [1] * n
@@ -509,3 +511,76 @@ def eom_margin(condensed: np.ndarray, n: int) -> float:
             margin = min(margin, abs(sub - stability[c]) / scale)
         stability[c] = max(sub, stability[c])
     return margin
+
+
+def edges_of_linkage(linkage: np.ndarray, n: int) -> np.ndarray:
+    """MST_EDGE rows joining one point of each side of every linkage row.
+
+    The threshold components of these edges are those of the linkage tree, so
+    ``threshold_tree(edges_of_linkage(L, n), n)`` is the hierarchy ``L`` encodes.
+    """
+    min_point = list(range(n)) + [0] * max(n - 1, 0)
+    edges = np.empty(len(linkage), dtype=MST_EDGE)
+    for i, (left, right, dist, _) in enumerate(linkage.tolist()):
+        a, b = min_point[int(left)], min_point[int(right)]
+        min_point[n + i] = min(a, b)
+        edges[i] = (min(a, b), max(a, b), dist)
+    return edges
+
+
+class ReferenceBackend:
+    """The reference behind the backend interface, to check the suite itself.
+
+    Selected by ``MEDSCORE_TEST_REFERENCE_BACKEND=1`` (see ``conftest.py``).
+    """
+
+    __name__ = "tests.reference"
+
+    @staticmethod
+    def core_distances(X, min_samples, n_threads=0):
+        return core_distances(X, min_samples)
+
+    @staticmethod
+    def nearest_neighbors(X, k, n_threads=0):
+        return nearest_neighbors(X, k)
+
+    @staticmethod
+    def minimum_spanning_tree(X, core, n_threads=0, initial_forest=None):
+        if len(X) == 1:
+            return np.empty(0, MST_EDGE)
+        if initial_forest is None:
+            return minimum_spanning_tree(X, core)
+        return _kruskal_with_forest(mutual_reachability(X, core), initial_forest)
+
+    @staticmethod
+    def single_linkage(mst, n):
+        return single_linkage(mst, n)
+
+    @staticmethod
+    def condense_tree(linkage, n, min_cluster_size):
+        return condense(threshold_tree(edges_of_linkage(linkage, n), n), n, min_cluster_size)
+
+    @staticmethod
+    def select_clusters(condensed, n, method, allow_single_cluster, epsilon):
+        return select(condensed, n, method, allow_single_cluster, epsilon)
+
+    @staticmethod
+    def fit(X, min_cluster_size, min_samples, method, allow_single_cluster, epsilon, n_threads=0):
+        return tuple(fit(X, min_cluster_size, min_samples, method, allow_single_cluster, epsilon))
+
+
+def _kruskal_with_forest(weights: np.ndarray, forest: np.ndarray) -> np.ndarray:
+    """Kruskal that takes ``forest`` (part of some MST) first: an MST containing it."""
+    n = len(weights)
+    u, v = np.triu_indices(n, 1)
+    order = np.lexsort((v, u, weights[u, v]))
+    parent, edges = list(range(n)), []
+    candidates = list(zip(forest["u"].tolist(), forest["v"].tolist()))
+    candidates += list(zip(u[order].tolist(), v[order].tolist()))
+    for a, b in candidates:
+        ra, rb = _find(parent, a), _find(parent, b)
+        if ra != rb:
+            parent[ra] = rb
+            edges.append((a, b, weights[a, b]))
+    mst = np.array(edges, dtype=MST_EDGE)
+    return mst[np.lexsort((mst["v"], mst["u"], mst["weight"]))]
