@@ -1,0 +1,117 @@
+// The keyed error memory of MEDS: one exact HDBSCAN clustering per key, updated per step.
+//
+// A KeyedMemory holds, for every key (a dense id >= 0), the points inserted so far in
+// insertion order, the step each was inserted at, the cluster label of each point (labels
+// numbered by their oldest member: the cluster holding the earliest point is 0), and the
+// minimum spanning tree of the mutual-reachability graph. `penalize_step` processes every
+// key of a batch in one call, with threads across keys. It is plain C++ (no Python), and
+// its whole state is exported and imported as plain arrays (MemoryState).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "medscore/hdbscan.hpp"
+#include "medscore/matrix.hpp"
+#include "medscore/types.hpp"
+
+namespace medscore {
+
+/// How the cluster of a newly inserted point is decided.
+enum class AssignRule {
+    exact,  ///< its label once the step's points are inserted and the key re-clustered
+    paper,  ///< k-NN cosine majority vote against the labels before the step (MEDS)
+};
+
+/// Options of a KeyedMemory. Values are validated by the constructor (std::invalid_argument).
+struct MemoryParams {
+    int64_t dim = 0;              ///< fingerprint dimension D (>= 1)
+    HdbscanParams hdbscan;        ///< clustering parameters; hdbscan.n_threads is ignored
+    AssignRule assign = AssignRule::paper;
+    int64_t vote_k = 3;           ///< neighbours in the paper vote (>= 1)
+    int64_t max_age = -1;         ///< points with step - inserted_step > max_age are dropped; -1: never
+    int64_t capacity = -1;        ///< at most this many points per key, oldest dropped first; -1: no limit
+    int n_threads = 0;            ///< threads across keys; 0 = every hardware thread
+};
+
+/// Per-rollout answer of penalize_step.
+struct StepResult {
+    std::vector<int64_t> labels;  ///< [N] cluster label within the rollout's key, -1 for noise
+    std::vector<int64_t> sizes;   ///< [N] members of that cluster; for noise, the number of noise points
+};
+
+/// The whole memory as plain arrays (keys in id order, each key's points in insertion order).
+struct MemoryState {
+    int64_t dim = 0;
+    int64_t last_step = -1;          ///< step of the last penalize_step; -1 before the first
+    std::vector<int64_t> offsets;    ///< [K + 1]; key k holds points offsets[k] .. offsets[k+1]-1
+    std::vector<double> points;      ///< [P * dim] row-major
+    std::vector<int64_t> steps;      ///< [P] insertion step of each point
+    std::vector<int64_t> labels;     ///< [P] cluster label within its key, -1 noise
+    std::vector<MstEdge> mst;        ///< max(n_k - 1, 0) edges per key in key order, local indices, sorted
+};
+
+/// Running totals over every stored point, for the eigenvalue diversity measure.
+struct Moments {
+    int64_t count = 0;
+    std::vector<double> sum;        ///< [dim] sum of points
+    std::vector<double> outer_sum;  ///< [dim * dim] sum of x x^T
+};
+
+/// Points, steps, labels and MST of one key.
+struct KeyState {
+    std::vector<double> points;        ///< [n * dim]
+    std::vector<int64_t> steps;        ///< [n]
+    std::vector<int64_t> labels;       ///< [n]
+    std::vector<int64_t> cluster_sizes;///< [n_clusters], by label
+    int64_t noise = 0;                 ///< points labelled -1
+    std::vector<MstEdge> mst;          ///< [n - 1] sorted by (weight, u, v); empty when n < 2
+
+    int64_t size() const noexcept { return static_cast<int64_t>(steps.size()); }
+};
+
+/// One exact HDBSCAN clustering per key, with the MEDS vote and FIFO staleness.
+class KeyedMemory {
+public:
+    explicit KeyedMemory(const MemoryParams& params);
+
+    /// Processes one step: for every key present in `keys`, drops points older than
+    /// max_age, decides each new point's cluster (AssignRule), inserts the points, enforces
+    /// the capacity and re-clusters the key (incrementally when min_samples == 1 and
+    /// nothing was dropped, else by a full refit; both give the batch answer).
+    /// `points` is [N, dim] (finite), `keys` [N] dense ids >= 0, `step` >= last_step().
+    /// Throws std::invalid_argument on bad input; on any exception the memory is unchanged.
+    StepResult penalize_step(const PointsView& points, const int64_t* keys, int64_t step);
+
+    const MemoryParams& params() const noexcept { return params_; }
+    int64_t last_step() const noexcept { return last_step_; }
+    int64_t n_keys() const noexcept;      ///< keys holding at least one point
+    int64_t n_points() const noexcept;
+    int64_t n_clusters() const noexcept;  ///< summed over keys
+    int64_t n_noise() const noexcept;     ///< summed over keys
+    /// The state of key `key` (empty for an unknown key id).
+    const KeyState& key_state(int64_t key) const;
+
+    Moments moments() const;
+    MemoryState state() const;
+    /// Replaces the memory by `state` after checking it (std::invalid_argument); all or nothing.
+    void load_state(const MemoryState& state);
+
+private:
+    MemoryParams params_;
+    int64_t last_step_ = -1;
+    std::vector<KeyState> keys_;
+};
+
+/// Relabels `labels` (-1 noise, clusters 0..K-1) so that clusters are numbered by their
+/// smallest member index; returns the cluster sizes by new label and writes the noise count.
+std::vector<int64_t> relabel_by_first_member(std::vector<int64_t>& labels, int64_t& noise);
+
+/// Minimum spanning tree of `n_old + m` points after appending m points to a set whose MST
+/// (n_old >= 1 points) is `mst`, under plain Euclidean weights (mutual reachability with
+/// min_samples == 1). `points` holds all n_old + m rows. Each point is inserted by one walk
+/// over the current tree (the cycle rule: on the cycle an inserted edge closes, the heaviest
+/// edge leaves). Returns the tree sorted by (weight, u, v).
+std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points,
+                                     int64_t n_old);
+
+}  // namespace medscore

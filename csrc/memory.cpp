@@ -1,0 +1,319 @@
+// KeyedMemory: per-key exact HDBSCAN with the MEDS vote, FIFO staleness and plain-array state.
+#include "medscore/memory.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "medscore/thread_pool.hpp"
+
+namespace medscore {
+namespace {
+
+/// Labels, cluster sizes, noise count and MST of one key's points.
+struct Clustering {
+    std::vector<int64_t> labels;
+    std::vector<int64_t> sizes;
+    int64_t noise = 0;
+    std::vector<MstEdge> mst;
+};
+
+/// What one key's step computed; applied to the key only once every key has succeeded.
+struct KeyUpdate {
+    int64_t evict = 0;  ///< oldest points to drop
+    Clustering clustering;
+};
+
+PointsView slice(const KeyState& key, int64_t dim, int64_t begin, int64_t count) {
+    return PointsView{key.points.data() + begin * dim, count, dim};
+}
+
+Clustering single_point() {
+    Clustering c;
+    c.labels = {-1};
+    c.noise = 1;
+    return c;
+}
+
+/// The stages after the MST, for plain Euclidean weights (min_samples == 1): each core
+/// distance is then the lightest MST edge at the point.
+Clustering cluster_from_mst(std::vector<MstEdge> mst, int64_t n, const HdbscanParams& params) {
+    std::vector<double> core(static_cast<size_t>(n), HUGE_VAL);
+    for (const MstEdge& e : mst) {
+        core[e.u] = std::min(core[e.u], e.weight);
+        core[e.v] = std::min(core[e.v], e.weight);
+    }
+    HdbscanResult result = hdbscan_from_mst(std::move(core), std::move(mst), n, params);
+    Clustering c;
+    c.labels = std::move(result.selection.labels);
+    c.sizes = relabel_by_first_member(c.labels, c.noise);
+    c.mst = std::move(result.mst);
+    return c;
+}
+
+/// Batch HDBSCAN of `points` (one thread: the caller parallelises across keys).
+Clustering refit(const PointsView& points, const HdbscanParams& params) {
+    if (points.rows == 0) return Clustering{};
+    if (points.rows == 1) return single_point();
+    HdbscanParams one_thread = params;
+    one_thread.n_threads = 1;
+    HdbscanResult result = hdbscan(points, one_thread);
+    Clustering c;
+    c.labels = std::move(result.selection.labels);
+    c.sizes = relabel_by_first_member(c.labels, c.noise);
+    c.mst = std::move(result.mst);
+    return c;
+}
+
+double cosine_distance(const double* a, double norm_a, const double* b, double norm_b, int64_t d) noexcept {
+    if (norm_a == 0.0 || norm_b == 0.0) return 1.0;
+    double dot = 0.0;
+    for (int64_t j = 0; j < d; ++j) dot += a[j] * b[j];
+    return 1.0 - dot / (norm_a * norm_b);
+}
+
+double norm_of(const double* a, int64_t d) noexcept {
+    double s = 0.0;
+    for (int64_t j = 0; j < d; ++j) s += a[j] * a[j];
+    return std::sqrt(s);
+}
+
+/// The MEDS vote: the k nearest prior points by cosine distance (ties: older point first),
+/// majority label, ties to the smallest label. Writes the label and its size (noise: the
+/// noise count; no prior point: label -1, size 0).
+void vote(const PointsView& prior, const std::vector<double>& prior_norms, const int64_t* labels,
+          const std::vector<int64_t>& sizes, int64_t noise, const double* x, int64_t k,
+          int64_t& out_label, int64_t& out_size) {
+    k = std::min(k, prior.rows);
+    if (k == 0) { out_label = -1; out_size = 0; return; }
+    const double norm_x = norm_of(x, prior.cols);
+    std::vector<std::pair<double, int64_t>> best;  // sorted ascending, at most k
+    best.reserve(static_cast<size_t>(k + 1));
+    for (int64_t i = 0; i < prior.rows; ++i) {
+        const std::pair<double, int64_t> cand{cosine_distance(x, norm_x, prior.row(i), prior_norms[i], prior.cols), i};
+        if (static_cast<int64_t>(best.size()) == k && !(cand < best.back())) continue;
+        best.insert(std::upper_bound(best.begin(), best.end(), cand), cand);
+        if (static_cast<int64_t>(best.size()) > k) best.pop_back();
+    }
+    std::vector<int64_t> votes;
+    for (const auto& b : best) votes.push_back(labels[b.second]);
+    std::sort(votes.begin(), votes.end());
+    int64_t winner = votes[0], winner_count = 0;
+    for (size_t i = 0; i < votes.size();) {
+        size_t j = i;
+        while (j < votes.size() && votes[j] == votes[i]) ++j;
+        if (static_cast<int64_t>(j - i) > winner_count) { winner = votes[i]; winner_count = static_cast<int64_t>(j - i); }
+        i = j;
+    }
+    out_label = winner;
+    out_size = winner < 0 ? noise : sizes[winner];
+}
+
+/// Appends the key's rows, votes, inserts and re-clusters. Leaves `key`'s old rows, labels
+/// and MST untouched (only appends to points/steps, which the caller truncates on failure).
+KeyUpdate process_key(KeyState& key, const std::vector<int64_t>& rows, const PointsView& batch, int64_t step,
+                      const MemoryParams& params, StepResult& result) {
+    const int64_t dim = params.dim, n_old = key.size(), m = static_cast<int64_t>(rows.size());
+    key.points.reserve(static_cast<size_t>((n_old + m) * dim));
+    key.steps.reserve(static_cast<size_t>(n_old + m));
+    for (int64_t r : rows) {
+        key.points.insert(key.points.end(), batch.row(r), batch.row(r) + dim);
+        key.steps.push_back(step);
+    }
+    int64_t aged = 0;
+    while (params.max_age >= 0 && aged < n_old && step - key.steps[aged] > params.max_age) ++aged;
+    const int64_t n_prior = n_old - aged;
+    Clustering refitted;
+    if (aged > 0) refitted = refit(slice(key, dim, aged, n_prior), params.hdbscan);
+    const Clustering* prior_fit = aged > 0 ? &refitted : nullptr;
+    const int64_t* prior_labels = prior_fit ? prior_fit->labels.data() : key.labels.data();
+    const std::vector<int64_t>& prior_sizes = prior_fit ? prior_fit->sizes : key.cluster_sizes;
+    const int64_t prior_noise = prior_fit ? prior_fit->noise : key.noise;
+    if (params.assign == AssignRule::paper) {
+        const PointsView prior = slice(key, dim, aged, n_prior);
+        std::vector<double> norms(static_cast<size_t>(n_prior));
+        for (int64_t i = 0; i < n_prior; ++i) norms[i] = norm_of(prior.row(i), dim);
+        for (int64_t j = 0; j < m; ++j) {
+            vote(prior, norms, prior_labels, prior_sizes, prior_noise, batch.row(rows[j]), params.vote_k,
+                 result.labels[rows[j]], result.sizes[rows[j]]);
+        }
+    }
+    const int64_t over = params.capacity >= 0 ? std::max<int64_t>(0, n_prior + m - params.capacity) : 0;
+    const int64_t start = aged + over, n_final = n_old + m - start;
+    KeyUpdate update;
+    update.evict = start;
+    const bool incremental = params.hdbscan.min_samples == 1 && over == 0 && n_prior >= 1;
+    if (incremental) {
+        const std::vector<MstEdge>& prior_mst = prior_fit ? prior_fit->mst : key.mst;
+        update.clustering = cluster_from_mst(insert_into_mst(prior_mst, slice(key, dim, aged, n_final), n_prior),
+                                             n_final, params.hdbscan);
+    } else {
+        update.clustering = refit(slice(key, dim, start, n_final), params.hdbscan);
+    }
+    if (params.assign == AssignRule::exact) {
+        const Clustering& c = update.clustering;
+        for (int64_t j = 0; j < m; ++j) {
+            const int64_t pos = n_prior + j - over;
+            const int64_t label = pos >= 0 ? c.labels[pos] : -1;
+            result.labels[rows[j]] = label;
+            result.sizes[rows[j]] = pos < 0 ? 0 : (label < 0 ? c.noise : c.sizes[label]);
+        }
+    }
+    return update;
+}
+
+void check_params(const MemoryParams& p) {
+    if (p.dim < 1) throw std::invalid_argument("KeyedMemory: dim must be >= 1, got " + std::to_string(p.dim));
+    if (p.hdbscan.min_cluster_size < 2) {
+        throw std::invalid_argument("KeyedMemory: min_cluster_size must be >= 2, got " +
+                                    std::to_string(p.hdbscan.min_cluster_size));
+    }
+    if (p.hdbscan.min_samples < 1) {
+        throw std::invalid_argument("KeyedMemory: min_samples must be >= 1, got " + std::to_string(p.hdbscan.min_samples));
+    }
+    if (p.vote_k < 1) throw std::invalid_argument("KeyedMemory: vote_k must be >= 1, got " + std::to_string(p.vote_k));
+    if (p.max_age < -1) throw std::invalid_argument("KeyedMemory: max_age must be >= 0 or -1 (none)");
+    if (p.capacity == 0 || p.capacity < -1) throw std::invalid_argument("KeyedMemory: capacity must be >= 1 or -1 (none)");
+    if (!std::isfinite(p.hdbscan.epsilon) || p.hdbscan.epsilon < 0.0) {
+        throw std::invalid_argument("KeyedMemory: cluster_selection_epsilon must be finite and >= 0");
+    }
+}
+
+void check_batch(const PointsView& points, const int64_t* keys, int64_t step, int64_t dim, int64_t last_step) {
+    check_points(points, "penalize_step");
+    if (points.cols != dim) {
+        throw std::invalid_argument("penalize_step: fingerprints have " + std::to_string(points.cols) +
+                                    " dimensions, the memory holds " + std::to_string(dim));
+    }
+    if (keys == nullptr) throw std::invalid_argument("penalize_step: keys is null");
+    if (step < last_step) {
+        throw std::invalid_argument("penalize_step: step " + std::to_string(step) + " is before the last step " +
+                                    std::to_string(last_step));
+    }
+    for (int64_t i = 0; i < points.rows; ++i) {
+        if (keys[i] < 0) throw std::invalid_argument("penalize_step: key ids must be >= 0, row " + std::to_string(i));
+        for (int64_t j = 0; j < dim; ++j) {
+            if (!std::isfinite(points.row(i)[j])) {
+                throw std::invalid_argument("penalize_step: row " + std::to_string(i) + " is not finite");
+            }
+        }
+    }
+}
+
+}  // namespace
+
+std::vector<int64_t> relabel_by_first_member(std::vector<int64_t>& labels, int64_t& noise) {
+    int64_t n_clusters = 0;
+    for (int64_t l : labels) n_clusters = std::max(n_clusters, l + 1);
+    std::vector<int64_t> renamed(static_cast<size_t>(n_clusters), -1), sizes(static_cast<size_t>(n_clusters), 0);
+    int64_t next = 0;
+    noise = 0;
+    for (int64_t& l : labels) {
+        if (l < 0) { ++noise; l = -1; continue; }
+        if (renamed[l] < 0) renamed[l] = next++;
+        l = renamed[l];
+        ++sizes[l];
+    }
+    if (next != n_clusters) throw std::logic_error("relabel_by_first_member: a cluster label has no member");
+    return sizes;
+}
+
+KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) { check_params(params_); }
+
+StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step) {
+    check_batch(points, keys, step, params_.dim, last_step_);
+    const int64_t max_key = *std::max_element(keys, keys + points.rows);
+    std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(max_key + 1));
+    for (int64_t i = 0; i < points.rows; ++i) rows_of[keys[i]].push_back(i);
+    std::vector<int64_t> touched;
+    for (int64_t k = 0; k <= max_key; ++k) if (!rows_of[k].empty()) touched.push_back(k);
+
+    StepResult result;
+    result.labels.assign(static_cast<size_t>(points.rows), -1);
+    result.sizes.assign(static_cast<size_t>(points.rows), 0);
+    const size_t old_key_count = keys_.size();
+    std::vector<int64_t> old_sizes(touched.size());
+    std::vector<KeyUpdate> updates(touched.size());
+    for (size_t t = 0; t < touched.size(); ++t) old_sizes[t] = key_state(touched[t]).size();
+    try {
+        if (keys_.size() <= static_cast<size_t>(max_key)) keys_.resize(static_cast<size_t>(max_key + 1));
+        const int64_t n_jobs = static_cast<int64_t>(touched.size());
+        parallel_for(n_jobs, params_.n_threads, 1, [&](int64_t begin, int64_t end) {
+            for (int64_t t = begin; t < end; ++t) {
+                updates[t] = process_key(keys_[touched[t]], rows_of[touched[t]], points, step, params_, result);
+            }
+        });
+    } catch (...) {
+        for (size_t t = 0; t < touched.size() && touched[t] < static_cast<int64_t>(keys_.size()); ++t) {
+            KeyState& key = keys_[touched[t]];
+            key.points.resize(static_cast<size_t>(old_sizes[t] * params_.dim));
+            key.steps.resize(static_cast<size_t>(old_sizes[t]));
+        }
+        if (keys_.size() > old_key_count) keys_.resize(old_key_count);
+        throw;
+    }
+    for (size_t t = 0; t < touched.size(); ++t) {
+        KeyState& key = keys_[touched[t]];
+        KeyUpdate& update = updates[t];
+        key.points.erase(key.points.begin(), key.points.begin() + update.evict * params_.dim);
+        key.steps.erase(key.steps.begin(), key.steps.begin() + update.evict);
+        key.labels = std::move(update.clustering.labels);
+        key.cluster_sizes = std::move(update.clustering.sizes);
+        key.noise = update.clustering.noise;
+        key.mst = std::move(update.clustering.mst);
+    }
+    last_step_ = step;
+    return result;
+}
+
+int64_t KeyedMemory::n_keys() const noexcept {
+    int64_t n = 0;
+    for (const KeyState& k : keys_) n += k.size() > 0;
+    return n;
+}
+
+int64_t KeyedMemory::n_points() const noexcept {
+    int64_t n = 0;
+    for (const KeyState& k : keys_) n += k.size();
+    return n;
+}
+
+int64_t KeyedMemory::n_clusters() const noexcept {
+    int64_t n = 0;
+    for (const KeyState& k : keys_) n += static_cast<int64_t>(k.cluster_sizes.size());
+    return n;
+}
+
+int64_t KeyedMemory::n_noise() const noexcept {
+    int64_t n = 0;
+    for (const KeyState& k : keys_) n += k.noise;
+    return n;
+}
+
+const KeyState& KeyedMemory::key_state(int64_t key) const {
+    static const KeyState empty;
+    if (key < 0 || key >= static_cast<int64_t>(keys_.size())) return empty;
+    return keys_[key];
+}
+
+Moments KeyedMemory::moments() const {
+    const int64_t d = params_.dim;
+    Moments m;
+    m.sum.assign(static_cast<size_t>(d), 0.0);
+    m.outer_sum.assign(static_cast<size_t>(d * d), 0.0);
+    for (const KeyState& key : keys_) {
+        for (int64_t i = 0; i < key.size(); ++i) {
+            const double* x = key.points.data() + i * d;
+            for (int64_t a = 0; a < d; ++a) {
+                m.sum[a] += x[a];
+                for (int64_t b = 0; b < d; ++b) m.outer_sum[a * d + b] += x[a] * x[b];
+            }
+        }
+        m.count += key.size();
+    }
+    return m;
+}
+
+}  // namespace medscore
