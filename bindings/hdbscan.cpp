@@ -1,0 +1,186 @@
+// Glue for the batch HDBSCAN stages: numpy <-> std::vector, GIL released around the core.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "medscore/hdbscan.hpp"
+#include "registrations.hpp"
+
+namespace py = pybind11;
+using medscore::CondensedRow;
+using medscore::LinkageRow;
+using medscore::MstEdge;
+
+namespace {
+using namespace medscore;
+
+using Points = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+PointsView points_view(const Points& x) {
+    if (x.ndim() != 2) {
+        throw std::invalid_argument("X must be 2-dimensional [N, D], got ndim " + std::to_string(x.ndim()));
+    }
+    return PointsView{x.data(), x.shape(0), x.shape(1)};
+}
+
+/// Moves a vector into a numpy array of the given shape without copying.
+template <class T>
+py::array_t<T> to_numpy(std::vector<T>&& values, std::vector<py::ssize_t> shape) {
+    auto* owned = new std::vector<T>(std::move(values));
+    py::capsule free_when_done(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    return py::array_t<T>(shape, owned->data(), free_when_done);
+}
+
+template <class T>
+py::array_t<T> to_numpy(std::vector<T>&& values) {
+    const auto n = static_cast<py::ssize_t>(values.size());
+    return to_numpy(std::move(values), {n});
+}
+
+/// Copies a 1-d structured numpy array of dtype T (exactly) into a vector.
+template <class T>
+std::vector<T> from_numpy(const py::array& array, const char* name) {
+    if (!array.dtype().equal(py::dtype::of<T>())) {
+        throw std::invalid_argument(std::string(name) + " must have dtype " +
+                                    py::str(py::dtype::of<T>()).cast<std::string>() + ", got " +
+                                    py::str(array.dtype()).cast<std::string>());
+    }
+    if (array.ndim() != 1) throw std::invalid_argument(std::string(name) + " must be 1-dimensional");
+    const auto contiguous = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(array);
+    return std::vector<T>(contiguous.data(), contiguous.data() + contiguous.size());
+}
+
+SelectionMethod method_of(const std::string& method) {
+    if (method == "eom") return SelectionMethod::eom;
+    if (method == "leaf") return SelectionMethod::leaf;
+    throw std::invalid_argument("method must be 'eom' or 'leaf', got '" + method + "'");
+}
+
+py::tuple selection_tuple(Selection&& s) {
+    return py::make_tuple(to_numpy(std::move(s.labels)), to_numpy(std::move(s.probabilities)),
+                          to_numpy(std::move(s.persistence)));
+}
+
+py::array_t<double> core_distances_py(const Points& x, int64_t min_samples, int n_threads) {
+    const PointsView view = points_view(x);
+    std::vector<double> core;
+    {
+        py::gil_scoped_release release;
+        core = core_distances(view, min_samples, n_threads);
+    }
+    return to_numpy(std::move(core));
+}
+
+py::tuple nearest_neighbors_py(const Points& x, int64_t k, int n_threads) {
+    const PointsView view = points_view(x);
+    Neighbors nn;
+    {
+        py::gil_scoped_release release;
+        nn = nearest_neighbors(view, k, n_threads);
+    }
+    const std::vector<py::ssize_t> shape{view.rows, k};
+    return py::make_tuple(to_numpy(std::move(nn.indices), shape), to_numpy(std::move(nn.distances), shape));
+}
+
+py::array_t<MstEdge> minimum_spanning_tree_py(const Points& x, const py::array_t<double, py::array::forcecast>& core,
+                                              int n_threads, const py::object& initial_forest) {
+    const PointsView view = points_view(x);
+    if (core.ndim() != 1) throw std::invalid_argument("core must be 1-dimensional [N]");
+    std::vector<double> core_values(core.data(), core.data() + core.size());
+    std::vector<MstEdge> forest;
+    const bool has_forest = !initial_forest.is_none();
+    if (has_forest) forest = from_numpy<MstEdge>(initial_forest.cast<py::array>(), "initial_forest");
+    std::vector<MstEdge> mst;
+    {
+        py::gil_scoped_release release;
+        mst = minimum_spanning_tree(view, core_values, n_threads, has_forest ? &forest : nullptr);
+    }
+    return to_numpy(std::move(mst));
+}
+
+py::tuple fit_py(const Points& x, int64_t min_cluster_size, int64_t min_samples, const std::string& method,
+                 bool allow_single_cluster, double epsilon, int n_threads) {
+    const PointsView view = points_view(x);
+    const HdbscanParams params{min_cluster_size, min_samples, method_of(method), allow_single_cluster, epsilon,
+                               n_threads};
+    HdbscanResult r;
+    {
+        py::gil_scoped_release release;
+        r = hdbscan(view, params);
+    }
+    return py::make_tuple(to_numpy(std::move(r.core_distances)), to_numpy(std::move(r.mst)),
+                          to_numpy(std::move(r.linkage)), to_numpy(std::move(r.condensed)),
+                          to_numpy(std::move(r.selection.labels)), to_numpy(std::move(r.selection.probabilities)),
+                          to_numpy(std::move(r.selection.persistence)));
+}
+
+}  // namespace
+
+void register_hdbscan(py::module_& m) {
+    // The numpy dtypes of the structs; field names and offsets equal medscore/_dtypes.py.
+    PYBIND11_NUMPY_DTYPE(MstEdge, u, v, weight);
+    PYBIND11_NUMPY_DTYPE(LinkageRow, left, right, distance, size);
+    PYBIND11_NUMPY_DTYPE(CondensedRow, parent, child, lambda_val, child_size);
+    m.def("struct_sizes", [] {
+        py::dict sizes;
+        sizes["MST_EDGE"] = sizeof(MstEdge);
+        sizes["LINKAGE"] = sizeof(LinkageRow);
+        sizes["CONDENSED"] = sizeof(CondensedRow);
+        return sizes;
+    }, "Byte sizes of the C++ structs behind MST_EDGE, LINKAGE and CONDENSED (a dict).");
+    m.def("core_distances", &core_distances_py, py::arg("X"), py::arg("min_samples"), py::arg("n_threads") = 0,
+          "Core distances float64 [N] of X float64 [N, D] (SPEC stage 1).");
+    m.def("nearest_neighbors", &nearest_neighbors_py, py::arg("X"), py::arg("k"), py::arg("n_threads") = 0,
+          "(indices int64 [N, k], distances float64 [N, k]) of the k nearest other points, by (distance, index).");
+    m.def("minimum_spanning_tree", &minimum_spanning_tree_py, py::arg("X"), py::arg("core"),
+          py::arg("n_threads") = 0, py::arg("initial_forest") = py::none(),
+          "Exact mutual-reachability MST, MST_EDGE [N-1] sorted by (weight, u, v) (SPEC stage 2).");
+    m.def("spanning_forest_of_edges", [](const py::array& edges, int64_t n) {
+        std::vector<MstEdge> values = from_numpy<MstEdge>(edges, "edges");
+        std::vector<MstEdge> forest;
+        {
+            py::gil_scoped_release release;
+            forest = spanning_forest_of_edges(std::move(values), n);
+        }
+        return to_numpy(std::move(forest));
+    }, py::arg("edges"), py::arg("n"), "Minimum spanning forest MST_EDGE of an MST_EDGE edge list (Kruskal).");
+    m.def("single_linkage", [](const py::array& mst, int64_t n) {
+        const std::vector<MstEdge> edges = from_numpy<MstEdge>(mst, "mst");
+        std::vector<LinkageRow> rows;
+        {
+            py::gil_scoped_release release;
+            rows = single_linkage(edges, n);
+        }
+        return to_numpy(std::move(rows));
+    }, py::arg("mst"), py::arg("n"), "Single-linkage tree LINKAGE [N-1] of a sorted MST (SPEC stage 3).");
+    m.def("condense_tree", [](const py::array& linkage, int64_t n, int64_t min_cluster_size) {
+        const std::vector<LinkageRow> rows = from_numpy<LinkageRow>(linkage, "linkage");
+        std::vector<CondensedRow> condensed;
+        {
+            py::gil_scoped_release release;
+            condensed = condense_tree(rows, n, min_cluster_size);
+        }
+        return to_numpy(std::move(condensed));
+    }, py::arg("linkage"), py::arg("n"), py::arg("min_cluster_size"), "Condensed tree CONDENSED (SPEC stage 4).");
+    m.def("select_clusters", [](const py::array& condensed, int64_t n, const std::string& method,
+                                bool allow_single_cluster, double epsilon) {
+        const std::vector<CondensedRow> rows = from_numpy<CondensedRow>(condensed, "condensed");
+        const SelectionMethod how = method_of(method);
+        Selection selection;
+        {
+            py::gil_scoped_release release;
+            selection = select_clusters(rows, n, how, allow_single_cluster, epsilon);
+        }
+        return selection_tuple(std::move(selection));
+    }, py::arg("condensed"), py::arg("n"), py::arg("method"), py::arg("allow_single_cluster"), py::arg("epsilon"),
+       "(labels int64 [N], probabilities float64 [N], persistence float64 [K]) (SPEC stage 5).");
+    m.def("fit", &fit_py, py::arg("X"), py::arg("min_cluster_size"), py::arg("min_samples"), py::arg("method"),
+          py::arg("allow_single_cluster"), py::arg("epsilon"), py::arg("n_threads") = 0,
+          "Whole pipeline: (core, mst, linkage, condensed, labels, probabilities, persistence).");
+}

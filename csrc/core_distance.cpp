@@ -1,0 +1,150 @@
+// Stage 1 of docs/SPEC.md: exact k nearest neighbours by kd-tree search.
+#include "medscore/core_distance.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "medscore/distance.hpp"
+#include "medscore/knn.hpp"
+#include "medscore/thread_pool.hpp"
+
+namespace medscore {
+namespace {
+
+/// (distance, row) ordered lexicographically: the order of docs/SPEC.md.
+using Neighbor = std::pair<double, int64_t>;
+
+/// The k best neighbours seen so far, as a max-heap on (distance, row).
+class NeighborHeap {
+public:
+    explicit NeighborHeap(int64_t k) : k_(static_cast<size_t>(k)) { items_.reserve(k_); }
+
+    /// Distance above which nothing can enter (infinity until k neighbours are known).
+    double bound() const noexcept {
+        return items_.size() < k_ ? std::numeric_limits<double>::infinity() : items_.front().first;
+    }
+
+    void offer(const Neighbor& candidate) {
+        if (items_.size() < k_) {
+            items_.push_back(candidate);
+            std::push_heap(items_.begin(), items_.end());
+        } else if (candidate < items_.front()) {
+            std::pop_heap(items_.begin(), items_.end());
+            items_.back() = candidate;
+            std::push_heap(items_.begin(), items_.end());
+        }
+    }
+
+    /// The neighbours sorted ascending; empties the heap.
+    std::vector<Neighbor> take_sorted() {
+        std::sort_heap(items_.begin(), items_.end());
+        return std::move(items_);
+    }
+
+private:
+    size_t k_;
+    std::vector<Neighbor> items_;
+};
+
+void scan_leaf(const KdTree& tree, const KdNode& leaf, int64_t query_pos, NeighborHeap& heap) {
+    const double* q = tree.point(query_pos);
+    for (int64_t pos = leaf.start; pos < leaf.end; ++pos) {
+        if (pos == query_pos) continue;
+        const double bound = heap.bound();
+        const double s = squared_distance_or_above(q, tree.point(pos), tree.dim(),
+                                                   squared_prune_threshold(bound));
+        const double dist = std::sqrt(s);
+        if (dist <= bound) heap.offer({dist, tree.original(pos)});
+    }
+}
+
+/// Exact k nearest other points of tree position `query_pos`, sorted by (distance, row).
+std::vector<Neighbor> query_neighbors(const KdTree& tree, int64_t query_pos, int64_t k,
+                                      std::vector<std::pair<double, int32_t>>& stack) {
+    NeighborHeap heap(k);
+    const double* q = tree.point(query_pos);
+    const auto& nodes = tree.nodes();
+    stack.clear();
+    stack.emplace_back(0.0, 0);
+    while (!stack.empty()) {
+        const auto [lower_sq, id] = stack.back();
+        stack.pop_back();
+        // Ties at the bound may still win on the row index, so prune only strictly above.
+        const double threshold = squared_prune_threshold(heap.bound());
+        if (lower_sq > threshold) continue;
+        const KdNode& node = nodes[id];
+        if (node.left < 0) {
+            scan_leaf(tree, node, query_pos, heap);
+            continue;
+        }
+        const double left_sq = tree.box_squared_distance(q, node.left, threshold);
+        const double right_sq = tree.box_squared_distance(q, node.right, threshold);
+        // Push the farther child first so that the nearer one is searched first.
+        if (left_sq <= right_sq) {
+            stack.emplace_back(right_sq, node.right);
+            stack.emplace_back(left_sq, node.left);
+        } else {
+            stack.emplace_back(left_sq, node.left);
+            stack.emplace_back(right_sq, node.right);
+        }
+    }
+    return heap.take_sorted();
+}
+
+}  // namespace
+
+int64_t effective_min_samples(int64_t min_samples, int64_t n_points) {
+    if (min_samples < 1) {
+        throw std::invalid_argument("min_samples must be >= 1, got " + std::to_string(min_samples));
+    }
+    if (n_points < 1) throw std::invalid_argument("need at least one point, got " + std::to_string(n_points));
+    return std::max<int64_t>(1, std::min(min_samples, n_points - 1));
+}
+
+Neighbors nearest_neighbors(const KdTree& tree, int64_t k, int n_threads) {
+    const int64_t n = tree.size();
+    if (k < 1 || k > n - 1) {
+        throw std::invalid_argument("nearest_neighbors: k must be in [1, N - 1] = [1, " +
+                                    std::to_string(n - 1) + "], got " + std::to_string(k));
+    }
+    Neighbors result;
+    result.k = k;
+    result.indices.resize(static_cast<size_t>(n * k));
+    result.distances.resize(static_cast<size_t>(n * k));
+    parallel_for(n, n_threads, 256, [&](int64_t begin, int64_t end) {
+        std::vector<std::pair<double, int32_t>> stack;
+        for (int64_t pos = begin; pos < end; ++pos) {
+            const std::vector<Neighbor> found = query_neighbors(tree, pos, k, stack);
+            const int64_t row = tree.original(pos);
+            for (int64_t j = 0; j < k; ++j) {
+                result.distances[row * k + j] = found[j].first;
+                result.indices[row * k + j] = found[j].second;
+            }
+        }
+    });
+    return result;
+}
+
+Neighbors nearest_neighbors(const PointsView& points, int64_t k, int n_threads) {
+    check_points(points, "nearest_neighbors");
+    const KdTree tree(points);
+    return nearest_neighbors(tree, k, n_threads);
+}
+
+std::vector<double> core_distances_of(const Neighbors& neighbors, int64_t n_points) {
+    std::vector<double> core(static_cast<size_t>(n_points));
+    for (int64_t i = 0; i < n_points; ++i) core[i] = neighbors.distances[(i + 1) * neighbors.k - 1];
+    return core;
+}
+
+std::vector<double> core_distances(const PointsView& points, int64_t min_samples, int n_threads) {
+    check_points(points, "core_distances");
+    const int64_t k = effective_min_samples(min_samples, points.rows);
+    if (points.rows == 1) return {0.0};
+    return core_distances_of(nearest_neighbors(points, k, n_threads), points.rows);
+}
+
+}  // namespace medscore

@@ -1,0 +1,91 @@
+// kd-tree over float64 points with exact, bit-compatible lower bounds (private to csrc/).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "medscore/matrix.hpp"
+
+namespace medscore {
+
+/// A node covers the tree-order positions [start, end); `left` is -1 for a leaf, else the
+/// children are `left` and `right` (both with larger node ids than the parent: preorder).
+struct KdNode {
+    int64_t start;
+    int64_t end;
+    int32_t left;
+    int32_t right;
+};
+
+/// A kd-tree that keeps a copy of the points in tree order ("positions"), so that the points
+/// of a node are contiguous in memory. Splits are at the median of the widest dimension.
+class KdTree {
+public:
+    /// Builds the tree over `points` (copied). Leaves hold at most `leaf_size` points.
+    explicit KdTree(const PointsView& points, int64_t leaf_size = 32);
+
+    int64_t size() const noexcept { return n_; }
+    int64_t dim() const noexcept { return d_; }
+    const double* point(int64_t pos) const noexcept { return points_.data() + pos * d_; }
+    /// Original row index of tree position `pos`.
+    int64_t original(int64_t pos) const noexcept { return index_[pos]; }
+    /// Tree position of original row `row`.
+    int64_t position(int64_t row) const noexcept { return position_[row]; }
+    const std::vector<KdNode>& nodes() const noexcept { return nodes_; }
+
+    /// A lower bound of squared_distance(q, p) for every point p in `node`, computed with the
+    /// lane structure of squared_distance so that it never exceeds the bit-defined value
+    /// (rounding is monotone and every term is a lower bound of the matching term). May stop
+    /// early and return a partial sum once it exceeds `stop_above` (still a lower bound).
+    double box_squared_distance(const double* q, int32_t node, double stop_above) const noexcept;
+
+private:
+    int32_t build(int64_t start, int64_t end, int64_t leaf_size, const PointsView& points);
+
+    int64_t n_ = 0;
+    int64_t d_ = 0;
+    std::vector<double> points_;     // [n, d] in tree order
+    std::vector<int64_t> index_;     // position -> row
+    std::vector<int64_t> position_;  // row -> position
+    std::vector<KdNode> nodes_;
+    std::vector<double> lower_;      // [nodes, d] bounding-box corners
+    std::vector<double> upper_;
+};
+
+/// Squared distance like squared_distance(), but it may stop early and return a partial sum
+/// once that exceeds `stop_above`. The result equals squared_distance() whenever that is
+/// <= stop_above, and is > stop_above otherwise (the lanes only grow, rounding is monotone).
+inline double squared_distance_or_above(const double* a, const double* b, int64_t d,
+                                        double stop_above) noexcept {
+    double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0;
+    int64_t k = 0;
+    for (int64_t block_end = 16; k + 4 <= d; block_end += 16) {
+        for (; k + 4 <= d && k < block_end; k += 4) {
+            const double t0 = a[k] - b[k], t1 = a[k + 1] - b[k + 1];
+            const double t2 = a[k + 2] - b[k + 2], t3 = a[k + 3] - b[k + 3];
+            l0 += t0 * t0;
+            l1 += t1 * t1;
+            l2 += t2 * t2;
+            l3 += t3 * t3;
+        }
+        if (k + 4 <= d) {
+            const double partial = (l0 + l1) + (l2 + l3);
+            if (partial > stop_above) return partial;
+        }
+    }
+    if (k < d) { const double t = a[k] - b[k]; l0 += t * t; ++k; }
+    if (k < d) { const double t = a[k] - b[k]; l1 += t * t; ++k; }
+    if (k < d) { const double t = a[k] - b[k]; l2 += t * t; }
+    return (l0 + l1) + (l2 + l3);
+}
+
+/// A squared-distance threshold T for a distance bound `bound`: any squared value s > T has
+/// sqrt(s) > bound after rounding. (T >= x*x for x the next double above `bound`.)
+inline double squared_prune_threshold(double bound) noexcept {
+    if (!(bound < std::numeric_limits<double>::max())) return std::numeric_limits<double>::infinity();
+    const double next = std::nextafter(bound, std::numeric_limits<double>::infinity());
+    return (next * next) * (1.0 + 4.0 * std::numeric_limits<double>::epsilon());
+}
+
+}  // namespace medscore
