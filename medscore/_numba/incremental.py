@@ -1,0 +1,502 @@
+"""Numba kernels of the exact incremental HDBSCAN engine (``medscore/incremental.py``).
+
+Every distance that decides a result is the SPEC's bit-defined float64 distance
+(``distance.distance``). Bounds used only to prune a search (bounding balls) are computed in
+plain float64 and loosened by a relative margin far larger than their rounding error, so a
+pruned subtree never holds an answer.
+
+Neighbour lists are ordered by ``(distance, index)`` ascending; padding entries have index -1
+and distance +inf.
+"""
+import numba
+import numpy as np
+from numba import prange
+
+from .distance import distance
+
+_NO_INDEX = np.iinfo(np.int64).max
+#: Relative loosening of the ball bounds (their rounding error is below 1e-12 relative).
+_BALL_SLACK = 1e-7
+
+
+@numba.njit(cache=True, inline="always")
+def _before(d1, i1, d2, i2):
+    """Whether ``(d1, i1)`` comes strictly before ``(d2, i2)`` in (distance, index) order."""
+    return d1 < d2 or (d1 == d2 and i1 < i2)
+
+
+@numba.njit(cache=True, inline="always")
+def _push_sorted(best_dist, best_index, d, index):
+    """Insert ``(d, index)`` into ascending ``best_*`` (length k) if it beats the last entry."""
+    k = best_dist.shape[0]
+    if not _before(d, index, best_dist[k - 1], best_index[k - 1]):
+        return
+    pos = k - 1
+    while pos > 0 and _before(d, index, best_dist[pos - 1], best_index[pos - 1]):
+        best_dist[pos] = best_dist[pos - 1]
+        best_index[pos] = best_index[pos - 1]
+        pos -= 1
+    best_dist[pos] = d
+    best_index[pos] = index
+
+
+@numba.njit(cache=True, inline="always")
+def _finish_row(best_dist, best_index, out_dist, out_index):
+    """Copy a top-k buffer out, turning unfilled slots into (inf, -1)."""
+    for j in range(best_dist.shape[0]):
+        out_dist[j] = best_dist[j]
+        out_index[j] = -1 if best_index[j] == _NO_INDEX else best_index[j]
+
+
+@numba.njit(cache=True, parallel=True)
+def knn_of_rows(X, rows, k, lo, hi):
+    """Exact k nearest points of ``X[rows[i]]`` among rows ``lo..hi-1`` of X (itself excluded).
+
+    Parameters
+    ----------
+    X : float64 [N, D]
+    rows : int64 [M] query rows of X
+    k : int, >= 1
+    lo, hi : int, the searched row range
+
+    Returns
+    -------
+    (int64 [M, k], float64 [M, k]) ordered by (distance, index); (-1, inf) where fewer exist.
+    """
+    m = rows.shape[0]
+    out_index = np.empty((m, k), np.int64)
+    out_dist = np.empty((m, k), np.float64)
+    for i in prange(m):
+        best_dist = np.full(k, np.inf)
+        best_index = np.full(k, _NO_INDEX, np.int64)
+        r = rows[i]
+        for j in range(lo, hi):
+            if j != r:
+                _push_sorted(best_dist, best_index, distance(X[r], X[j]), j)
+        _finish_row(best_dist, best_index, out_dist[i], out_index[i])
+    return out_index, out_dist
+
+
+@numba.njit(cache=True, parallel=True)
+def closer_rows_in_range(X, rows, bound, k, lo, hi):
+    """For each query row, its k nearest rows in ``lo..hi-1`` strictly closer than ``bound[i]``.
+
+    Used for reverse neighbours: an old point's list changes only through new points strictly
+    closer than its old core distance, and at most k of them can enter it.
+
+    Parameters
+    ----------
+    X : float64 [N, D]; rows : int64 [M]; bound : float64 [M]; k : int; lo, hi : int
+
+    Returns
+    -------
+    (int64 [M, k], float64 [M, k]) ordered by (distance, index), padded with (-1, inf).
+    """
+    m = rows.shape[0]
+    out_index = np.empty((m, k), np.int64)
+    out_dist = np.empty((m, k), np.float64)
+    for i in prange(m):
+        best_dist = np.full(k, np.inf)
+        best_index = np.full(k, _NO_INDEX, np.int64)
+        r = rows[i]
+        for j in range(lo, hi):
+            if j != r:
+                d = distance(X[r], X[j])
+                if d < bound[i]:
+                    _push_sorted(best_dist, best_index, d, j)
+        _finish_row(best_dist, best_index, out_dist[i], out_index[i])
+    return out_index, out_dist
+
+
+@numba.njit(cache=True, parallel=True)
+def rank_candidates(X, rows, candidates, k):
+    """Exact re-check of neighbour candidates (e.g. from FAISS in float32).
+
+    Parameters
+    ----------
+    X : float64 [N, D]
+    rows : int64 [M] query rows
+    candidates : int64 [M, C] candidate rows; -1 (padding) and the query row itself are skipped
+    k : int
+
+    Returns
+    -------
+    (int64 [M, k], float64 [M, k]): the k best candidates by exact (distance, index),
+    padded with (-1, inf).
+    """
+    m = rows.shape[0]
+    out_index = np.empty((m, k), np.int64)
+    out_dist = np.empty((m, k), np.float64)
+    for i in prange(m):
+        best_dist = np.full(k, np.inf)
+        best_index = np.full(k, _NO_INDEX, np.int64)
+        r = rows[i]
+        for c in range(candidates.shape[1]):
+            j = candidates[i, c]
+            if j >= 0 and j != r:
+                # Skip repeats (a candidate may come from two searches).
+                seen = False
+                for t in range(k):
+                    if best_index[t] == j:
+                        seen = True
+                if not seen:
+                    _push_sorted(best_dist, best_index, distance(X[r], X[j]), j)
+        _finish_row(best_dist, best_index, out_dist[i], out_index[i])
+    return out_index, out_dist
+
+
+@numba.njit(cache=True, parallel=True)
+def merge_neighbor_lists(index_a, dist_a, index_b, dist_b):
+    """Row-wise k best of two sorted neighbour lists (same k; (-1, inf) padding allowed).
+
+    Returns
+    -------
+    (int64 [M, k], float64 [M, k])
+    """
+    m, k = index_a.shape
+    out_index = np.empty((m, k), np.int64)
+    out_dist = np.empty((m, k), np.float64)
+    for i in prange(m):
+        a = 0
+        b = 0
+        for j in range(k):
+            ia = index_a[i, a] if a < k else -1
+            ib = index_b[i, b] if b < index_b.shape[1] else -1
+            da = dist_a[i, a] if ia >= 0 else np.inf
+            db = dist_b[i, b] if ib >= 0 else np.inf
+            take_a = ib < 0 or (ia >= 0 and _before(da, ia, db, ib))
+            if take_a:
+                out_index[i, j] = ia
+                out_dist[i, j] = da
+                a += 1
+            else:
+                out_index[i, j] = ib
+                out_dist[i, j] = db
+                b += 1
+    return out_index, out_dist
+
+
+@numba.njit(cache=True)
+def edge_distances(X, u, v):
+    """Bit-defined distances ``d(X[u[i]], X[v[i]])`` (float64 [M])."""
+    out = np.empty(u.shape[0])
+    for i in range(u.shape[0]):
+        out[i] = distance(X[u[i]], X[v[i]])
+    return out
+
+
+@numba.njit(cache=True)
+def _find(parent, x):
+    """Union-find root of ``x`` with path halving."""
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+@numba.njit(cache=True)
+def kruskal_select(u, v, n_points):
+    """Kruskal over edges already sorted by (weight, u, v): which ones the forest keeps.
+
+    Parameters
+    ----------
+    u, v : int64 [M] endpoints, in processing order
+    n_points : int
+
+    Returns
+    -------
+    bool [M]: True for the edges of the minimum spanning forest.
+    """
+    parent = np.arange(n_points)
+    keep = np.zeros(u.shape[0], np.bool_)
+    for i in range(u.shape[0]):
+        ru = _find(parent, u[i])
+        rv = _find(parent, v[i])
+        if ru != rv:
+            parent[ru] = rv
+            keep[i] = True
+    return keep
+
+
+@numba.njit(cache=True)
+def prim_of_rows(X, rows, core):
+    """Exact MST of the complete mutual-reachability graph on ``rows`` (Prim, O(M^2 D)).
+
+    Parameters
+    ----------
+    X : float64 [N, D]; rows : int64 [M]; core : float64 [N] core distances of all rows
+
+    Returns
+    -------
+    (int64 [M-1], int64 [M-1], float64 [M-1]): edges as rows of X and their weights.
+    """
+    m = rows.shape[0]
+    out_u = np.empty(max(m - 1, 0), np.int64)
+    out_v = np.empty(max(m - 1, 0), np.int64)
+    out_w = np.empty(max(m - 1, 0), np.float64)
+    in_tree = np.zeros(m, np.bool_)
+    best = np.full(m, np.inf)
+    best_from = np.zeros(m, np.int64)
+    current = 0
+    for e in range(m - 1):
+        in_tree[current] = True
+        a = rows[current]
+        nxt = -1
+        for j in range(m):
+            if not in_tree[j]:
+                b = rows[j]
+                w = max(core[a], core[b], distance(X[a], X[b]))
+                if w < best[j]:
+                    best[j] = w
+                    best_from[j] = current
+                if nxt < 0 or best[j] < best[nxt]:
+                    nxt = j
+        out_u[e] = rows[best_from[nxt]]
+        out_v[e] = rows[nxt]
+        out_w[e] = best[nxt]
+        current = nxt
+    return out_u, out_v, out_w
+
+
+# -- pruning new points' edges with the old single-linkage tree ---------------------------
+#
+# T* is the MST of the old points under the new core distances, and its single-linkage tree
+# has node n + i for edge i. For a new point p, an edge (p, q) of weight W is not needed when
+# some q' in A_q(W) (the largest tree node holding q whose height is < W) has a
+# lexicographically smaller (weight, index): q and q' are joined by T* edges lighter than W,
+# so (p, q) closes a cycle it is the heaviest edge of, at every threshold. The search below
+# emits exactly the edges that survive this test: q is emitted at node A when q is the
+# (weight, index)-smallest point of A and height(A) < W <= height(parent(A)).
+
+
+@numba.njit(cache=True)
+def _node_ball(node, n, X, center, radius):
+    """Centre row and radius of a tree node (a point is its own ball)."""
+    if node < n:
+        return X[node], 0.0
+    return center[node - n], radius[node - n]
+
+
+@numba.njit(cache=True)
+def _plain_distance(a, b):
+    """Euclidean distance in plain float64 (only for bounds, never for decisions)."""
+    s = 0.0
+    for t in range(a.shape[0]):
+        diff = a[t] - b[t]
+        s += diff * diff
+    return np.sqrt(s)
+
+
+@numba.njit(cache=True)
+def build_ball_tree(left_node, right_node, n, X, core):
+    """Bounding balls and smallest core distance of every internal node of a linkage tree.
+
+    Parameters
+    ----------
+    left_node, right_node : int64 [n-1], children of internal node n + i (row i)
+    n : int, number of points; X : float64 [n, D]; core : float64 [n]
+
+    Returns
+    -------
+    (float64 [n-1, D] centres, float64 [n-1] radii, float64 [n-1] smallest core)
+    """
+    dim = X.shape[1]
+    center = np.empty((max(n - 1, 0), dim))
+    radius = np.empty(max(n - 1, 0))
+    min_core = np.empty(max(n - 1, 0))
+    for i in range(n - 1):
+        a, b = left_node[i], right_node[i]
+        ca, ra = _node_ball(a, n, X, center, radius)
+        cb, rb = _node_ball(b, n, X, center, radius)
+        gap = _plain_distance(ca, cb)
+        if gap + rb <= ra:
+            center[i] = ca
+            radius[i] = ra
+        elif gap + ra <= rb:
+            center[i] = cb
+            radius[i] = rb
+        else:
+            r = 0.5 * (gap + ra + rb)
+            step = (r - ra) / gap
+            for t in range(dim):
+                center[i, t] = ca[t] + step * (cb[t] - ca[t])
+            radius[i] = r
+        radius[i] *= 1.0 + 1e-12
+        ma = core[a] if a < n else min_core[a - n]
+        mb = core[b] if b < n else min_core[b - n]
+        min_core[i] = min(ma, mb)
+    return center, radius, min_core
+
+
+@numba.njit(cache=True, inline="always")
+def _lower_bound(x, core_p, node, n, center, radius, min_core):
+    """A lower bound of the weight from point x (core core_p) to any point under ``node``."""
+    i = node - n
+    dc = _plain_distance(x, center[i])
+    gap = dc - radius[i] - _BALL_SLACK * (dc + radius[i])
+    return max(core_p, min_core[i], gap)
+
+
+@numba.njit(cache=True)
+def _nearest_under(x, core_p, top, bound, n, X, core, left_node, right_node, center, radius,
+                   min_core, stack):
+    """(weight, index)-smallest point under ``top`` with weight <= bound; (inf, -1) if none."""
+    best_w = bound
+    best_q = -1
+    sp = 1
+    stack[0] = top
+    while sp > 0:
+        sp -= 1
+        node = stack[sp]
+        if node < n:
+            w = max(core_p, core[node], distance(x, X[node]))
+            if w < best_w or (w == best_w and (best_q < 0 or node < best_q)):
+                best_w = w
+                best_q = node
+            continue
+        if _lower_bound(x, core_p, node, n, center, radius, min_core) > best_w:
+            continue
+        a, b = left_node[node - n], right_node[node - n]
+        # Visit the nearer child first so the bound tightens early.
+        ca, ra = _node_ball(a, n, X, center, radius)
+        cb, rb = _node_ball(b, n, X, center, radius)
+        la = _plain_distance(x, ca) - ra
+        lb = _plain_distance(x, cb) - rb
+        if la <= lb:
+            stack[sp] = b
+            stack[sp + 1] = a
+        else:
+            stack[sp] = a
+            stack[sp + 1] = b
+        sp += 2
+    if best_q < 0:
+        return np.inf, -1
+    return best_w, best_q
+
+
+@numba.njit(cache=True)
+def _emit(out_q, out_w, count, p, q, w):
+    """Record edge (p, q) of weight w; counts past the buffer's end signal an overflow."""
+    c = count[p]
+    if c < out_q.shape[1]:
+        out_q[p, c] = q
+        out_w[p, c] = w
+    count[p] = c + 1
+
+
+@numba.njit(cache=True)
+def _star_edges_of(p, x, core_p, root, n, X, core, left_node, right_node, height, center,
+                   radius, min_core, out_q, out_w, count, frames, frame_bound, frame_phase,
+                   res_w, res_q, scratch):
+    """Emit the needed edges from new point ``p`` (at ``x``) to the old points (see above)."""
+    sp = 1
+    frames[0] = root
+    frame_bound[0] = np.inf
+    frame_phase[0] = 0
+    nres = 0
+    while sp > 0:
+        sp -= 1
+        node, bound, phase = frames[sp], frame_bound[sp], frame_phase[sp]
+        if node < n:
+            w = max(core_p, core[node], distance(x, X[node]))
+            if w <= bound:
+                _emit(out_q, out_w, count, p, node, w)
+                res_w[nres], res_q[nres] = w, node
+            else:
+                res_w[nres], res_q[nres] = np.inf, -1
+            nres += 1
+            continue
+        i = node - n
+        if phase == 0:
+            if _lower_bound(x, core_p, node, n, center, radius, min_core) > bound:
+                res_w[nres], res_q[nres] = np.inf, -1
+                nres += 1
+                continue
+            frames[sp], frame_bound[sp], frame_phase[sp] = node, bound, 1
+            frames[sp + 1], frame_bound[sp + 1], frame_phase[sp + 1] = right_node[i], height[i], 0
+            frames[sp + 2], frame_bound[sp + 2], frame_phase[sp + 2] = left_node[i], height[i], 0
+            sp += 3
+            continue
+        # phase 1: both children answered (left first, so right is on top).
+        w2, q2 = res_w[nres - 1], res_q[nres - 1]
+        w1, q1 = res_w[nres - 2], res_q[nres - 2]
+        nres -= 2
+        if q1 >= 0 and (q2 < 0 or w1 < w2 or (w1 == w2 and q1 < q2)):
+            w, q = w1, q1
+        else:
+            w, q = w2, q2
+        if q < 0:
+            # Nothing under this node is within its height: its smallest point, if within
+            # the parent's height, is the one edge kept into this node.
+            w, q = _nearest_under(x, core_p, node, bound, n, X, core, left_node, right_node,
+                                  center, radius, min_core, scratch)
+            if q >= 0:
+                _emit(out_q, out_w, count, p, q, w)
+        res_w[nres], res_q[nres] = w, q
+        nres += 1
+
+
+@numba.njit(cache=True, parallel=True)
+def star_edges(X, new_rows, core, n, left_node, right_node, height, center, radius, min_core,
+               capacity):
+    """Candidate edges from new points to the old points 0..n-1, pruned exactly by T*'s tree.
+
+    Parameters
+    ----------
+    X : float64 [N, D] (rows 0..n-1 are the old points); new_rows : int64 [B]
+    core : float64 [N] new core distances
+    n : int, number of old points (>= 1); the tree's root is node 2n - 2
+    left_node, right_node : int64 [n-1]; height : float64 [n-1] (linkage of T*)
+    center, radius, min_core : from ``build_ball_tree``
+    capacity : int, edges stored per new point
+
+    Returns
+    -------
+    (int64 [B, capacity] old rows, float64 [B, capacity] weights, int64 [B] counts).
+    A count above ``capacity`` means the row overflowed and must be recomputed larger.
+    """
+    b = new_rows.shape[0]
+    out_q = np.full((b, capacity), -1, np.int64)
+    out_w = np.full((b, capacity), np.inf)
+    count = np.zeros(b, np.int64)
+    depth_room = 2 * n + 4
+    for p in prange(b):
+        frames = np.empty(depth_room, np.int64)
+        frame_bound = np.empty(depth_room)
+        frame_phase = np.empty(depth_room, np.int8)
+        res_w = np.empty(depth_room)
+        res_q = np.empty(depth_room, np.int64)
+        scratch = np.empty(depth_room, np.int64)
+        r = new_rows[p]
+        _star_edges_of(p, X[r], core[r], 2 * n - 2, n, X, core, left_node, right_node, height,
+                       center, radius, min_core, out_q, out_w, count, frames, frame_bound,
+                       frame_phase, res_w, res_q, scratch)
+    return out_q, out_w, count
+
+
+@numba.njit(cache=True)
+def linkage_children(u, v, n):
+    """Children of the internal nodes of the single-linkage tree of a sorted spanning tree.
+
+    Parameters
+    ----------
+    u, v : int64 [n-1], edges sorted by (weight, u, v); n : int
+
+    Returns
+    -------
+    (int64 [n-1], int64 [n-1]): the two nodes joined into node n + i by edge i.
+    """
+    parent = np.arange(n)
+    node_of = np.arange(n)
+    left_node = np.empty(max(n - 1, 0), np.int64)
+    right_node = np.empty(max(n - 1, 0), np.int64)
+    for i in range(u.shape[0]):
+        ru = _find(parent, u[i])
+        rv = _find(parent, v[i])
+        if ru == rv:
+            raise ValueError("linkage_children: the edges close a cycle")
+        left_node[i] = node_of[ru]
+        right_node[i] = node_of[rv]
+        parent[ru] = rv
+        node_of[rv] = n + i
+    return left_node, right_node
