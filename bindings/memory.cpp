@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "medscore/memory.hpp"
+#include "registrations.hpp"
 
 namespace py = pybind11;
 using medscore::KeyedMemory;

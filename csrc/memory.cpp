@@ -39,7 +39,9 @@ Clustering single_point() {
 
 /// The stages after the MST, for plain Euclidean weights (min_samples == 1): each core
 /// distance is then the lightest MST edge at the point.
-Clustering cluster_from_mst(std::vector<MstEdge> mst, int64_t n, const HdbscanParams& params) {
+Clustering cluster_from_mst(std::vector<MstEdge> mst, const PointsView& points, const int64_t* steps,
+                            const HdbscanParams& params) {
+    const int64_t n = points.rows;
     std::vector<double> core(static_cast<size_t>(n), HUGE_VAL);
     for (const MstEdge& e : mst) {
         core[e.u] = std::min(core[e.u], e.weight);
@@ -48,13 +50,13 @@ Clustering cluster_from_mst(std::vector<MstEdge> mst, int64_t n, const HdbscanPa
     HdbscanResult result = hdbscan_from_mst(std::move(core), std::move(mst), n, params);
     Clustering c;
     c.labels = std::move(result.selection.labels);
-    c.sizes = relabel_by_first_member(c.labels, c.noise);
+    c.sizes = number_clusters(c.labels, points, steps, c.noise);
     c.mst = std::move(result.mst);
     return c;
 }
 
 /// Batch HDBSCAN of `points` (one thread: the caller parallelises across keys).
-Clustering refit(const PointsView& points, const HdbscanParams& params) {
+Clustering refit(const PointsView& points, const int64_t* steps, const HdbscanParams& params) {
     if (points.rows == 0) return Clustering{};
     if (points.rows == 1) return single_point();
     HdbscanParams one_thread = params;
@@ -62,7 +64,7 @@ Clustering refit(const PointsView& points, const HdbscanParams& params) {
     HdbscanResult result = hdbscan(points, one_thread);
     Clustering c;
     c.labels = std::move(result.selection.labels);
-    c.sizes = relabel_by_first_member(c.labels, c.noise);
+    c.sizes = number_clusters(c.labels, points, steps, c.noise);
     c.mst = std::move(result.mst);
     return c;
 }
@@ -126,7 +128,7 @@ KeyUpdate process_key(KeyState& key, const std::vector<int64_t>& rows, const Poi
     while (params.max_age >= 0 && aged < n_old && step - key.steps[aged] > params.max_age) ++aged;
     const int64_t n_prior = n_old - aged;
     Clustering refitted;
-    if (aged > 0) refitted = refit(slice(key, dim, aged, n_prior), params.hdbscan);
+    if (aged > 0) refitted = refit(slice(key, dim, aged, n_prior), key.steps.data() + aged, params.hdbscan);
     const Clustering* prior_fit = aged > 0 ? &refitted : nullptr;
     const int64_t* prior_labels = prior_fit ? prior_fit->labels.data() : key.labels.data();
     const std::vector<int64_t>& prior_sizes = prior_fit ? prior_fit->sizes : key.cluster_sizes;
@@ -147,10 +149,11 @@ KeyUpdate process_key(KeyState& key, const std::vector<int64_t>& rows, const Poi
     const bool incremental = params.hdbscan.min_samples == 1 && over == 0 && n_prior >= 1;
     if (incremental) {
         const std::vector<MstEdge>& prior_mst = prior_fit ? prior_fit->mst : key.mst;
-        update.clustering = cluster_from_mst(insert_into_mst(prior_mst, slice(key, dim, aged, n_final), n_prior),
-                                             n_final, params.hdbscan);
+        const PointsView final_points = slice(key, dim, aged, n_final);
+        update.clustering = cluster_from_mst(insert_into_mst(prior_mst, final_points, n_prior), final_points,
+                                             key.steps.data() + aged, params.hdbscan);
     } else {
-        update.clustering = refit(slice(key, dim, start, n_final), params.hdbscan);
+        update.clustering = refit(slice(key, dim, start, n_final), key.steps.data() + start, params.hdbscan);
     }
     if (params.assign == AssignRule::exact) {
         const Clustering& c = update.clustering;
@@ -204,19 +207,35 @@ void check_batch(const PointsView& points, const int64_t* keys, int64_t step, in
 
 }  // namespace
 
-std::vector<int64_t> relabel_by_first_member(std::vector<int64_t>& labels, int64_t& noise) {
+std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsView& points, const int64_t* steps,
+                                     int64_t& noise) {
     int64_t n_clusters = 0;
     for (int64_t l : labels) n_clusters = std::max(n_clusters, l + 1);
-    std::vector<int64_t> renamed(static_cast<size_t>(n_clusters), -1), sizes(static_cast<size_t>(n_clusters), 0);
-    int64_t next = 0;
+    std::vector<int64_t> earliest(static_cast<size_t>(n_clusters), -1);
+    auto earlier = [&](int64_t a, int64_t b) {  // (step, vector) of point a < that of point b
+        if (steps[a] != steps[b]) return steps[a] < steps[b];
+        return std::lexicographical_compare(points.row(a), points.row(a) + points.cols, points.row(b),
+                                            points.row(b) + points.cols);
+    };
     noise = 0;
-    for (int64_t& l : labels) {
-        if (l < 0) { ++noise; l = -1; continue; }
-        if (renamed[l] < 0) renamed[l] = next++;
-        l = renamed[l];
-        ++sizes[l];
+    for (int64_t i = 0; i < static_cast<int64_t>(labels.size()); ++i) {
+        const int64_t l = labels[i];
+        if (l < 0) { ++noise; labels[i] = -1; continue; }
+        if (earliest[l] < 0 || earlier(i, earliest[l])) earliest[l] = i;
     }
-    if (next != n_clusters) throw std::logic_error("relabel_by_first_member: a cluster label has no member");
+    std::vector<int64_t> order(static_cast<size_t>(n_clusters));
+    for (int64_t c = 0; c < n_clusters; ++c) {
+        if (earliest[c] < 0) throw std::logic_error("number_clusters: a cluster label has no member");
+        order[c] = c;
+    }
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+        return earlier(earliest[a], earliest[b]) || (!earlier(earliest[b], earliest[a]) && earliest[a] < earliest[b]);
+    });
+    std::vector<int64_t> renamed(static_cast<size_t>(n_clusters)), sizes(static_cast<size_t>(n_clusters), 0);
+    for (int64_t r = 0; r < n_clusters; ++r) renamed[order[r]] = r;
+    for (int64_t& l : labels) {
+        if (l >= 0) { l = renamed[l]; ++sizes[l]; }
+    }
     return sizes;
 }
 

@@ -49,11 +49,11 @@ KeyState key_from_state(const MemoryState& s, int64_t dim, size_t k, size_t& mst
     }
     std::vector<int64_t> labels = key.labels;
     try {
-        key.cluster_sizes = relabel_by_first_member(labels, key.noise);
+        key.cluster_sizes = number_clusters(labels, PointsView{key.points.data(), n, dim}, key.steps.data(), key.noise);
     } catch (const std::logic_error&) {
         bad_state("labels of key " + std::to_string(k) + " skip a cluster number");
     }
-    if (labels != key.labels) bad_state("labels of key " + std::to_string(k) + " are not numbered by first member");
+    if (labels != key.labels) bad_state("labels of key " + std::to_string(k) + " are not numbered by earliest member");
     return key;
 }
 

@@ -1,8 +1,8 @@
 // The keyed error memory of MEDS: one exact HDBSCAN clustering per key, updated per step.
 //
 // A KeyedMemory holds, for every key (a dense id >= 0), the points inserted so far in
-// insertion order, the step each was inserted at, the cluster label of each point (labels
-// numbered by their oldest member: the cluster holding the earliest point is 0), and the
+// insertion order, the step each was inserted at, the cluster label of each point (clusters
+// numbered by their earliest member, see number_clusters), and the
 // minimum spanning tree of the mutual-reachability graph. `penalize_step` processes every
 // key of a batch in one call, with threads across keys. It is plain C++ (no Python), and
 // its whole state is exported and imported as plain arrays (MemoryState).
@@ -102,9 +102,13 @@ private:
     std::vector<KeyState> keys_;
 };
 
-/// Relabels `labels` (-1 noise, clusters 0..K-1) so that clusters are numbered by their
-/// smallest member index; returns the cluster sizes by new label and writes the noise count.
-std::vector<int64_t> relabel_by_first_member(std::vector<int64_t>& labels, int64_t& noise);
+/// Renumbers `labels` (-1 noise, clusters 0..K-1) of the points `points` (inserted at
+/// `steps`, non-decreasing) so that clusters are ordered by their earliest member: the one
+/// with the smallest (step, vector in lexicographic order). The numbering then depends
+/// neither on how the clustering was computed nor on the order of points within a step.
+/// Returns the cluster sizes by new label and writes the noise count.
+std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsView& points, const int64_t* steps,
+                                     int64_t& noise);
 
 /// Minimum spanning tree of `n_old + m` points after appending m points to a set whose MST
 /// (n_old >= 1 points) is `mst`, under plain Euclidean weights (mutual reachability with

@@ -1,0 +1,509 @@
+"""The error memory of MEDS: ``Memory.penalize(batch)`` turns fingerprints into penalties.
+
+A :class:`Memory` keeps one exact HDBSCAN clustering per key (a prompt's stable id; or one
+global clustering) of the fingerprints it has stored, and penalises a wrong rollout by the
+size of the cluster it falls into: ``min(alpha * ln(|C| + 1), beta)`` by default. All keys of
+a step are clustered in one native call (C++ with threads across keys, or Numba).
+
+Cluster labels within a key are numbered by their oldest member (the cluster holding the
+earliest stored point is 0), so they do not depend on how the clustering was computed;
+"ties to the smallest label" in the paper vote uses this numbering.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ._validation import check_choice, check_float, check_int
+
+FORMAT = "medscore.Memory"
+STATE_VERSION = 1
+
+#: Defaults of every option (``preset=None``).
+DEFAULTS: dict[str, Any] = dict(
+    keyed=True, store="wrong", normalize=True, min_cluster_size=2, min_samples=1,
+    cluster_selection_method="eom", assign="exact", penalize_noise=False, alpha=0.1,
+    beta=0.2, penalty=None, max_age=None, capacity=None, nan_rows="error", backend="cpp",
+    n_threads=0,
+)
+
+#: Presets: option values that replace the defaults; explicit arguments still win.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The published MEDS recipe: per key and correctness, paper vote, noise penalised.
+    "paper": dict(keyed=True, store="all", normalize=True, min_cluster_size=2, min_samples=1,
+                  cluster_selection_method="eom", assign="paper", penalize_noise=True),
+}
+
+# Options that change what is stored or how it is clustered: a state must match them.
+_STATE_OPTIONS = ("keyed", "store", "normalize", "min_cluster_size", "min_samples",
+                  "cluster_selection_method", "assign", "max_age", "capacity")
+
+
+@dataclass
+class Batch:
+    """One step of rollouts.
+
+    Attributes
+    ----------
+    fingerprints : array [N, D] (numpy or torch on any device; float16/bfloat16/float32/float64)
+    keys : sequence [N] of int, str or bytes (numpy or torch integer arrays too): the stable
+        id of each rollout's prompt.
+    correct : bool [N]: whether each rollout is correct.
+    step : int or None: the training step; None counts the calls of ``penalize``.
+    valid : bool [N] or None: rows with False have no fingerprint (no penalty, nothing stored).
+    """
+
+    fingerprints: Any
+    keys: Any
+    correct: Any
+    step: int | None = None
+    valid: Any = None
+
+
+def _default_penalty(sizes: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """``min(alpha * ln(size + 1), beta)`` with ``math.log`` (the same bits as the reference)."""
+    unique, inverse = np.unique(sizes, return_inverse=True)
+    values = np.array([min(alpha * math.log(int(s) + 1), beta) for s in unique], dtype=np.float64)
+    return values[inverse.reshape(-1)]
+
+
+class Memory:
+    """Error memory: per-key exact HDBSCAN of stored fingerprints, cluster sizes to penalties.
+
+    Parameters
+    ----------
+    preset : {None, "paper"}
+        ``"paper"`` reproduces MEDS: min_cluster_size=2, min_samples=1, Euclidean on
+        L2-normalised vectors, one clustering per key and correctness (``store="all"``),
+        wrong rollouts penalised, ``assign="paper"``, noise penalised.
+    keyed : bool, default True
+        One clustering per key; False: one global clustering (keys are ignored).
+    store : {"wrong", "all"}, default "wrong"
+        Store only wrong rollouts, or every rollout grouped by key and correctness.
+    normalize : bool, default True
+        L2-normalise fingerprints before storing (a zero row is then an error).
+    min_cluster_size, min_samples : int, default 2 and 1
+        HDBSCAN parameters (docs/SPEC.md). min_samples=1 updates keys incrementally;
+        larger values refit each touched key per step.
+    cluster_selection_method : {"eom", "leaf"}, default "eom"
+    assign : {"exact", "paper"}, default "exact"
+        ``"exact"``: a rollout's cluster once the step is inserted. ``"paper"``: a 3-nearest
+        neighbour cosine vote against the labels before the step (majority, ties to the
+        smallest label, noise is -1; rollouts of the same step do not vote).
+    penalize_noise : bool, default False
+        Penalise a rollout assigned to noise by the number of noise points of its key.
+    alpha, beta : float, default 0.1 and 0.2
+        Default penalty ``min(alpha * ln(|C| + 1), beta)``.
+    penalty : callable or None
+        ``penalty(sizes int64 [M]) -> float [M] >= 0`` replacing the default formula.
+    max_age : int or None
+        Forget points inserted more than ``max_age`` steps before the current step.
+    capacity : int or None
+        Keep at most this many points per key (oldest dropped first).
+    nan_rows : {"error", "skip"}, default "error"
+        What a row of NaN means when ``Batch.valid`` is not given: an error, or "no
+        fingerprint" (no penalty, nothing stored).
+    backend : {"cpp", "numba"}, default "cpp"
+    n_threads : int, default 0 (every hardware thread)
+
+    Notes
+    -----
+    ``penalize`` holds a lock: concurrent calls from several threads are serialised.
+    """
+
+    def __init__(self, preset: str | None = None, **options):
+        self._options = self._resolve_options(preset, options)
+        self._preset = preset
+        self._lock = threading.RLock()
+        self._engine = None
+        self._dim: int | None = None
+        self._keys: list = []
+        self._key_ids: dict = {}
+        self._last_step = -1
+        self._last_penalties = np.zeros(0)
+
+    # -- options -------------------------------------------------------------------------
+
+    @staticmethod
+    def _resolve_options(preset, options) -> dict:
+        unknown = sorted(set(options) - set(DEFAULTS))
+        if unknown:
+            raise TypeError(f"Memory got unknown options {unknown}; known: {sorted(DEFAULTS)}")
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f"preset must be one of {[None, *PRESETS]}, got {preset!r}")
+        resolved = {**DEFAULTS, **PRESETS.get(preset, {}), **options}
+        return _validate_options(resolved)
+
+    @property
+    def options(self) -> dict:
+        """The resolved options (a copy)."""
+        return dict(self._options)
+
+    # -- the step ------------------------------------------------------------------------
+
+    def penalize(self, batch, return_info: bool = False):
+        """Penalties of a step's rollouts; stores the step in the memory.
+
+        Parameters
+        ----------
+        batch : Batch or mapping with fields fingerprints [N, D], keys [N], correct [N],
+            and optionally step (int) and valid (bool [N]).
+        return_info : bool
+            Also return a dict with ``labels`` (int64 [N], cluster of each rollout within its
+            key, -1 noise or not stored) and ``sizes`` (int64 [N], that cluster's size).
+
+        Returns
+        -------
+        penalties : [N] >= 0, to subtract from the rewards; numpy float64 for numpy input,
+            a torch float32 tensor on the fingerprints' device for torch input.
+        info : dict, only with ``return_info``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            On bad input; the memory is then exactly as before the call.
+        """
+        with self._lock:
+            fields = _batch_fields(batch)
+            parsed = self._parse(fields)
+            labels, sizes = self._run_engine(parsed)
+            # The step is stored now: record its keys before anything else can fail (only
+            # a user penalty callable can, and then the step stays stored).
+            self._commit(parsed)
+            penalties = self._penalties(parsed, labels, sizes)
+            self._last_penalties = penalties
+        out = _like_input(penalties, fields["fingerprints"])
+        if return_info:
+            return out, {"labels": labels, "sizes": sizes}
+        return out
+
+    def _parse(self, fields) -> dict:
+        points, n = _as_float_rows(fields["fingerprints"])
+        if self._dim is not None and points.shape[1] != self._dim:
+            raise ValueError(f"fingerprints have {points.shape[1]} dimensions, the memory holds {self._dim}")
+        correct = _as_bool_vector(fields["correct"], n, "correct")
+        valid = self._valid_rows(points, fields.get("valid"), n)
+        key_ids, new_keys = self._key_ids_of(fields["keys"], n)
+        step = fields.get("step")
+        step = self._last_step + 1 if step is None else check_int("step", step, low=0)
+        if step < self._last_step:
+            raise ValueError(f"step {step} is before the memory's last step {self._last_step}")
+        store = valid & (~correct if self._options["store"] == "wrong" else True)
+        rows = np.flatnonzero(store)
+        stored = points[rows]
+        if self._options["normalize"] and len(rows):
+            norms = np.linalg.norm(stored, axis=1, keepdims=True)
+            if (norms == 0).any():
+                bad = int(rows[np.flatnonzero(norms[:, 0] == 0)[0]])
+                raise ValueError(f"fingerprint row {bad} is all zeros and cannot be L2-normalised")
+            stored = stored / norms
+        group = key_ids[rows] if self._options["keyed"] else np.zeros(len(rows), dtype=np.int64)
+        if self._options["store"] == "all":
+            group = 2 * group + correct[rows].astype(np.int64)
+        return dict(n=n, dim=points.shape[1], rows=rows, stored=np.ascontiguousarray(stored),
+                    groups=np.ascontiguousarray(group, dtype=np.int64), correct=correct, valid=valid,
+                    step=step, new_keys=new_keys)
+
+    def _valid_rows(self, points: np.ndarray, valid, n: int) -> np.ndarray:
+        finite = np.isfinite(points).all(axis=1)
+        if valid is not None:
+            valid = _as_bool_vector(valid, n, "valid")
+        elif self._options["nan_rows"] == "skip":
+            valid = finite | ~np.isnan(points).all(axis=1)
+        else:
+            valid = np.ones(n, dtype=bool)
+        bad = valid & ~finite
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"fingerprints contain NaN or Inf in row {row} ({int(bad.sum())} bad rows); "
+                             "mark rows without a fingerprint with Batch.valid or nan_rows='skip'")
+        return valid
+
+    def _key_ids_of(self, keys, n: int):
+        unique, inverse = _unique_keys(keys, n)
+        ids = np.empty(len(unique), dtype=np.int64)
+        new_keys = []
+        next_id = len(self._keys)
+        for i, key in enumerate(unique):
+            known = self._key_ids.get(key)
+            if known is None:
+                known = next_id + len(new_keys)
+                new_keys.append(key)
+            ids[i] = known
+        return ids[inverse], new_keys
+
+    def _run_engine(self, parsed):
+        labels = np.full(parsed["n"], -1, dtype=np.int64)
+        sizes = np.zeros(parsed["n"], dtype=np.int64)
+        if len(parsed["rows"]) == 0:
+            return labels, sizes
+        engine = self._engine if self._engine is not None else self._new_engine(parsed["dim"])
+        step_labels, step_sizes = engine.penalize_step(parsed["stored"], parsed["groups"], parsed["step"])
+        self._engine = engine
+        self._dim = parsed["dim"]
+        labels[parsed["rows"]] = step_labels
+        sizes[parsed["rows"]] = step_sizes
+        return labels, sizes
+
+    def _new_engine(self, dim: int):
+        o = self._options
+        from ._backends import get_backend
+
+        if o["backend"] == "numba":
+            from ._numba.memory import KeyedMemory
+        else:
+            KeyedMemory = get_backend("cpp").KeyedMemory
+        return KeyedMemory(
+            dim=dim, min_cluster_size=o["min_cluster_size"], min_samples=o["min_samples"],
+            method=o["cluster_selection_method"], allow_single_cluster=False, epsilon=0.0,
+            assign=o["assign"], vote_k=3, max_age=-1 if o["max_age"] is None else o["max_age"],
+            capacity=-1 if o["capacity"] is None else o["capacity"], n_threads=o["n_threads"])
+
+    def _penalties(self, parsed, labels, sizes) -> np.ndarray:
+        o = self._options
+        target = parsed["valid"] & ~parsed["correct"]
+        if not o["penalize_noise"]:
+            target &= labels >= 0
+        penalties = np.zeros(parsed["n"], dtype=np.float64)
+        if not target.any():
+            return penalties
+        if o["penalty"] is None:
+            values = _default_penalty(sizes[target], o["alpha"], o["beta"])
+        else:
+            values = np.asarray(o["penalty"](sizes[target].copy()), dtype=np.float64).reshape(-1)
+            if values.shape != (int(target.sum()),) or not np.isfinite(values).all() or (values < 0).any():
+                raise ValueError("penalty(sizes) must return one finite value >= 0 per size")
+        penalties[target] = values
+        return penalties
+
+    def _commit(self, parsed) -> None:
+        for key in parsed["new_keys"]:
+            self._key_ids[key] = len(self._keys)
+            self._keys.append(key)
+        self._last_step = parsed["step"]
+
+    # -- state ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume: options, keys, step and the engine's arrays."""
+        with self._lock:
+            engine = None if self._engine is None else {
+                k: (np.array(v) if isinstance(v, np.ndarray) else int(v)) for k, v in self._engine.state().items()}
+            return {
+                "format": FORMAT, "version": STATE_VERSION,
+                "options": {k: v for k, v in self._options.items() if k != "penalty"},
+                "keys": list(self._keys), "last_step": int(self._last_step), "dim": self._dim,
+                "last_penalties": self._last_penalties.copy(), "engine": engine,
+            }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Replace the memory by ``state`` (from :meth:`state_dict`); all or nothing."""
+        with self._lock:
+            checked = _check_state(state, self._options)
+            engine = None
+            if checked["engine"] is not None:
+                engine = self._new_engine(checked["dim"])
+                e = checked["engine"]
+                engine.load_state(e["dim"], e["last_step"], e["offsets"], e["points"], e["steps"],
+                                  e["labels"], e["mst_u"], e["mst_v"], e["mst_weight"])
+            self._engine = engine
+            self._dim = checked["dim"]
+            self._keys = list(checked["keys"])
+            self._key_ids = {k: i for i, k in enumerate(self._keys)}
+            self._last_step = checked["last_step"]
+            self._last_penalties = np.asarray(checked["last_penalties"], dtype=np.float64).copy()
+
+    def save(self, path) -> None:
+        """Write the state to ``path`` atomically (see ``medscore._checkpoint``)."""
+        from ._checkpoint import write_state
+
+        write_state(path, self.state_dict())
+
+    @classmethod
+    def load(cls, path, **overrides) -> "Memory":
+        """A Memory with the options and state saved at ``path`` (``penalty``, ``backend`` and
+        ``n_threads`` may be given, as they are not saved)."""
+        from ._checkpoint import read_state
+
+        state = read_state(path)
+        options = {**state["options"], **overrides}
+        memory = cls(**options)
+        memory.load_state_dict(state)
+        return memory
+
+    # -- metrics -------------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, float]:
+        """Flat dict of floats for any logger.
+
+        keys (distinct keys seen), groups (clusterings holding points), points, clusters,
+        noise_fraction, penalty_mean and penalty_max (of the last step's rollouts), step,
+        top1_eigenvalue_ratio (largest eigenvalue of the stored fingerprints' covariance over
+        the sum of all; the paper's diversity measure; 0 with fewer than 2 points).
+        """
+        with self._lock:
+            e = self._engine
+            points = 0 if e is None else int(e.n_points)
+            noise = 0 if e is None else int(e.n_noise)
+            pen = self._last_penalties
+            return {
+                "keys": float(len(self._keys)),
+                "groups": float(0 if e is None else e.n_keys),
+                "points": float(points),
+                "clusters": float(0 if e is None else e.n_clusters),
+                "noise_fraction": float(noise / points) if points else 0.0,
+                "penalty_mean": float(pen.mean()) if pen.size else 0.0,
+                "penalty_max": float(pen.max()) if pen.size else 0.0,
+                "step": float(self._last_step),
+                "top1_eigenvalue_ratio": _top1_ratio(e),
+            }
+
+    def __repr__(self) -> str:
+        return f"Memory(preset={self._preset!r}, points={0 if self._engine is None else self._engine.n_points})"
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def _validate_options(o: dict) -> dict:
+    o = dict(o)
+    for name in ("keyed", "normalize", "penalize_noise"):
+        if not isinstance(o[name], (bool, np.bool_)):
+            raise TypeError(f"{name} must be a bool, got {o[name]!r}")
+        o[name] = bool(o[name])
+    check_choice("store", o["store"], {"wrong", "all"})
+    check_choice("cluster_selection_method", o["cluster_selection_method"], {"eom", "leaf"})
+    check_choice("assign", o["assign"], {"exact", "paper"})
+    check_choice("nan_rows", o["nan_rows"], {"error", "skip"})
+    check_choice("backend", o["backend"], {"cpp", "numba"})
+    o["min_cluster_size"] = check_int("min_cluster_size", o["min_cluster_size"], low=2)
+    o["min_samples"] = check_int("min_samples", o["min_samples"], low=1)
+    o["alpha"] = check_float("alpha", o["alpha"], low=0.0)
+    o["beta"] = check_float("beta", o["beta"], low=0.0)
+    o["n_threads"] = check_int("n_threads", o["n_threads"], low=0)
+    if o["max_age"] is not None:
+        o["max_age"] = check_int("max_age", o["max_age"], low=0)
+    if o["capacity"] is not None:
+        o["capacity"] = check_int("capacity", o["capacity"], low=1)
+    if o["penalty"] is not None and not callable(o["penalty"]):
+        raise TypeError(f"penalty must be callable or None, got {o['penalty']!r}")
+    return o
+
+
+def _batch_fields(batch) -> dict:
+    if isinstance(batch, Batch):
+        return dict(fingerprints=batch.fingerprints, keys=batch.keys, correct=batch.correct,
+                    step=batch.step, valid=batch.valid)
+    if isinstance(batch, Mapping):
+        missing = [f for f in ("fingerprints", "keys", "correct") if f not in batch]
+        if missing:
+            raise ValueError(f"batch is missing fields {missing}")
+        extra = sorted(set(batch) - {"fingerprints", "keys", "correct", "step", "valid"})
+        if extra:
+            raise ValueError(f"batch has unknown fields {extra}")
+        return dict(batch)
+    raise TypeError(f"batch must be a medscore.Batch or a mapping, got {type(batch).__name__}")
+
+
+def _to_numpy(x):
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
+        x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":
+            x = x.float()
+        return x.numpy()
+    return x
+
+
+def _as_float_rows(fingerprints):
+    arr = np.asarray(_to_numpy(fingerprints))
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"fingerprints must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"fingerprints must be a non-empty [N, D] array, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float64), arr.shape[0]
+
+
+def _as_bool_vector(values, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(_to_numpy(values))
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) like the fingerprints, got {arr.shape}")
+    if arr.dtype != np.bool_:
+        if not np.issubdtype(arr.dtype, np.integer) or not np.isin(arr, (0, 1)).all():
+            raise ValueError(f"{name} must be booleans (or 0/1), got dtype {arr.dtype}")
+        arr = arr.astype(bool)
+    return arr
+
+
+def _canonical_key(key):
+    if isinstance(key, (bool, np.bool_)):
+        raise TypeError(f"keys must be ints, strings or bytes, got the bool {key!r}")
+    if isinstance(key, (int, np.integer)):
+        return int(key)
+    if isinstance(key, str):
+        return str(key)
+    if isinstance(key, (bytes, np.bytes_)):
+        return bytes(key)
+    raise TypeError(f"keys must be ints, strings or bytes, got {type(key).__name__}")
+
+
+def _unique_keys(keys, n: int):
+    """(unique canonical keys, inverse int64 [n]) without a Python loop for numeric/str arrays."""
+    raw = _to_numpy(keys)
+    arr = np.asarray(raw) if not isinstance(raw, (list, tuple)) or not any(
+        isinstance(k, (bytes, bool, np.bool_)) for k in raw[:1]) else np.asarray(raw, dtype=object)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"keys must have shape ({n},) like the fingerprints, got {arr.shape}")
+    if arr.dtype.kind in "iuU":
+        unique, inverse = np.unique(arr, return_inverse=True)
+        convert = int if arr.dtype.kind in "iu" else str
+        return [convert(k) for k in unique.tolist()], inverse.reshape(-1)
+    if arr.dtype.kind in "OS":
+        canon = [_canonical_key(k) for k in (raw if arr.dtype.kind == "O" else arr.tolist())]
+        first = {k: None for k in canon}
+        index = {k: i for i, k in enumerate(first)}
+        return list(first), np.fromiter((index[k] for k in canon), dtype=np.int64, count=n)
+    raise TypeError(f"keys must be ints, strings or bytes, got an array of dtype {arr.dtype}")
+
+
+def _like_input(penalties: np.ndarray, fingerprints):
+    if hasattr(fingerprints, "detach") and hasattr(fingerprints, "device"):
+        import torch
+
+        return torch.from_numpy(penalties.astype(np.float32)).to(fingerprints.device)
+    return penalties
+
+
+def _check_state(state: Mapping, options: dict) -> dict:
+    if not isinstance(state, Mapping) or state.get("format") != FORMAT:
+        raise ValueError("not a medscore.Memory state (missing or wrong 'format')")
+    if state.get("version") != STATE_VERSION:
+        raise ValueError(f"Memory state version {state.get('version')!r} is not supported (expected {STATE_VERSION})")
+    saved = state.get("options", {})
+    differ = [k for k in _STATE_OPTIONS if saved.get(k) != options[k]]
+    if differ:
+        raise ValueError(f"state was saved with other options: {[(k, saved.get(k), options[k]) for k in differ]}")
+    keys = list(state["keys"])
+    if len(set(keys)) != len(keys):
+        raise ValueError("state keys are not unique")
+    for k in keys:
+        _canonical_key(k)
+    return {"keys": keys, "last_step": int(state["last_step"]), "dim": state["dim"],
+            "engine": state["engine"], "last_penalties": state.get("last_penalties", np.zeros(0))}
+
+
+def _top1_ratio(engine) -> float:
+    if engine is None or engine.n_points < 2:
+        return 0.0
+    count, total, outer = engine.moments()
+    mean = total / count
+    cov = outer / count - np.outer(mean, mean)
+    eig = np.linalg.eigvalsh((cov + cov.T) / 2)
+    s = float(np.clip(eig, 0, None).sum())
+    return float(max(eig[-1], 0.0) / s) if s > 0 else 0.0
+
+
+__all__ = ["Batch", "Memory", "PRESETS", "DEFAULTS"]
