@@ -1,0 +1,24 @@
+"""Trainer integrations of the MEDS error memory: veRL, TRL and Ray.
+
+Each integration is a thin adapter: it imports its trainer lazily (importing
+``medscore.integrations`` imports no trainer), takes fingerprints in a forward the trainer
+already runs (or one no-grad forward where it runs none), keys the memory by a stable
+prompt id, and subtracts the penalties of :meth:`medscore.Memory.penalize` from the
+sequence reward before the group normalisation. ``docs/integrations.md`` lists the
+configuration keys.
+
+- :mod:`medscore.integrations.verl`: ``meds_trainer_class``, ``meds_worker_class``,
+  :func:`~medscore.integrations.verl.apply_penalties`.
+- :mod:`medscore.integrations.trl`: ``MedsGRPOTrainer`` (built lazily).
+- :mod:`medscore.integrations.ray`: ``RemoteMemory``, a sharded memory in Ray actors.
+"""
+from __future__ import annotations
+
+from ._common import (
+    boxed_answer,
+    extract_boxed,
+    prompt_key,
+    require,
+)
+
+__all__ = ["boxed_answer", "extract_boxed", "prompt_key", "require"]

@@ -1,0 +1,194 @@
+"""MEDS in veRL: penalties on veRL's real DataProto and GRPO advantage (CPU)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("verl", reason="veRL not installed: pip install 'medscore[verl]'")
+
+from verl import DataProto  # noqa: E402
+from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage  # noqa: E402
+from verl.workers.utils.padding import left_right_2_no_padding  # noqa: E402
+
+from medscore.integrations._common import MedsConfig  # noqa: E402
+from medscore.integrations.verl import (  # noqa: E402
+    FINGERPRINT_KEY,
+    answer_locations,
+    apply_penalties,
+    last_response_token,
+    prompt_keys,
+)
+from medscore.memory import Memory  # noqa: E402
+
+MARKER = (7, 8)  # token ids of the answer marker in these synthetic batches
+PAD = 0
+
+
+def make_batch(correct, fingerprints, prompt_lens, response_lens, *, groups=2, with_index=True):
+    """Left-padded prompts [B, 6], right-padded responses [B, 8]; response = ... 7 8 answer ..."""
+    n = len(correct)
+    P, R = 6, 8
+    prompts = torch.full((n, P), PAD, dtype=torch.long)
+    responses = torch.full((n, R), PAD, dtype=torch.long)
+    attention = torch.zeros(n, P + R, dtype=torch.long)
+    for i in range(n):
+        g = i * groups // n
+        prompts[i, P - prompt_lens[i]:] = torch.arange(prompt_lens[i]) + 20 + 10 * g
+        body = [30, 31, 7, 8, 40 + i, 9, 10, 11][:response_lens[i]]
+        responses[i, :len(body)] = torch.tensor(body)
+        attention[i, P - prompt_lens[i]:P] = 1
+        attention[i, P:P + response_lens[i]] = 1
+    response_mask = attention[:, P:].clone()
+    scores = torch.zeros(n, R)
+    last = last_response_token(response_mask)
+    scores[torch.arange(n), last] = torch.tensor(correct, dtype=torch.float32)
+    position_ids = (attention.cumsum(1) - 1).clamp(min=0)
+    tensors = {
+        "prompts": prompts, "responses": responses, "attention_mask": attention,
+        "input_ids": torch.cat([prompts, responses], 1), "position_ids": position_ids,
+        "response_mask": response_mask, "token_level_scores": scores,
+        FINGERPRINT_KEY: torch.as_tensor(fingerprints, dtype=torch.float32),
+    }
+    uid = np.array([f"uid-{i * groups // n}" for i in range(n)], dtype=object)
+    non_tensors = {"uid": uid}
+    if with_index:
+        non_tensors["extra_info"] = np.array([{"index": 100 + i * groups // n} for i in range(n)], dtype=object)
+    data = DataProto.from_dict(tensors=tensors, non_tensors=non_tensors)
+    data.batch["token_level_rewards"] = data.batch["token_level_scores"]
+    return data
+
+
+def modes(rng, n, centres):
+    """Fingerprints near a few recurring 14-d modes (rows cycle through ``centres``)."""
+    return np.stack([centres[i % len(centres)] + 1e-3 * rng.normal(size=14) for i in range(n)])
+
+
+def test_answer_locations_index_the_unpadded_sequence():
+    n = 4
+    data = make_batch([0] * n, np.ones((n, 14)), prompt_lens=[2, 6, 4, 3], response_lens=[8, 5, 3, 8])
+    index, target = answer_locations(data, [MARKER])
+    assert target.tolist() == [40, 41, 0, 43] and index[2].item() == -1  # row 2 cut before its answer
+    nested = left_right_2_no_padding(data.to_tensordict())["input_ids"]
+    for row, seq in enumerate(nested.unbind()):
+        if index[row] >= 0:
+            assert seq[index[row]].item() == target[row].item()
+            assert seq[index[row] - 2:index[row]].tolist() == list(MARKER)
+
+
+def test_prompt_keys_use_extra_info_index_else_hash_of_real_tokens():
+    data = make_batch([0] * 4, np.ones((4, 14)), prompt_lens=[3, 3, 3, 3], response_lens=[8] * 4)
+    assert prompt_keys(data) == [100, 100, 101, 101]
+    plain = make_batch([0] * 4, np.ones((4, 14)), prompt_lens=[3, 5, 3, 3], response_lens=[8] * 4,
+                       with_index=False)
+    keys = prompt_keys(plain)
+    assert keys[0] != keys[1]  # different prompts (5 tokens vs 3)
+    assert keys[2] == keys[3] and keys[2].startswith("h:")
+    # The hash ignores padding: the same prompt with a different pad width has the same key.
+    again = make_batch([0] * 4, np.ones((4, 14)), prompt_lens=[3, 5, 3, 3], response_lens=[4] * 4,
+                       with_index=False)
+    assert prompt_keys(again) == keys
+
+
+def test_batch_without_any_prompt_id_is_refused():
+    data = make_batch([0] * 2, np.ones((2, 14)), prompt_lens=[3, 3], response_lens=[8, 8], with_index=False)
+    data.batch.pop("prompts")
+    with pytest.raises(ValueError, match="no stable prompt id"):
+        prompt_keys(data)
+
+
+def _history(rng, centres, steps, preset="paper"):
+    """A memory that saw ``steps`` steps of wrong rollouts in recurring modes."""
+    memory = Memory(preset=preset)
+    for step in range(steps):
+        data = make_batch([0] * 8, modes(rng, 8, centres), [4] * 8, [8] * 8)
+        apply_penalties(data, memory, step)
+    return memory
+
+
+def test_penalties_change_grpo_advantages_as_the_formula_says():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 14))
+    # Group 0: two right, two wrong; group 1: all wrong (plain GRPO: zero advantage), three
+    # rollouts in one error mode and one in another, at every step.
+    correct = [1, 1, 0, 0, 0, 0, 0, 0]
+
+    def step_fingerprints():
+        fps = modes(rng, 8, centres)
+        fps[4:7] = modes(rng, 3, centres[:1])
+        return fps
+
+    memory = Memory(preset="paper")
+    for step in range(2):
+        apply_penalties(make_batch(correct, step_fingerprints(), [4] * 8, [8] * 8), memory, step)
+    twin = Memory(preset="paper")
+    twin.load_state_dict(memory.state_dict())
+    fps = step_fingerprints()
+    data = make_batch(correct, fps, [4] * 8, [8] * 8)
+    plain = data.batch["token_level_scores"].sum(-1).clone()
+    penalties = apply_penalties(data, memory, step=2)
+
+    from medscore.memory import Batch
+    keys = [100] * 4 + [101] * 4
+    expected = twin.penalize(Batch(fps.astype(np.float32), keys, np.array(correct, bool), step=2))
+    np.testing.assert_array_equal(penalties, expected)
+    assert (penalties[:2] == 0).all() and (penalties[2:6] > 0).all()
+    assert penalties[7] < penalties[6]  # the frequent error mode is pushed down harder
+    # Subtracted at the last valid response token only.
+    shaped = data.batch["token_level_scores"]
+    assert torch.equal(shaped.sum(-1), (plain - torch.as_tensor(penalties)).float())
+    assert torch.count_nonzero(shaped[:, :-1]) == 0
+
+    adv, _ = compute_grpo_outcome_advantage(data.batch["token_level_rewards"], data.batch["response_mask"],
+                                            data.non_tensor_batch["uid"])
+    rewards = (plain.double() - torch.as_tensor(penalties)).view(2, 4)
+    want = (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-6)
+    np.testing.assert_allclose(adv[:, 0].double().view(2, 4).numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+    # The all-wrong group now has advantages: the normalised penalty differences.
+    assert adv[4:, 0].abs().max() > 0.5 and adv[7, 0] > 0
+
+
+def test_all_wrong_group_with_equal_penalties_keeps_zero_advantage_by_the_std_guard():
+    rng = np.random.default_rng(1)
+    centre = rng.normal(size=(1, 14))
+    memory = _history(rng, centre, steps=2)
+    data = make_batch([0] * 8, modes(rng, 8, centre), [4] * 8, [8] * 8)
+    penalties = apply_penalties(data, memory, step=2)
+    assert np.ptp(penalties[4:]) == 0 and penalties[4] > 0
+    adv, _ = compute_grpo_outcome_advantage(data.batch["token_level_rewards"], data.batch["response_mask"],
+                                            data.non_tensor_batch["uid"])
+    assert torch.count_nonzero(adv[4:]) == 0  # std 0: (p - p) / (0 + 1e-6) = 0, never NaN
+
+
+def test_kl_rewards_tensor_is_shaped_too():
+    rng = np.random.default_rng(2)
+    data = make_batch([0] * 8, modes(rng, 8, rng.normal(size=(2, 14))), [4] * 8, [8] * 8)
+    data.batch["token_level_rewards"] = data.batch["token_level_scores"] - 0.01
+    before = data.batch["token_level_rewards"].clone()
+    memory = _history(rng, rng.normal(size=(2, 14)), steps=1)
+    penalties = apply_penalties(data, memory, step=1)
+    delta = before.sum(-1) - data.batch["token_level_rewards"].sum(-1)
+    np.testing.assert_allclose(delta.numpy(), penalties, rtol=1e-6, atol=1e-7)
+
+
+def test_no_answer_in_the_whole_step_is_never_a_silent_zero():
+    data = make_batch([0] * 4, np.full((4, 14), np.nan), [3] * 4, [8] * 4)
+    with pytest.warns(RuntimeWarning, match="no rollout of this step has an answer marker"):
+        penalties = apply_penalties(data, Memory(preset="paper"), step=0)
+    assert (penalties == 0).all()
+    strict = MedsConfig(on_no_answer="error")
+    with pytest.raises(ValueError, match="answer marker"):
+        apply_penalties(data, Memory(preset="paper"), step=0, config=strict)
+
+
+def test_missing_fingerprints_name_the_worker_class():
+    data = make_batch([0] * 2, np.ones((2, 14)), [3, 3], [8, 8])
+    data.batch.pop(FINGERPRINT_KEY)
+    with pytest.raises(ValueError, match="meds_worker_class"):
+        apply_penalties(data, Memory(preset="paper"), step=0)
+
+
+def test_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown medscore option"):
+        MedsConfig.from_mapping({"alpah": 0.1})
+    assert MedsConfig.from_mapping({"layers": "last:4"}).layers == "last:4"
