@@ -453,8 +453,17 @@ def _canonical_key(key):
 def _unique_keys(keys, n: int):
     """(unique canonical keys, inverse int64 [n]) without a Python loop for numeric/str arrays."""
     raw = _to_numpy(keys)
-    arr = np.asarray(raw) if not isinstance(raw, (list, tuple)) or not any(
-        isinstance(k, (bytes, bool, np.bool_)) for k in raw[:1]) else np.asarray(raw, dtype=object)
+    if isinstance(raw, (list, tuple)):
+        types = set(map(type, raw))
+        homogeneous = types <= {int} or types <= {str}
+        try:
+            arr = np.asarray(raw) if homogeneous and raw else np.asarray(raw, dtype=object)
+        except OverflowError:  # ints beyond int64
+            arr = np.asarray(raw, dtype=object)
+    else:
+        arr = np.asarray(raw)
+        if arr.dtype.kind == "b":
+            raise TypeError("keys must be ints, strings or bytes, got booleans")
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"keys must have shape ({n},) like the fingerprints, got {arr.shape}")
     if arr.dtype.kind in "iuU":

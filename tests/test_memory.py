@@ -1,0 +1,218 @@
+"""medscore.Memory: API, policy options, bad input, staleness, threads, metrics."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import medscore
+from meds_reference import earliest_member_numbering, simulated_run
+
+
+def _run(memory, **kw):
+    out = []
+    for X, keys, correct in simulated_run(**{"n_prompts": 8, "epochs": 3, "prompts_per_step": 4, "seed": 0, **kw}):
+        out.append(memory.penalize(medscore.Batch(X, keys, correct), return_info=True))
+    return out
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, dict) or isinstance(y, dict):
+            if (x is None) != (y is None) or (x is not None and not _same_state(x, y)):
+                return False
+        elif isinstance(x, np.ndarray):
+            if not (isinstance(y, np.ndarray) and x.dtype == y.dtype and np.array_equal(x, y)):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _batch(n=6, d=4, seed=0, keys=None, correct=None):
+    rng = np.random.default_rng(seed)
+    return medscore.Batch(rng.normal(size=(n, d)), list(range(n)) if keys is None else keys,
+                          np.zeros(n, bool) if correct is None else correct)
+
+
+def _refit_labels(points, steps, min_samples):
+    core = medscore._core
+    if len(points) < 2:
+        return np.full(len(points), -1)
+    labels = core.fit(points, 2, min_samples, "eom", False, 0.0)[4]
+    return earliest_member_numbering(labels, points, steps)
+
+
+@pytest.mark.parametrize("min_samples", [1, 2, 3])
+def test_every_key_equals_a_batch_refit(min_samples):
+    memory = medscore.Memory(min_samples=min_samples, store="all")
+    _run(memory, epochs=4)
+    s = memory.state_dict()["engine"]
+    for g in range(len(s["offsets"]) - 1):
+        lo, hi = s["offsets"][g], s["offsets"][g + 1]
+        np.testing.assert_array_equal(s["labels"][lo:hi], _refit_labels(s["points"][lo:hi], s["steps"][lo:hi], min_samples))
+
+
+def test_exact_assign_reports_the_new_cluster_and_exempts_noise():
+    memory = medscore.Memory()
+    for pen, info in _run(memory):
+        labels, sizes = info["labels"], info["sizes"]
+        assert np.all(pen[labels < 0] == 0)
+        clustered = labels >= 0
+        np.testing.assert_array_equal(pen[clustered], np.minimum(0.1 * np.log(sizes[clustered] + 1.0), 0.2))
+        assert np.all(sizes[clustered] >= 2)
+
+
+def test_store_wrong_never_penalises_or_stores_correct_rollouts():
+    memory = medscore.Memory()
+    X = np.random.default_rng(0).normal(size=(8, 5))
+    pen, info = memory.penalize(medscore.Batch(X, [0] * 8, [True] * 8), return_info=True)
+    assert np.all(pen == 0) and memory.metrics()["points"] == 0.0
+
+
+def test_custom_penalty_callable():
+    memory = medscore.Memory(penalty=lambda sizes: sizes * 0.5)
+    for pen, info in _run(memory):
+        np.testing.assert_array_equal(pen[info["labels"] >= 0], info["sizes"][info["labels"] >= 0] * 0.5)
+
+
+def test_global_memory_ignores_keys():
+    a, b = medscore.Memory(keyed=False), medscore.Memory(keyed=False)
+    X = np.random.default_rng(1).normal(size=(30, 6))
+    pa = a.penalize(medscore.Batch(X, np.arange(30), np.zeros(30, bool)))
+    pb = b.penalize(medscore.Batch(X, np.zeros(30, int), np.zeros(30, bool)))
+    assert np.array_equal(pa, pb) and a.metrics()["groups"] == 1.0
+
+
+@pytest.mark.parametrize("keys", [
+    np.array([3, 1, 3, 1]), ["a", "b", "a", "b"], [b"a", b"b", b"a", b"b"], np.array(["x", "y", "x", "y"]),
+])
+def test_key_types(keys):
+    memory = medscore.Memory(preset="paper")
+    X = np.random.default_rng(2).normal(size=(4, 3))
+    memory.penalize(medscore.Batch(X, keys, np.zeros(4, bool)))
+    assert memory.metrics()["keys"] == 2.0
+    assert all(type(k) in (int, str, bytes) for k in memory.state_dict()["keys"])
+
+
+def test_int_and_str_keys_are_different_keys():
+    memory = medscore.Memory()
+    memory.penalize(medscore.Batch(np.eye(2), [1, "1"], [False, False]))
+    assert memory.metrics()["keys"] == 2.0
+
+
+def test_mapping_batch_and_step_counter():
+    memory = medscore.Memory()
+    memory.penalize({"fingerprints": np.eye(3), "keys": [0, 0, 0], "correct": [0, 0, 0]})
+    memory.penalize({"fingerprints": np.eye(3), "keys": [0, 0, 0], "correct": [0, 0, 0], "step": 7})
+    assert memory.metrics()["step"] == 7.0
+
+
+def test_nan_rows_skip_and_valid():
+    X = np.random.default_rng(3).normal(size=(4, 3))
+    X[1] = np.nan
+    memory = medscore.Memory(nan_rows="skip")
+    pen = memory.penalize(medscore.Batch(X, [0] * 4, [False] * 4))
+    assert pen[1] == 0 and memory.metrics()["points"] == 3.0
+    other = medscore.Memory()
+    other.penalize(medscore.Batch(X, [0] * 4, [False] * 4, valid=[True, False, True, True]))
+    assert other.metrics()["points"] == 3.0
+
+
+BAD_BATCHES = [
+    (dict(fingerprints=np.ones((3, 4)), keys=[0, 1], correct=[0, 0, 0]), ValueError, "keys"),
+    (dict(fingerprints=np.ones((3, 4)), keys=[0, 1, 2], correct=[0, 0]), ValueError, "correct"),
+    (dict(fingerprints=np.ones((3, 5)), keys=[0, 1, 2], correct=[0, 0, 0]), ValueError, "dimensions"),
+    (dict(fingerprints=np.full((3, 4), np.nan), keys=[0, 1, 2], correct=[0, 0, 0]), ValueError, "NaN"),
+    (dict(fingerprints=np.full((3, 4), np.inf), keys=[0, 1, 2], correct=[0, 0, 0]), ValueError, "NaN or Inf"),
+    (dict(fingerprints=np.zeros((0, 4)), keys=[], correct=[]), ValueError, "non-empty"),
+    (dict(fingerprints=np.zeros((2, 4)), keys=[0, 1], correct=[0, 0]), ValueError, "all zeros"),
+    (dict(fingerprints=np.ones((2, 4)), keys=[0.5, 1.5], correct=[0, 0]), TypeError, "keys"),
+    (dict(fingerprints=np.ones((2, 4)), keys=[0, 1], correct=[0, 2]), ValueError, "correct"),
+    (dict(fingerprints=np.ones((2, 4)), keys=[0, 1], correct=[0, 0], step=0), ValueError, "step"),
+    (dict(fingerprints=np.ones((2, 4)), keys=[0, 1], correct=[0, 0], extra=1), ValueError, "unknown"),
+]
+
+
+@pytest.mark.parametrize("fields,error,match", BAD_BATCHES)
+def test_bad_input_leaves_memory_unchanged(fields, error, match):
+    memory = medscore.Memory(preset="paper")
+    _run(memory, epochs=1, dim=4)
+    memory.penalize(medscore.Batch(np.random.default_rng(9).normal(size=(3, 4)), [0, 1, 2], [0, 0, 0], step=5))
+    before = memory.state_dict()
+    with pytest.raises(error, match=match):
+        memory.penalize(fields)
+    assert _same_state(before, memory.state_dict())
+
+
+@pytest.mark.parametrize("options,error", [
+    (dict(store="some"), ValueError), (dict(assign="vote"), ValueError), (dict(min_cluster_size=1), ValueError),
+    (dict(capacity=0), ValueError), (dict(max_age=-1), ValueError), (dict(colour="red"), TypeError),
+    (dict(penalty=3), TypeError), (dict(backend="gpu"), ValueError), (dict(keyed="yes"), TypeError),
+])
+def test_unknown_option_values_are_refused(options, error):
+    with pytest.raises(error):
+        medscore.Memory(**options)
+    with pytest.raises(ValueError, match="preset"):
+        medscore.Memory(preset="nope")
+
+
+def test_max_age_and_capacity_keep_the_newest_points():
+    memory = medscore.Memory(max_age=1, store="all")
+    rng = np.random.default_rng(4)
+    for step in range(5):
+        memory.penalize(medscore.Batch(rng.normal(size=(6, 3)), [0] * 6, [False] * 6, step=step))
+    s = memory.state_dict()["engine"]
+    assert set(s["steps"].tolist()) == {3, 4}  # age <= 1 before step 4's insertion
+    capped = medscore.Memory(capacity=7)
+    for step in range(4):
+        capped.penalize(medscore.Batch(rng.normal(size=(5, 3)), [0] * 5, [False] * 5))
+    s = capped.state_dict()["engine"]
+    assert s["offsets"][-1] == 7 and s["steps"].tolist() == [2, 2, 3, 3, 3, 3, 3]
+    np.testing.assert_array_equal(s["labels"], _refit_labels(s["points"], s["steps"], 1))
+
+
+def test_torch_in_torch_out():
+    torch = pytest.importorskip("torch")
+    memory = medscore.Memory(preset="paper")
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        X = torch.randn(8, 5, generator=torch.Generator().manual_seed(0)).to(dtype)
+        pen = memory.penalize(medscore.Batch(X, torch.tensor([0, 0, 1, 1, 0, 0, 1, 1]), torch.zeros(8, dtype=torch.bool)))
+        assert isinstance(pen, torch.Tensor) and pen.dtype == torch.float32 and pen.device == X.device
+        assert pen.shape == (8,) and bool((pen >= 0).all())
+
+
+def test_concurrent_penalize_is_safe():
+    memory = medscore.Memory(preset="paper")
+    batches = list(simulated_run(n_prompts=8, epochs=2, prompts_per_step=2, seed=6))
+    errors = []
+
+    def work(chunk):
+        try:
+            for X, keys, correct in chunk:
+                memory.penalize(medscore.Batch(X, keys, correct))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(batches[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert memory.metrics()["points"] == sum(len(b[0]) for b in batches)
+
+
+def test_metrics_are_flat_floats():
+    memory = medscore.Memory(preset="paper")
+    assert memory.metrics()["points"] == 0.0
+    pens = _run(memory)
+    m = memory.metrics()
+    assert all(isinstance(v, float) for v in m.values())
+    assert m["penalty_max"] == pens[-1][0].max() and m["penalty_mean"] == pens[-1][0].mean()
+    assert 0.0 < m["top1_eigenvalue_ratio"] <= 1.0 and 0.0 <= m["noise_fraction"] <= 1.0
+    assert m["points"] == 8 * 16 * 3
