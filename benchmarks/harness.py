@@ -12,6 +12,7 @@ in the ``memory_method`` of each record.
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import gc
 import json
 import os
@@ -144,6 +145,8 @@ def machine_info() -> dict[str, Any]:
         "logical_cores": os.cpu_count(),
         "usable_cores": usable_cores,
         "memory_gib": memory_gib,
+        # Other work on the machine slows every figure; a loaded machine shows here.
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "gpus": _gpu_names(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -166,20 +169,34 @@ class Bench:
     max_seconds : float or None
         Suites skip a call whose expected duration (see ``expected_seconds``) exceeds this.
     show_progress : bool, default True
+    case_patterns, library_patterns : sequence of str, optional
+        Shell-style patterns (``fnmatch``); when given, suites run only the cases and
+        libraries matching one of them (see ``wants_case`` and ``wants_library``).
     """
 
     def __init__(self, out_dir, *, quick: bool = False, max_seconds: float | None = None,
-                 show_progress: bool = True):
+                 show_progress: bool = True, case_patterns=(), library_patterns=()):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.quick = quick
         self.max_seconds = max_seconds
         self.show_progress = show_progress
+        self.case_patterns = tuple(case_patterns)
+        self.library_patterns = tuple(library_patterns)
         self.machine = machine_info()
         self.records: dict[str, list[dict]] = {}
         self.descriptions: dict[str, str] = {}
         self._rss_ok = _can_reset_peak_rss()
         self._previous = self._load_previous_records()
+
+    # -- selection ---------------------------------------------------------------------------
+    def wants_case(self, case: str) -> bool:
+        """Whether case ``case`` was selected (``--case``; all when none given)."""
+        return _matches(case, self.case_patterns)
+
+    def wants_library(self, library: str) -> bool:
+        """Whether library ``library`` was selected (``--library``; all when none given)."""
+        return _matches(library, self.library_patterns)
 
     # -- measuring ---------------------------------------------------------------------------
     def time(self, fn: Callable[[], Any], *, repeat: int = 3, warmup: int = 1,
@@ -316,6 +333,10 @@ def _plain_progress(iterable: Iterable, desc: str):
     for index, item in enumerate(items, 1):
         print(f"{desc}: {index}/{len(items)}", file=sys.stderr, flush=True)
         yield item
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def _record_key(rec: dict) -> tuple:

@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-#: sklearn's HDBSCAN keeps an N x N distance matrix for N this large (O(N^2) memory and time).
+#: sklearn's HDBSCAN ("auto": a k-d tree for the core distances, then a dense single-threaded
+#: O(N^2) Prim) is only run up to this N, to keep the full suite's duration bounded.
 SKLEARN_MAX_N = 20_000
 #: fast_hdbscan switches to an approximate nearest-neighbour graph (pynndescent) above this.
 FAST_HDBSCAN_MAX_D = 30

@@ -106,7 +106,7 @@ def machine_summary(machine: dict) -> str:
     gpus = ", ".join(machine.get("gpus") or []) or "none"
     return (f"- machine: {machine.get('cpu')}, {machine.get('usable_cores')} usable cores "
             f"({machine.get('logical_cores')} logical), {machine.get('memory_gib')} GiB, "
-            f"GPU: {gpus}\n"
+            f"GPU: {gpus}, load average at start {machine.get('load_average_1min')}\n"
             f"- software: Python {machine.get('python')}, {packages}\n"
             f"- {machine.get('platform')}, commit {machine.get('git_commit')}, "
             f"{machine.get('date')}")

@@ -37,6 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="output folder (default benchmarks/results[/quick])")
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="skip a library call expected to take longer than this")
+    parser.add_argument("--case", action="append", default=[], metavar="PATTERN",
+                        help="run only cases matching this shell pattern (repeatable)")
+    parser.add_argument("--library", action="append", default=[], metavar="PATTERN",
+                        help="run only libraries matching this shell pattern (repeatable), "
+                             "e.g. 'medscore*'")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--list", action="store_true", help="list the suites and exit")
     return parser.parse_args(argv)
@@ -52,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     suites = [load_suite(name) for name in names]  # fail on a bad name before any work
     out = args.out or _REPO / "benchmarks" / "results" / ("quick" if args.quick else "")
     bench = Bench(out, quick=args.quick, max_seconds=args.max_seconds,
-                  show_progress=not args.no_progress)
+                  show_progress=not args.no_progress, case_patterns=args.case,
+                  library_patterns=args.library)
     for suite in suites:
         bench.log(f"== suite {suite.NAME}: {suite.DESCRIPTION}")
         bench.describe(suite.NAME, suite.DESCRIPTION)

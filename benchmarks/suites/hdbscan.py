@@ -64,10 +64,10 @@ def run(bench, quick: bool) -> None:
     """Run every case with every library and record the results (see the module doc)."""
     bench.describe(NAME, DESCRIPTION + " Configurations: " + "; ".join(
         lib.config for lib in hdbscan_libraries()))
-    libraries = hdbscan_libraries()
+    libraries = [lib for lib in hdbscan_libraries() if bench.wants_library(lib.name)]
     history: dict[str, list[tuple[int, int, float]]] = {}
     warmed: set[str] = set()
-    for case in cases(quick):
+    for case in (c for c in cases(quick) if bench.wants_case(c.name)):
         points = blobs(case.n, case.d)
         fits = {}
         for lib in bench.progress(libraries, desc=f"{case.name} N={case.n} D={case.d}"):
