@@ -62,17 +62,3 @@ def load_any(name: str):
 def backend(request):
     """Each backend module in turn (``medscore._core``, ``medscore._numba``)."""
     return load_any(request.param)
-
-
-@pytest.fixture
-def all_backends():
-    """Every backend that imports here (skips when fewer than two do)."""
-    modules = []
-    for name in _NAMES:
-        try:
-            modules.append(load_any(name))
-        except pytest.skip.Exception:
-            continue
-    if len(modules) < 2:
-        pytest.skip("needs both backends to compare them")
-    return modules
