@@ -1,0 +1,128 @@
+"""A kd-tree over the points, shared by the exact neighbour search and Borůvka's MST.
+
+Nodes are numbered in creation order, so a child's id is larger than its parent's and a
+reverse sweep over ids visits children before parents. Each node owns the contiguous range
+``[start, end)`` of ``order`` (the permutation putting points in tree order) and the bounding
+box ``[lo, hi]`` of its points.
+"""
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+#: Points per leaf: small enough to prune well, large enough to amortise the traversal.
+LEAF_SIZE = 32
+
+#: Box bounds are shrunk by this relative margin before they prune: the bound is computed in a
+#: different order than the distances it bounds, so it may round up by about D ulps.
+BOUND_SHRINK = 1.0 - 1e-9
+
+
+class KDTree(NamedTuple):
+    """Arrays of a kd-tree over ``points`` (N points in tree order, float64 [N, D])."""
+
+    points: np.ndarray  #: float64 [N, D], the input rows permuted into tree order
+    order: np.ndarray  #: int64 [N], original index of each tree-order row
+    start: np.ndarray  #: int64 [M], first tree-order row of each node
+    end: np.ndarray  #: int64 [M], one past the last row
+    left: np.ndarray  #: int64 [M], left child id, -1 for a leaf
+    right: np.ndarray  #: int64 [M], right child id, -1 for a leaf
+    lo: np.ndarray  #: float64 [M, D], lower corner of the node's bounding box
+    hi: np.ndarray  #: float64 [M, D], upper corner
+    depth: int  #: number of levels
+
+
+@numba.njit(cache=True)
+def _count_nodes(n_points, leaf_size):
+    """Number of nodes and levels of the tree that halves ranges until they fit a leaf."""
+    sizes = [n_points]
+    levels = [1]
+    n_nodes = 0
+    depth = 0
+    while len(sizes) > 0:
+        size = sizes.pop()
+        level = levels.pop()
+        n_nodes += 1
+        depth = max(depth, level)
+        if size > leaf_size:
+            sizes.append(size // 2)
+            levels.append(level + 1)
+            sizes.append(size - size // 2)
+            levels.append(level + 1)
+    return n_nodes, depth
+
+
+@numba.njit(cache=True)
+def _sort_range_by_dim(X, order, start, end, dim):
+    """Sort ``order[start:end]`` by coordinate ``dim`` (stable, so the build is deterministic)."""
+    values = np.empty(end - start)
+    for i in range(start, end):
+        values[i - start] = X[order[i], dim]
+    perm = np.argsort(values, kind="mergesort")
+    segment = order[start:end].copy()
+    for i in range(end - start):
+        order[start + i] = segment[perm[i]]
+
+
+@numba.njit(cache=True)
+def _fill_box(X, order, start, end, lo, hi):
+    """Set ``lo``/``hi`` (float64 [D]) to the bounding box of ``X[order[start:end]]``."""
+    lo[:] = X[order[start]]
+    hi[:] = X[order[start]]
+    for i in range(start + 1, end):
+        row = X[order[i]]
+        for k in range(row.shape[0]):
+            lo[k] = min(lo[k], row[k])
+            hi[k] = max(hi[k], row[k])
+
+
+@numba.njit(cache=True)
+def _build(X, leaf_size):
+    """Build the tree arrays; splits the widest box side at the median row."""
+    n_points, dim = X.shape
+    n_nodes, depth = _count_nodes(n_points, leaf_size)
+    order = np.arange(n_points)
+    start = np.empty(n_nodes, np.int64)
+    end = np.empty(n_nodes, np.int64)
+    left = np.full(n_nodes, -1, np.int64)
+    right = np.full(n_nodes, -1, np.int64)
+    lo = np.empty((n_nodes, dim))
+    hi = np.empty((n_nodes, dim))
+    start[0] = 0
+    end[0] = n_points
+    next_id = 1
+    pending = [0]
+    while len(pending) > 0:
+        node = pending.pop()
+        s, e = start[node], end[node]
+        _fill_box(X, order, s, e, lo[node], hi[node])
+        if e - s <= leaf_size:
+            continue
+        widest = np.argmax(hi[node] - lo[node])
+        _sort_range_by_dim(X, order, s, e, widest)
+        mid = s + (e - s) // 2
+        left[node], right[node] = next_id, next_id + 1
+        start[next_id], end[next_id] = s, mid
+        start[next_id + 1], end[next_id + 1] = mid, e
+        pending.append(next_id + 1)
+        pending.append(next_id)
+        next_id += 2
+    points = np.empty_like(X)
+    for i in range(n_points):
+        points[i] = X[order[i]]
+    return points, order, start, end, left, right, lo, hi, depth
+
+
+def build_kdtree(X: np.ndarray, leaf_size: int = LEAF_SIZE) -> KDTree:
+    """Build a kd-tree over ``X`` (float64 [N, D], C-contiguous, N >= 1)."""
+    return KDTree(*_build(np.ascontiguousarray(X, dtype=np.float64), leaf_size))
+
+
+@numba.njit(cache=True, inline="always")
+def box_lower_bound(q, lo, hi):
+    """A lower bound (float64) on the SPEC distance from ``q`` to any point in box ``[lo, hi]``."""
+    total = 0.0
+    for k in range(q.shape[0]):
+        gap = max(lo[k] - q[k], q[k] - hi[k], 0.0)
+        total += gap * gap
+    return np.sqrt(total) * BOUND_SHRINK
