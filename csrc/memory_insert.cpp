@@ -30,86 +30,84 @@ inline bool heavier(const WalkEdge& a, const WalkEdge& b) noexcept {
     return a.weight > b.weight || (a.weight == b.weight && a.id > b.id);
 }
 
-/// Tree adjacency in compressed rows: neighbours of v are at start[v] .. start[v+1]-1.
-struct Adjacency {
-    std::vector<int64_t> start, vertex, edge;
+/// Buffers reused by every insertion of one insert_into_mst call (sized for the largest tree).
+struct Workspace {
+    std::vector<int64_t> start, fill, vertex, edge;  // adjacency in compressed rows
+    std::vector<int64_t> order, parent, parent_edge, stack;
+    std::vector<WalkEdge> path_max;
+    std::vector<char> dropped;
+    std::vector<MstEdge> next;
 };
 
-Adjacency build_adjacency(const std::vector<MstEdge>& tree, int64_t n) {
-    Adjacency adj;
-    adj.start.assign(static_cast<size_t>(n + 1), 0);
-    for (const MstEdge& e : tree) { ++adj.start[e.u + 1]; ++adj.start[e.v + 1]; }
-    for (int64_t v = 0; v < n; ++v) adj.start[v + 1] += adj.start[v];
-    adj.vertex.resize(2 * tree.size());
-    adj.edge.resize(2 * tree.size());
-    std::vector<int64_t> fill(adj.start.begin(), adj.start.end() - 1);
+void build_adjacency(const std::vector<MstEdge>& tree, int64_t n, Workspace& w) {
+    w.start.assign(static_cast<size_t>(n + 1), 0);
+    for (const MstEdge& e : tree) { ++w.start[e.u + 1]; ++w.start[e.v + 1]; }
+    for (int64_t v = 0; v < n; ++v) w.start[v + 1] += w.start[v];
+    w.vertex.resize(2 * tree.size());
+    w.edge.resize(2 * tree.size());
+    w.fill.assign(w.start.begin(), w.start.end() - 1);
     for (size_t i = 0; i < tree.size(); ++i) {
         const MstEdge& e = tree[i];
-        adj.vertex[fill[e.u]] = e.v; adj.edge[fill[e.u]++] = static_cast<int64_t>(i);
-        adj.vertex[fill[e.v]] = e.u; adj.edge[fill[e.v]++] = static_cast<int64_t>(i);
+        w.vertex[w.fill[e.u]] = e.v; w.edge[w.fill[e.u]++] = static_cast<int64_t>(i);
+        w.vertex[w.fill[e.v]] = e.u; w.edge[w.fill[e.v]++] = static_cast<int64_t>(i);
     }
-    return adj;
 }
 
-/// Preorder of the tree from vertex 0, with each vertex's parent edge (-1 at the root).
-void preorder(const Adjacency& adj, int64_t n, std::vector<int64_t>& order, std::vector<int64_t>& parent,
-              std::vector<int64_t>& parent_edge) {
-    order.clear();
-    parent.assign(static_cast<size_t>(n), -1);
-    parent_edge.assign(static_cast<size_t>(n), -1);
-    std::vector<int64_t> stack{0};
-    std::vector<char> seen(static_cast<size_t>(n), 0);
-    seen[0] = 1;
-    while (!stack.empty()) {
-        const int64_t v = stack.back();
-        stack.pop_back();
-        order.push_back(v);
-        for (int64_t a = adj.start[v]; a < adj.start[v + 1]; ++a) {
-            const int64_t w = adj.vertex[a];
-            if (seen[w]) continue;
-            seen[w] = 1;
-            parent[w] = v;
-            parent_edge[w] = adj.edge[a];
-            stack.push_back(w);
+/// Preorder of the tree from vertex 0, with each vertex's parent and parent edge (-1 at the root).
+void preorder(int64_t n, Workspace& w) {
+    w.order.clear();
+    w.parent.assign(static_cast<size_t>(n), -1);
+    w.parent_edge.assign(static_cast<size_t>(n), -1);
+    w.stack.assign(1, 0);
+    w.parent[0] = 0;  // marks the root as seen; reset below
+    while (!w.stack.empty()) {
+        const int64_t v = w.stack.back();
+        w.stack.pop_back();
+        w.order.push_back(v);
+        for (int64_t a = w.start[v]; a < w.start[v + 1]; ++a) {
+            const int64_t x = w.vertex[a];
+            if (w.parent[x] >= 0) continue;
+            w.parent[x] = v;
+            w.parent_edge[x] = w.edge[a];
+            w.stack.push_back(x);
         }
     }
-    if (static_cast<int64_t>(order.size()) != n) throw std::logic_error("insert_into_mst: the MST is not connected");
+    w.parent[0] = -1;
+    if (static_cast<int64_t>(w.order.size()) != n) throw std::logic_error("insert_into_mst: the MST is not connected");
 }
 
 /// Inserts vertex q = n (distances `to_q` [n] to vertices 0..n-1) into `tree` (n - 1 edges).
-void insert_vertex(std::vector<MstEdge>& tree, int64_t n, const std::vector<double>& to_q) {
-    const Adjacency adj = build_adjacency(tree, n);
-    std::vector<int64_t> order, parent, parent_edge;
-    preorder(adj, n, order, parent, parent_edge);
-    std::vector<WalkEdge> path_max(static_cast<size_t>(n));
-    for (int64_t v = 0; v < n; ++v) path_max[v] = WalkEdge{to_q[v], v};
-    std::vector<char> dropped(static_cast<size_t>(2 * n), 0);  // q-edges, then tree edges
-    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+void insert_vertex(std::vector<MstEdge>& tree, int64_t n, const std::vector<double>& to_q, Workspace& w) {
+    build_adjacency(tree, n, w);
+    preorder(n, w);
+    w.path_max.resize(static_cast<size_t>(n));
+    for (int64_t v = 0; v < n; ++v) w.path_max[v] = WalkEdge{to_q[v], v};
+    w.dropped.assign(static_cast<size_t>(2 * n), 0);  // q-edges, then tree edges
+    for (auto it = w.order.rbegin(); it != w.order.rend(); ++it) {
         const int64_t v = *it;
-        const int64_t p = parent[v];
+        const int64_t p = w.parent[v];
         if (p < 0) continue;
-        const WalkEdge via_tree{tree[parent_edge[v]].weight, n + parent_edge[v]};
-        const WalkEdge from_child = path_max[v];
-        const WalkEdge from_parent = path_max[p];
+        const WalkEdge via_tree{tree[w.parent_edge[v]].weight, n + w.parent_edge[v]};
+        const WalkEdge from_child = w.path_max[v];
+        const WalkEdge from_parent = w.path_max[p];
         if (heavier(via_tree, from_child) && heavier(via_tree, from_parent)) {
-            dropped[via_tree.id] = 1;
+            w.dropped[via_tree.id] = 1;
         } else if (heavier(from_child, from_parent)) {
-            dropped[from_child.id] = 1;
+            w.dropped[from_child.id] = 1;
         } else {
-            dropped[from_parent.id] = 1;
-            path_max[p] = heavier(from_child, via_tree) ? from_child : via_tree;
+            w.dropped[from_parent.id] = 1;
+            w.path_max[p] = heavier(from_child, via_tree) ? from_child : via_tree;
         }
     }
-    std::vector<MstEdge> next;
-    next.reserve(static_cast<size_t>(n));
+    w.next.clear();
     for (int64_t e = 0; e < n - 1; ++e) {
-        if (!dropped[n + e]) next.push_back(tree[e]);
+        if (!w.dropped[n + e]) w.next.push_back(tree[e]);
     }
     for (int64_t j = 0; j < n; ++j) {
-        if (!dropped[j]) next.push_back(MstEdge{j, n, to_q[j]});
+        if (!w.dropped[j]) w.next.push_back(MstEdge{j, n, to_q[j]});
     }
-    if (static_cast<int64_t>(next.size()) != n) throw std::logic_error("insert_into_mst: walk lost the tree");
-    tree.swap(next);
+    if (static_cast<int64_t>(w.next.size()) != n) throw std::logic_error("insert_into_mst: walk lost the tree");
+    tree.swap(w.next);
 }
 
 bool edge_less(const MstEdge& a, const MstEdge& b) noexcept {
@@ -127,11 +125,16 @@ std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const Poin
                                     std::to_string(points.rows) + " points");
     }
     std::vector<MstEdge> tree = mst;
+    Workspace work;
+    const auto largest = static_cast<size_t>(points.rows);
+    tree.reserve(largest);
+    work.next.reserve(largest);
     std::vector<double> to_q;
+    to_q.reserve(largest);
     for (int64_t q = n_old; q < points.rows; ++q) {
         to_q.resize(static_cast<size_t>(q));
         for (int64_t j = 0; j < q; ++j) to_q[j] = euclidean_distance(points.row(j), points.row(q), points.cols);
-        insert_vertex(tree, q, to_q);
+        insert_vertex(tree, q, to_q, work);
     }
     // insert_vertex keeps surviving edges in their order, so the old edges are still sorted;
     // only the new ones need sorting before the merge.
