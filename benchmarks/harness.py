@@ -11,6 +11,7 @@ in the ``memory_method`` of each record.
 """
 from __future__ import annotations
 
+import ctypes
 import datetime
 import fnmatch
 import gc
@@ -72,10 +73,21 @@ def _can_reset_peak_rss() -> bool:
     return True
 
 
+def _release_free_heap() -> None:
+    """Collect garbage and return glibc's free heap pages to the system, so that memory freed
+    by earlier calls is not silently reused by the next one (which would hide its peak)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 class _RssPeak:
     """Context manager: resident-set peak growth during the block, in bytes."""
 
     def __enter__(self):
+        _release_free_heap()
         _CLEAR_REFS.write_text("5")
         self.before = _status_kib("VmRSS")
         self.bytes = 0

@@ -17,6 +17,8 @@ if str(REPO) not in sys.path:  # ``benchmarks`` is a folder of the checkout, not
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
+from benchmarks.harness import Bench  # noqa: E402
+from benchmarks.report import markdown_table  # noqa: E402
 from benchmarks.suites.hdbscan import cases, same_partition  # noqa: E402
 
 
@@ -26,6 +28,36 @@ def test_same_partition_accepts_renaming_only():
     assert not same_partition(np.array([5, 5, 3, 3, 0, 0]), reference)  # noise differs
     assert not same_partition(np.array([5, 5, 5, 5, -1, 0]), reference)  # clusters merged
     assert not same_partition(np.array([0, 1, 2, 2, -1, 3]), reference)  # cluster split
+
+
+def test_bench_time_and_memory(tmp_path):
+    bench = Bench(tmp_path, show_progress=False)
+    calls = []
+    timing = bench.time(lambda: calls.append(1), repeat=4, warmup=2)
+    assert len(calls) == 6 and len(timing.times) == 4
+    assert timing.best <= timing.median <= max(timing.times)
+    stopped = bench.time(lambda: calls.append(1), repeat=5, warmup=0, max_total_s=0.0)
+    assert len(stopped.times) == 1  # the budget is spent after the first timed call
+    peak = bench.peak_memory(lambda: np.ones(4_000_000).sum())  # 32 MB temporary
+    assert 28e6 < peak.bytes < 200e6, peak
+
+
+def test_markdown_table_hoists_constant_text_and_formats():
+    records = [
+        {"case": "c", "library": lib, "seconds": s, "status": "ok", "params": {"n": 10},
+         "reference": "a", "speedup_vs_x": sp, "peak_bytes": 2**21}
+        for lib, s, sp in (("a", 1.0, 2.0), ("b", 0.5, 4.0))]
+    table = markdown_table(records)
+    assert table.startswith("reference: a")
+    assert "| 10 | b | 0.5 | 4.00× | 2.0 | ok |" in table
+
+
+def test_record_rewrites_json_and_expectations_come_from_it(tmp_path):
+    first = Bench(tmp_path, show_progress=False)
+    first.record("s", "c", "lib", 1.5, params={"n": 3})
+    second = Bench(tmp_path, show_progress=False)
+    assert second.expected_seconds("s", "c", "lib", {"n": 3}) == 1.5
+    assert second.expected_seconds("s", "c", "lib", {"n": 4}) is None
 
 
 @pytest.fixture(scope="module")
