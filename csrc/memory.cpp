@@ -146,7 +146,10 @@ KeyUpdate process_key(KeyState& key, const std::vector<int64_t>& rows, const Poi
     const int64_t start = aged + over, n_final = n_old + m - start;
     KeyUpdate update;
     update.evict = start;
-    const bool incremental = params.hdbscan.min_samples == 1 && over == 0 && n_prior >= 1;
+    // Insertion costs O(m * n) and a refit about O(n log n): both give the same answer, so
+    // large additions (a memory grown in big chunks) refit.
+    const bool incremental = params.hdbscan.min_samples == 1 && over == 0 && n_prior >= 1 &&
+                             m <= std::max<int64_t>(64, n_prior / 16);
     if (incremental) {
         const std::vector<MstEdge>& prior_mst = prior_fit ? prior_fit->mst : key.mst;
         const PointsView final_points = slice(key, dim, aged, n_final);
