@@ -1,0 +1,158 @@
+"""Suite ``incremental``: exact streaming inserts against refits and FISHDBC.
+
+A stream of seeded blobs (``benchmarks.datasets.blobs``, 10 centres, std 1.0, shuffled) is
+fed to ``medscore.IncrementalHDBSCAN(min_cluster_size=5)`` in batches. Every insert is
+timed (library ``medscore incremental``, ``n`` = memory size after the insert). At a few
+checkpoints the live points are refitted by every batch library of ``benchmarks.libraries``
+(``hdbscan`` exact and default, medscore's batch backends, fast_hdbscan for D <= 30,
+sklearn for N <= 20k); the records say whether the incremental labels equal medscore's
+batch labels up to renaming, and how many times faster the insert was than each refit.
+FISHDBC (``fishdbc`` on PyPI, approximate) gets the same batches through ``update`` and is
+timed per batch including ``cluster()``, with its ARI against the exact labels.
+"""
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from ..datasets import blobs
+from ..libraries import hdbscan_libraries
+
+NAME = "incremental"
+DESCRIPTION = ("Exact incremental HDBSCAN (medscore.IncrementalHDBSCAN, min_cluster_size=5, "
+               "knn='faiss') per-batch insert time vs refits (hdbscan exact/default, medscore "
+               "batch, fast_hdbscan D<=30, sklearn N<=20k) and FISHDBC (time, ARI vs exact).")
+#: Refits stop repeating after this many seconds per library and checkpoint.
+REFIT_BUDGET_S = 60.0
+
+
+class Stream(NamedTuple):
+    """One stream: final size, dimension, batch size, memory sizes where refits run."""
+
+    name: str
+    n: int
+    d: int
+    batch: int
+    checkpoints: tuple
+    refits: bool = True
+    fishdbc: bool = True
+
+
+def streams(quick: bool) -> list[Stream]:
+    if quick:
+        return [Stream("stream_d32", 4096, 32, 256, (2048, 4096)),
+                Stream("stream_d64", 2048, 64, 256, (2048,))]
+    return [Stream("stream_d32", 100_000, 32, 1024, (10_240, 50_176, 100_000)),
+            Stream("stream_d64", 20_000, 64, 1024, (10_240, 20_000)),
+            Stream("stream_1m_d16", 1_000_000, 16, 1024, (), refits=False, fishdbc=False)]
+
+
+def sweep(quick: bool) -> tuple[int, int, list[int]]:
+    """(memory size, dimension, batch sizes) of the batch-size sweep."""
+    if quick:
+        return 2000, 32, [1, 16, 256]
+    return 20_000, 32, [1, 16, 128, 1024, 4096]
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    if not np.array_equal(a < 0, b < 0):
+        return False
+    pairs = set(zip(a[a >= 0].tolist(), b[b >= 0].tolist()))
+    return len(pairs) == len({x for x, _ in pairs}) == len({y for _, y in pairs})
+
+
+def _fishdbc():
+    try:
+        from fishdbc import FISHDBC
+    except ImportError as exc:
+        return None, f"not installed: {exc} (pip install fishdbc)"
+    return FISHDBC, None
+
+
+def _refits(bench, stream, points, insert_seconds, labels):
+    """Time every batch library on ``points`` and record speed-ups of the insert."""
+    n, d = points.shape
+    for lib in hdbscan_libraries():
+        if not bench.wants_library(lib.name):
+            continue
+        params = {"n": n, "d": d, "batch": stream.batch}
+        reason = lib.unavailable or lib.limit(n, d)
+        if reason:
+            bench.record(NAME, stream.name + "_refit", lib.name, None, status=reason, params=params)
+            continue
+        out = []
+        timing = bench.time(lambda: out.append(lib.fit_labels(points)), repeat=2, warmup=0,
+                            max_total_s=REFIT_BUDGET_S)
+        bench.record(NAME, stream.name + "_refit", lib.name, timing.best, params=params,
+                     speedup_of_insert=timing.best / insert_seconds,
+                     labels_identical=_same_partition(labels, out[-1]),
+                     peak_bytes=timing.peak_bytes)
+
+
+def _run_stream(bench, stream, quick):
+    import medscore
+    from sklearn.metrics import adjusted_rand_score
+
+    points = blobs(stream.n, stream.d, seed=1)[np.random.default_rng(1).permutation(stream.n)]
+    model = medscore.IncrementalHDBSCAN(min_cluster_size=5, knn="faiss")
+    FISHDBC, fish_reason = _fishdbc() if stream.fishdbc else (None, "skipped")
+    fish = FISHDBC.from_metric(min_samples=5) if FISHDBC else None
+    model.insert(points[:32])  # compile (or load) the Numba kernels outside the timings
+    model.remove(model.ids_)
+    steps = range(0, stream.n, stream.batch)
+    record_every = max(1, len(steps) // 50)
+    for step, start in enumerate(bench.progress(steps, desc=stream.name)):
+        batch = points[start:start + stream.batch]
+        seconds = []
+
+        def timed_insert():
+            t0 = time.perf_counter()
+            model.insert(batch)
+            seconds.append(time.perf_counter() - t0)
+
+        n = start + len(batch)
+        probe = n in stream.checkpoints or step % record_every == 0 or n == stream.n
+        peak = bench.peak_memory(timed_insert) if probe else timed_insert()
+        params = {"n": n, "d": stream.d, "batch": stream.batch}
+        if fish is not None:
+            t0 = time.perf_counter()
+            fish.update(list(batch))
+            if probe:
+                labels = fish.cluster(min_cluster_size=5).labels
+                bench.record(NAME, stream.name, "fishdbc", time.perf_counter() - t0, params=params,
+                             ari_vs_exact=float(adjusted_rand_score(model.labels_, labels)))
+        if probe:
+            bench.record(NAME, stream.name, "medscore incremental", seconds[0], params=params,
+                         peak_bytes=peak.bytes)
+        if stream.refits and n in stream.checkpoints:
+            _refits(bench, stream, points[:n], seconds[0], model.labels_)
+    if fish_reason and stream.fishdbc:
+        bench.record(NAME, stream.name, "fishdbc", None, status=fish_reason)
+
+
+def _run_sweep(bench, quick):
+    import medscore
+
+    n, d, sizes = sweep(quick)
+    points = blobs(n + max(sizes), d, seed=2)
+    model = medscore.IncrementalHDBSCAN(min_cluster_size=5, knn="faiss")
+    model.insert(points[:n])
+    for size in bench.progress(sizes, desc="batch sweep"):
+        batch = points[n:n + size]
+        timing = bench.time(lambda: model.insert(batch), repeat=1, warmup=0)
+        model.remove(model.ids_[-size:])  # back to the same memory for the next size
+        bench.record(NAME, "batch_sweep", "medscore incremental", timing.best,
+                     params={"n": n, "d": d, "batch": size}, per_point_s=timing.best / size)
+
+
+def run(bench, quick: bool) -> None:
+    """Run the streams and the batch-size sweep (``quick``: small sizes for a smoke run)."""
+    bench.describe(NAME, DESCRIPTION)
+    for stream in streams(quick):
+        if bench.wants_case(stream.name):
+            _run_stream(bench, stream, quick)
+    if bench.wants_case("batch_sweep"):
+        _run_sweep(bench, quick)
+    bench.write(NAME)
