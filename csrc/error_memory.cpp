@@ -1,0 +1,245 @@
+// medscore::Memory: the Python medscore.Memory step (parse, store, cluster, penalise) in C++.
+#include "medscore/error_memory.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace medscore {
+namespace {
+
+[[noreturn]] void bad_input(const std::string& what) { throw std::invalid_argument("Memory::penalize: " + what); }
+
+/// Sum of `x` [n] in numpy's pairwise order: below 8 terms a plain loop; up to 128 eight
+/// running sums combined as ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)) then the tail; above that
+/// the two halves (the first a multiple of 8 long) summed recursively.
+double pairwise_sum(const double* x, int64_t n) {
+    if (n < 8) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; ++i) sum += x[i];
+        return sum;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; ++j) r[j] = x[j];
+        int64_t i = 8;
+        for (; i < n - (n % 8); i += 8) {
+            for (int j = 0; j < 8; ++j) r[j] += x[i + j];
+        }
+        double sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; ++i) sum += x[i];
+        return sum;
+    }
+    int64_t half = n / 2;
+    half -= half % 8;
+    return pairwise_sum(x, half) + pairwise_sum(x + half, n - half);
+}
+
+std::vector<uint8_t> check_flags(const uint8_t* flags, int64_t n, const char* name) {
+    if (flags == nullptr) bad_input(std::string(name) + " is null");
+    std::vector<uint8_t> out(flags, flags + n);
+    for (int64_t i = 0; i < n; ++i) {
+        if (out[i] > 1) bad_input(std::string(name) + " must hold 0 or 1, row " + std::to_string(i) + " holds " +
+                                  std::to_string(out[i]));
+    }
+    return out;
+}
+
+/// Rows that carry a fingerprint; rows marked valid must be finite (as medscore.Memory).
+std::vector<uint8_t> valid_rows(const PointsView& x, const uint8_t* valid, NanRows nan_rows) {
+    std::vector<uint8_t> out(static_cast<size_t>(x.rows), 1);
+    if (valid != nullptr) out = check_flags(valid, x.rows, "valid");
+    int64_t first_bad = -1, n_bad = 0;
+    for (int64_t i = 0; i < x.rows; ++i) {
+        int64_t n_finite = 0, n_nan = 0;
+        for (int64_t j = 0; j < x.cols; ++j) {
+            n_finite += std::isfinite(x.row(i)[j]) ? 1 : 0;
+            n_nan += std::isnan(x.row(i)[j]) ? 1 : 0;
+        }
+        if (valid == nullptr && nan_rows == NanRows::skip && n_nan == x.cols) out[i] = 0;
+        if (out[i] && n_finite != x.cols) {
+            if (first_bad < 0) first_bad = i;
+            ++n_bad;
+        }
+    }
+    if (first_bad >= 0) {
+        bad_input("fingerprints contain NaN or Inf in row " + std::to_string(first_bad) + " (" + std::to_string(n_bad) +
+                  " bad rows); mark rows without a fingerprint with valid or nan_rows=skip");
+    }
+    return out;
+}
+
+}  // namespace
+
+MemoryOptions MemoryOptions::preset(const std::string& name) {
+    MemoryOptions o;
+    if (name.empty()) return o;
+    if (name != "paper") throw std::invalid_argument("MemoryOptions::preset: unknown preset '" + name + "' (known: '', 'paper')");
+    o.store = StoreRule::all;
+    o.assign = AssignRule::paper;
+    o.penalize_noise = true;
+    return o;
+}
+
+void check_options(const MemoryOptions& o) {
+    auto fail = [](const std::string& what) { throw std::invalid_argument("MemoryOptions: " + what); };
+    if (o.min_cluster_size < 2) fail("min_cluster_size must be >= 2, got " + std::to_string(o.min_cluster_size));
+    if (o.min_samples < 1) fail("min_samples must be >= 1, got " + std::to_string(o.min_samples));
+    if (!std::isfinite(o.alpha) || o.alpha < 0.0) fail("alpha must be finite and >= 0");
+    if (!std::isfinite(o.beta) || o.beta < 0.0) fail("beta must be finite and >= 0");
+    if (o.max_age < -1) fail("max_age must be >= 0 or -1 (none), got " + std::to_string(o.max_age));
+    if (o.capacity == 0 || o.capacity < -1) fail("capacity must be >= 1 or -1 (none), got " + std::to_string(o.capacity));
+    if (o.n_threads < 0) fail("n_threads must be >= 0, got " + std::to_string(o.n_threads));
+}
+
+double default_penalty(int64_t size, double alpha, double beta) {
+    // std::log is the C library's log, as Python's math.log: the same bits as medscore.Memory.
+    return std::min(alpha * std::log(static_cast<double>(size + 1)), beta);
+}
+
+double numpy_norm(const double* values, int64_t n) {
+    std::vector<double> squares(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) squares[i] = values[i] * values[i];
+    return std::sqrt(pairwise_sum(squares.data(), n));
+}
+
+Memory::Memory(const MemoryOptions& options) : options_(options) { check_options(options_); }
+
+KeyedMemory Memory::make_engine(int64_t dim) const {
+    MemoryParams p;
+    p.dim = dim;
+    p.hdbscan.min_cluster_size = options_.min_cluster_size;
+    p.hdbscan.min_samples = options_.min_samples;
+    p.hdbscan.method = options_.method;
+    p.assign = options_.assign;
+    p.vote_k = 3;
+    p.max_age = options_.max_age;
+    p.capacity = options_.capacity;
+    p.n_threads = options_.n_threads;
+    return KeyedMemory(p);
+}
+
+std::vector<int64_t> Memory::key_ids(const int64_t* keys, int64_t n, std::vector<int64_t>& new_keys) const {
+    // New keys get ids in increasing key order, as np.unique orders them in medscore.Memory.
+    std::vector<int64_t> unique(keys, keys + n);
+    std::sort(unique.begin(), unique.end());
+    unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+    std::vector<int64_t> unique_ids(unique.size());
+    for (size_t u = 0; u < unique.size(); ++u) {
+        auto it = std::lower_bound(key_index_.begin(), key_index_.end(), std::make_pair(unique[u], INT64_MIN));
+        if (it != key_index_.end() && it->first == unique[u]) {
+            unique_ids[u] = it->second;
+        } else {
+            unique_ids[u] = static_cast<int64_t>(keys_.size() + new_keys.size());
+            new_keys.push_back(unique[u]);
+        }
+    }
+    std::vector<int64_t> ids(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+        ids[i] = unique_ids[std::lower_bound(unique.begin(), unique.end(), keys[i]) - unique.begin()];
+    }
+    return ids;
+}
+
+Penalties Memory::penalize(const PointsView& x, const int64_t* keys, const uint8_t* correct, const uint8_t* valid,
+                           int64_t step) {
+    check_points(x, "Memory::penalize");
+    if (dim_ != 0 && x.cols != dim_) {
+        bad_input("fingerprints have " + std::to_string(x.cols) + " dimensions, the memory holds " + std::to_string(dim_));
+    }
+    if (keys == nullptr) bad_input("keys is null");
+    const int64_t n = x.rows;
+    const std::vector<uint8_t> is_correct = check_flags(correct, n, "correct");
+    const std::vector<uint8_t> is_valid = valid_rows(x, valid, options_.nan_rows);
+    std::vector<int64_t> new_keys;
+    const std::vector<int64_t> ids = key_ids(keys, n, new_keys);
+    if (step < -1) bad_input("step must be >= 0 (or -1: the last step + 1), got " + std::to_string(step));
+    if (step == -1) step = last_step_ + 1;
+    if (step < last_step_) bad_input("step " + std::to_string(step) + " is before the memory's last step " + std::to_string(last_step_));
+
+    std::vector<int64_t> rows, groups;
+    for (int64_t i = 0; i < n; ++i) {
+        if (!is_valid[i] || (options_.store == StoreRule::wrong && is_correct[i])) continue;
+        int64_t group = options_.keyed ? ids[i] : 0;
+        if (options_.store == StoreRule::all) group = 2 * group + is_correct[i];
+        rows.push_back(i);
+        groups.push_back(group);
+    }
+    std::vector<double> stored(rows.size() * static_cast<size_t>(x.cols));
+    for (size_t r = 0; r < rows.size(); ++r) {
+        const double* src = x.row(rows[r]);
+        const double norm = options_.normalize ? numpy_norm(src, x.cols) : 1.0;
+        if (norm == 0.0) bad_input("fingerprint row " + std::to_string(rows[r]) + " is all zeros and cannot be L2-normalised");
+        for (int64_t j = 0; j < x.cols; ++j) stored[r * x.cols + j] = options_.normalize ? src[j] / norm : src[j];
+    }
+
+    Penalties out{std::vector<double>(n, 0.0), std::vector<int64_t>(n, -1), std::vector<int64_t>(n, 0)};
+    if (!rows.empty()) {
+        const PointsView view{stored.data(), static_cast<int64_t>(rows.size()), x.cols};
+        StepResult result;
+        if (engine_) {
+            result = engine_->penalize_step(view, groups.data(), step);  // unchanged if it throws
+        } else {
+            KeyedMemory fresh = make_engine(x.cols);
+            result = fresh.penalize_step(view, groups.data(), step);
+            engine_.emplace(std::move(fresh));
+        }
+        dim_ = x.cols;
+        for (size_t r = 0; r < rows.size(); ++r) {
+            out.labels[rows[r]] = result.labels[r];
+            out.sizes[rows[r]] = result.sizes[r];
+        }
+    }
+    for (int64_t key : new_keys) {
+        key_index_.emplace_back(key, static_cast<int64_t>(keys_.size()));
+        keys_.push_back(key);
+    }
+    std::sort(key_index_.begin(), key_index_.end());
+    last_step_ = step;
+    for (int64_t i = 0; i < n; ++i) {
+        const bool target = is_valid[i] && !is_correct[i] && (options_.penalize_noise || out.labels[i] >= 0);
+        if (target) out.penalties[i] = default_penalty(out.sizes[i], options_.alpha, options_.beta);
+    }
+    last_penalties_ = out.penalties;
+    return out;
+}
+
+MemorySnapshot Memory::snapshot() const {
+    MemorySnapshot s;
+    s.options = options_;
+    s.keys = keys_;
+    s.last_step = last_step_;
+    s.dim = dim_;
+    s.last_penalties = last_penalties_;
+    s.has_engine = engine_.has_value();
+    if (engine_) s.engine = engine_->state();
+    return s;
+}
+
+Memory Memory::from_snapshot(const MemorySnapshot& s) {
+    Memory memory(s.options);
+    if (s.last_step < -1) throw std::invalid_argument("Memory: last_step must be >= -1");
+    if (s.dim < 0 || (s.has_engine && s.dim == 0)) throw std::invalid_argument("Memory: bad dim " + std::to_string(s.dim));
+    for (double p : s.last_penalties) {
+        if (!std::isfinite(p) || p < 0.0) throw std::invalid_argument("Memory: last_penalties must be finite and >= 0");
+    }
+    for (int64_t i = 0; i < static_cast<int64_t>(s.keys.size()); ++i) memory.key_index_.emplace_back(s.keys[i], i);
+    std::sort(memory.key_index_.begin(), memory.key_index_.end());
+    for (size_t i = 1; i < memory.key_index_.size(); ++i) {
+        if (memory.key_index_[i].first == memory.key_index_[i - 1].first) throw std::invalid_argument("Memory: keys are not unique");
+    }
+    if (s.has_engine) {
+        KeyedMemory engine = memory.make_engine(s.dim);
+        engine.load_state(s.engine);
+        memory.engine_.emplace(std::move(engine));
+    }
+    memory.keys_ = s.keys;
+    memory.last_step_ = s.last_step;
+    memory.dim_ = s.dim;
+    memory.last_penalties_ = s.last_penalties;
+    return memory;
+}
+
+}  // namespace medscore

@@ -1,0 +1,123 @@
+// The error memory of MEDS in C++: fingerprints of a step in, one penalty per rollout out.
+//
+// medscore::Memory is the C++ twin of the Python class medscore.Memory (medscore/memory.py)
+// for integer keys: the same options and defaults, the same key numbering, the same
+// L2-normalisation (bit for bit), the same default penalty min(alpha * ln(|C| + 1), beta),
+// and the same checkpoint file (medscore/checkpoint.hpp), so a memory saved by one is loaded
+// by the other. It wraps KeyedMemory (medscore/memory.hpp), which does the clustering.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "medscore/matrix.hpp"
+#include "medscore/memory.hpp"
+#include "medscore/select.hpp"
+
+namespace medscore {
+
+/// Which rollouts a Memory stores.
+enum class StoreRule {
+    wrong,  ///< only wrong rollouts, one clustering per key
+    all,    ///< every rollout, one clustering per (key, correctness)
+};
+
+/// What a fingerprint row of NaN means when no `valid` mask is given.
+enum class NanRows {
+    error,  ///< an error (std::invalid_argument)
+    skip,   ///< a rollout without fingerprint: no penalty, nothing stored
+};
+
+/// Options of a Memory; the defaults are those of medscore.Memory (preset=None).
+struct MemoryOptions {
+    bool keyed = true;                  ///< one clustering per key; false: one global clustering
+    StoreRule store = StoreRule::wrong;
+    bool normalize = true;              ///< L2-normalise stored fingerprints (a zero row is an error)
+    int64_t min_cluster_size = 2;       ///< >= 2
+    int64_t min_samples = 1;            ///< >= 1; 1 updates keys incrementally
+    SelectionMethod method = SelectionMethod::eom;
+    AssignRule assign = AssignRule::exact;
+    bool penalize_noise = false;        ///< penalise noise by the key's noise count
+    double alpha = 0.1;                 ///< penalty min(alpha * ln(|C| + 1), beta); finite, >= 0
+    double beta = 0.2;                  ///< finite, >= 0
+    int64_t max_age = -1;               ///< forget points older than this many steps; -1: never
+    int64_t capacity = -1;              ///< at most this many points per key; -1: no limit
+    NanRows nan_rows = NanRows::error;
+    int n_threads = 0;                  ///< threads across keys; 0: every hardware thread
+
+    /// The options of a preset: "" (the defaults) or "paper" (the published MEDS recipe:
+    /// store all, paper vote, noise penalised). Throws std::invalid_argument otherwise.
+    static MemoryOptions preset(const std::string& name);
+};
+
+/// Throws std::invalid_argument naming the first bad option.
+void check_options(const MemoryOptions& options);
+
+/// The default penalty of a cluster of `size` members: min(alpha * ln(size + 1), beta).
+double default_penalty(int64_t size, double alpha, double beta);
+
+/// Euclidean norm of `values` [n], summed in the order numpy's add.reduce uses (pairwise
+/// blocks of 8), so normalised fingerprints equal numpy's bit for bit.
+double numpy_norm(const double* values, int64_t n);
+
+/// Per-rollout answer of Memory::penalize; every vector has N entries.
+struct Penalties {
+    std::vector<double> penalties;  ///< >= 0, to subtract from the rewards
+    std::vector<int64_t> labels;    ///< cluster within the rollout's key, -1 noise or not stored
+    std::vector<int64_t> sizes;     ///< that cluster's size (noise: the key's noise count; 0 if not stored)
+};
+
+/// Everything a Memory checkpoint holds (medscore/checkpoint.hpp writes and reads it).
+struct MemorySnapshot {
+    MemoryOptions options;
+    std::vector<int64_t> keys;            ///< user keys by dense id (order of first appearance)
+    int64_t last_step = -1;
+    int64_t dim = 0;                      ///< 0 until something is stored
+    std::vector<double> last_penalties;   ///< penalties of the last penalize call
+    bool has_engine = false;              ///< false until something is stored
+    MemoryState engine;                   ///< the KeyedMemory's arrays (when has_engine)
+};
+
+/// Error memory: per-key exact HDBSCAN of stored fingerprints, cluster sizes to penalties.
+/// Not thread-safe: callers serialise calls on one Memory (the C API does, with a mutex).
+class Memory {
+public:
+    /// Checks `options` (std::invalid_argument).
+    explicit Memory(const MemoryOptions& options = MemoryOptions());
+
+    /// Penalties of one step's N rollouts; stores the step.
+    /// `fingerprints` [N, D] float64 row-major; `keys` [N] any int64 (the prompt's stable id);
+    /// `correct` [N] 0/1; `valid` [N] 0/1 or null (rows with 0 have no fingerprint);
+    /// `step` >= last_step(), or -1 for last_step() + 1.
+    /// Throws std::invalid_argument on bad input; the memory is then unchanged.
+    Penalties penalize(const PointsView& fingerprints, const int64_t* keys, const uint8_t* correct,
+                       const uint8_t* valid, int64_t step);
+
+    const MemoryOptions& options() const noexcept { return options_; }
+    int64_t dim() const noexcept { return dim_; }              ///< 0 until something is stored
+    int64_t last_step() const noexcept { return last_step_; }  ///< -1 before the first step
+    const std::vector<int64_t>& keys() const noexcept { return keys_; }
+    const std::vector<double>& last_penalties() const noexcept { return last_penalties_; }
+    /// The clustering engine; null until something is stored.
+    const KeyedMemory* engine() const noexcept { return engine_ ? &*engine_ : nullptr; }
+
+    MemorySnapshot snapshot() const;
+    /// A Memory holding `snapshot` (checked; std::invalid_argument), with `snapshot.options`.
+    static Memory from_snapshot(const MemorySnapshot& snapshot);
+
+private:
+    KeyedMemory make_engine(int64_t dim) const;
+    std::vector<int64_t> key_ids(const int64_t* keys, int64_t n, std::vector<int64_t>& new_keys) const;
+
+    MemoryOptions options_;
+    int64_t dim_ = 0;
+    int64_t last_step_ = -1;
+    std::vector<int64_t> keys_;
+    std::vector<std::pair<int64_t, int64_t>> key_index_;  ///< (key, id) sorted by key
+    std::vector<double> last_penalties_;
+    std::optional<KeyedMemory> engine_;  ///< created by the first step that stores a point
+};
+
+}  // namespace medscore

@@ -1,0 +1,203 @@
+"""The C API (medscore/medscore.h) through ctypes, against the Python ``medscore.Memory``.
+
+The C library must give the Python memory's penalties bit for bit, and a checkpoint written
+by either must be loaded by the other. The shared library is found in the installed wheel
+(``medscore/lib``), else in the dev build (``build/dev``), else ``$MEDSCORE_C_LIBRARY``;
+without one these tests are skipped.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import medscore
+
+pytest.importorskip("medscore._core")
+from medscore.memory import Memory  # noqa: E402
+
+OK, INVALID, IO, CORRUPT = 0, 1, 2, 3
+
+
+class Options(ctypes.Structure):
+    _fields_ = [("keyed", ctypes.c_int32), ("store_all", ctypes.c_int32), ("normalize", ctypes.c_int32),
+                ("min_cluster_size", ctypes.c_int64), ("min_samples", ctypes.c_int64),
+                ("selection", ctypes.c_int32), ("assign", ctypes.c_int32), ("penalize_noise", ctypes.c_int32),
+                ("alpha", ctypes.c_double), ("beta", ctypes.c_double), ("max_age", ctypes.c_int64),
+                ("capacity", ctypes.c_int64), ("nan_rows_skip", ctypes.c_int32), ("n_threads", ctypes.c_int32)]
+
+
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int64) for name in ("keys", "groups", "points", "clusters", "noise", "last_step", "dim")]
+
+
+def _library_path() -> Path | None:
+    candidates = [os.environ.get("MEDSCORE_C_LIBRARY")]
+    candidates += sorted(str(p) for p in (Path(medscore.__file__).parent / "lib").glob("libmedscore.so*"))
+    candidates.append(str(Path(__file__).resolve().parents[1] / "build" / "dev" / "libmedscore.so"))
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c)
+    return None
+
+
+@pytest.fixture(scope="module")
+def lib():
+    path = _library_path()
+    if path is None:
+        pytest.skip("no libmedscore shared library (install the wheel or build build/dev)")
+    lib = ctypes.CDLL(str(path))
+    p, i64, u8 = ctypes.POINTER, ctypes.c_int64, ctypes.c_uint8
+    handle = ctypes.c_void_p
+    lib.medscore_last_error.restype = ctypes.c_char_p
+    lib.medscore_memory_last_error.restype = ctypes.c_char_p
+    lib.medscore_memory_last_error.argtypes = [handle]
+    lib.medscore_memory_options_init.argtypes = [p(Options), ctypes.c_char_p]
+    lib.medscore_memory_create.argtypes = [p(Options), p(handle)]
+    lib.medscore_memory_free.argtypes = [handle]
+    lib.medscore_memory_penalize.argtypes = [handle, p(ctypes.c_double), i64, i64, p(i64), p(u8), p(u8), i64,
+                                             p(ctypes.c_double), p(i64), p(i64)]
+    lib.medscore_memory_save.argtypes = [handle, ctypes.c_char_p]
+    lib.medscore_memory_load.argtypes = [ctypes.c_char_p, ctypes.c_int32, p(handle)]
+    lib.medscore_memory_get_info.argtypes = [handle, p(Info)]
+    return lib
+
+
+class CMemory:
+    """A tiny ctypes wrapper: just enough to drive the C API like medscore.Memory."""
+
+    def __init__(self, lib, preset=None, handle=None, **fields):
+        self.lib = lib
+        self.handle = ctypes.c_void_p(handle)
+        if handle is None:
+            opts = Options()
+            assert lib.medscore_memory_options_init(ctypes.byref(opts), preset and preset.encode()) == OK
+            opts.n_threads = 1
+            for name, value in fields.items():
+                setattr(opts, name, value)
+            assert lib.medscore_memory_create(ctypes.byref(opts), ctypes.byref(self.handle)) == OK
+
+    @classmethod
+    def load(cls, lib, path):
+        handle = ctypes.c_void_p()
+        status = lib.medscore_memory_load(str(path).encode(), 1, ctypes.byref(handle))
+        if status != OK:
+            raise ValueError(status, lib.medscore_last_error().decode())
+        return cls(lib, handle=handle.value)
+
+    def penalize(self, x, keys, correct, step=-1):
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        correct = np.ascontiguousarray(correct, dtype=np.uint8)
+        out = np.empty(len(x))
+        labels, sizes = np.empty(len(x), np.int64), np.empty(len(x), np.int64)
+        ptr = lambda a, t: a.ctypes.data_as(ctypes.POINTER(t))  # noqa: E731
+        status = self.lib.medscore_memory_penalize(
+            self.handle, ptr(x, ctypes.c_double), x.shape[0], x.shape[1], ptr(keys, ctypes.c_int64),
+            ptr(correct, ctypes.c_uint8), None, step, ptr(out, ctypes.c_double), ptr(labels, ctypes.c_int64),
+            ptr(sizes, ctypes.c_int64))
+        if status != OK:
+            raise ValueError(status, self.lib.medscore_memory_last_error(self.handle).decode())
+        return out, labels, sizes
+
+    def save(self, path):
+        assert self.lib.medscore_memory_save(self.handle, str(path).encode()) == OK, self.error()
+
+    def info(self) -> Info:
+        info = Info()
+        assert self.lib.medscore_memory_get_info(self.handle, ctypes.byref(info)) == OK
+        return info
+
+    def error(self) -> str:
+        return self.lib.medscore_memory_last_error(self.handle).decode()
+
+    def __del__(self):
+        self.lib.medscore_memory_free(self.handle)
+
+
+def _steps(seed: int, n_steps: int = 5, n: int = 24, dim: int = 11):
+    """Fingerprints with repeated mistakes: a few directions per key plus small noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(4, dim))
+    for step in range(n_steps):
+        keys = rng.integers(-3, 4, size=n) * 1_000_003
+        x = centres[rng.integers(0, 4, size=n)] + 0.05 * rng.normal(size=(n, dim))
+        x *= rng.uniform(0.5, 3.0, size=(n, 1))
+        yield x, keys, rng.random(n) < 0.3, step
+
+
+@pytest.mark.parametrize("preset", [None, "paper"])
+def test_penalties_equal_python_memory_bit_for_bit(lib, preset):
+    py, c = Memory(preset, n_threads=1), CMemory(lib, preset)
+    for x, keys, correct, step in _steps(seed=3):
+        expected, info = py.penalize(dict(fingerprints=x, keys=keys, correct=correct, step=step), return_info=True)
+        got, labels, sizes = c.penalize(x, keys, correct, step)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(labels, info["labels"])
+        np.testing.assert_array_equal(sizes, info["sizes"])
+    assert expected.max() > 0  # the data does produce penalties
+    assert c.info().points == py.metrics()["points"]
+
+
+def test_python_checkpoint_loads_in_c_and_continues_identically(lib, tmp_path):
+    steps = list(_steps(seed=5, n_steps=6))
+    py = Memory("paper", n_threads=1)
+    for x, keys, correct, step in steps[:3]:
+        py.penalize(dict(fingerprints=x, keys=keys, correct=correct, step=step))
+    py.save(tmp_path / "py.ckpt")
+    c = CMemory.load(lib, tmp_path / "py.ckpt")
+    for x, keys, correct, step in steps[3:]:
+        expected = py.penalize(dict(fingerprints=x, keys=keys, correct=correct, step=step))
+        np.testing.assert_array_equal(c.penalize(x, keys, correct, step)[0], expected)
+
+
+def test_c_checkpoint_loads_in_python_and_is_byte_identical(lib, tmp_path):
+    steps = list(_steps(seed=7, n_steps=4))
+    py, c = Memory(n_threads=1, max_age=2), CMemory(lib, max_age=2)
+    for x, keys, correct, step in steps[:3]:
+        py.penalize(dict(fingerprints=x, keys=keys, correct=correct, step=step))
+        c.penalize(x, keys, correct, step)
+    c.save(tmp_path / "c.ckpt")
+    py.save(tmp_path / "py.ckpt")
+    assert (tmp_path / "c.ckpt").read_bytes() == (tmp_path / "py.ckpt").read_bytes()
+    loaded = Memory.load(tmp_path / "c.ckpt")
+    x, keys, correct, step = steps[3]
+    np.testing.assert_array_equal(loaded.penalize(dict(fingerprints=x, keys=keys, correct=correct, step=step)),
+                                  py.penalize(dict(fingerprints=x, keys=keys, correct=correct, step=step)))
+
+
+def test_c_refuses_string_keys_and_corrupt_files(lib, tmp_path):
+    py = Memory()
+    py.penalize(dict(fingerprints=np.eye(3), keys=["a", "b", "a"], correct=[0, 0, 0]))
+    py.save(tmp_path / "s.ckpt")
+    with pytest.raises(ValueError, match="integer keys only"):
+        CMemory.load(lib, tmp_path / "s.ckpt")
+    blob = bytearray((tmp_path / "s.ckpt").read_bytes())
+    blob[40] ^= 1
+    (tmp_path / "bad.ckpt").write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="checksum") as err:
+        CMemory.load(lib, tmp_path / "bad.ckpt")
+    assert err.value.args[0] == CORRUPT
+    with pytest.raises(ValueError) as err:
+        CMemory.load(lib, tmp_path / "missing.ckpt")
+    assert err.value.args[0] == IO
+
+
+def test_bad_input_returns_a_code_and_leaves_the_memory_unchanged(lib):
+    c = CMemory(lib)
+    x, keys, correct, _ = next(_steps(seed=1))
+    c.penalize(x, keys, np.zeros(len(x), bool), 2)
+    before = (c.info().points, c.info().last_step)
+    x_nan = x.copy()
+    x_nan[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf in row 2") as err:
+        c.penalize(x_nan, keys, correct, 3)
+    assert err.value.args[0] == INVALID
+    with pytest.raises(ValueError, match="dimensions"):
+        c.penalize(x[:, :5], keys, correct, 3)
+    with pytest.raises(ValueError, match="before the memory's last step"):
+        c.penalize(x, keys, correct, step=1)
+    assert (c.info().points, c.info().last_step) == before
