@@ -8,11 +8,14 @@
 #include <utility>
 
 #include "medscore/distance.hpp"
+#include "medscore/distance_batch.hpp"
 #include "medscore/knn.hpp"
 #include "medscore/thread_pool.hpp"
 
 namespace medscore {
 namespace {
+
+constexpr int64_t kMaxLeaf = KdTree::kLeafSize;
 
 /// (distance, row) ordered lexicographically: the order of docs/SPEC.md.
 using Neighbor = std::pair<double, int64_t>;
@@ -50,14 +53,17 @@ private:
 };
 
 void scan_leaf(const KdTree& tree, const KdNode& leaf, int64_t query_pos, NeighborHeap& heap) {
-    const double* q = tree.point(query_pos);
+    const double* rows[kMaxLeaf];
+    double squared[kMaxLeaf];
+    int64_t count = 0;
     for (int64_t pos = leaf.start; pos < leaf.end; ++pos) {
-        if (pos == query_pos) continue;
-        const double bound = heap.bound();
-        const double s = squared_distance_or_above(q, tree.point(pos), tree.dim(),
-                                                   squared_prune_threshold(bound));
-        const double dist = std::sqrt(s);
-        if (dist <= bound) heap.offer({dist, tree.original(pos)});
+        if (pos != query_pos) rows[count++] = tree.point(pos);
+    }
+    squared_distances(tree.point(query_pos), rows, count, tree.dim(), squared);
+    for (int64_t j = 0, pos = leaf.start; j < count; ++j, ++pos) {
+        if (pos == query_pos) ++pos;
+        const double dist = std::sqrt(squared[j]);
+        if (dist <= heap.bound()) heap.offer({dist, tree.original(pos)});
     }
 }
 
@@ -65,30 +71,28 @@ void scan_leaf(const KdTree& tree, const KdNode& leaf, int64_t query_pos, Neighb
 std::vector<Neighbor> query_neighbors(const KdTree& tree, int64_t query_pos, int64_t k,
                                       std::vector<std::pair<double, int32_t>>& stack) {
     NeighborHeap heap(k);
-    const double* q = tree.point(query_pos);
     const auto& nodes = tree.nodes();
     stack.clear();
     stack.emplace_back(0.0, 0);
     while (!stack.empty()) {
-        const auto [lower_sq, id] = stack.back();
+        const auto [lower, id] = stack.back();
         stack.pop_back();
         // Ties at the bound may still win on the row index, so prune only strictly above.
-        const double threshold = squared_prune_threshold(heap.bound());
-        if (lower_sq > threshold) continue;
+        if (lower > heap.bound()) continue;
         const KdNode& node = nodes[id];
         if (node.left < 0) {
             scan_leaf(tree, node, query_pos, heap);
             continue;
         }
-        const double left_sq = tree.box_squared_distance(q, node.left, threshold);
-        const double right_sq = tree.box_squared_distance(q, node.right, threshold);
+        const double left = tree.lower_bound(query_pos, node.left, heap.bound());
+        const double right = tree.lower_bound(query_pos, node.right, heap.bound());
         // Push the farther child first so that the nearer one is searched first.
-        if (left_sq <= right_sq) {
-            stack.emplace_back(right_sq, node.right);
-            stack.emplace_back(left_sq, node.left);
+        if (left <= right) {
+            stack.emplace_back(right, node.right);
+            stack.emplace_back(left, node.left);
         } else {
-            stack.emplace_back(left_sq, node.left);
-            stack.emplace_back(right_sq, node.right);
+            stack.emplace_back(left, node.left);
+            stack.emplace_back(right, node.right);
         }
     }
     return heap.take_sorted();

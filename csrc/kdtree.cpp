@@ -1,73 +1,113 @@
-// kd-tree construction and box bounds; see medscore/kdtree.hpp.
+// kd-tree construction and exact lower bounds; see medscore/kdtree.hpp.
 #include "medscore/kdtree.hpp"
 
 #include <algorithm>
 #include <numeric>
 #include <stdexcept>
 
+#include "medscore/projection.hpp"
+
 namespace medscore {
 
 KdTree::KdTree(const PointsView& points, int64_t leaf_size) : n_(points.rows), d_(points.cols) {
     check_points(points, "KdTree");
-    if (leaf_size < 1) throw std::invalid_argument("KdTree: leaf_size must be >= 1");
+    if (leaf_size < 1 || leaf_size > kLeafSize) throw std::invalid_argument("KdTree: leaf_size must be in [1, 32]");
+    projected_ = d_ > kProjectAbove;
+    e_ = projected_ ? kProjectAbove : d_;
+    coords_.resize(static_cast<size_t>(n_ * e_));
+    if (projected_) {
+        const Projection projection = principal_projection(points, e_);
+        for (int64_t i = 0; i < n_; ++i) projection.apply(points.row(i), coords_.data() + i * e_);
+        coordinate_slack_ = 2.0 * projection.coordinate_error;
+        // Rounding of the bound itself (e_ terms) and of the bit-defined distance (d_ terms).
+        const double margin = 8.0 * static_cast<double>(d_ + e_ + 8) * std::numeric_limits<double>::epsilon();
+        bound_scale_ = (1.0 - margin) / projection.stretch;
+    } else {
+        std::copy(points.data, points.data + n_ * d_, coords_.begin());
+    }
     index_.resize(static_cast<size_t>(n_));
     std::iota(index_.begin(), index_.end(), int64_t{0});
     nodes_.reserve(static_cast<size_t>(2 * (n_ / leaf_size + 1)));
-    build(0, n_, leaf_size, points);
+    build(0, n_, leaf_size);
     points_.resize(static_cast<size_t>(n_ * d_));
     position_.resize(static_cast<size_t>(n_));
+    std::vector<double> ordered(coords_.size());
     for (int64_t pos = 0; pos < n_; ++pos) {
-        std::copy(points.row(index_[pos]), points.row(index_[pos]) + d_, points_.begin() + pos * d_);
-        position_[index_[pos]] = pos;
+        const int64_t row = index_[pos];
+        std::copy(points.row(row), points.row(row) + d_, points_.begin() + pos * d_);
+        std::copy(coords_.begin() + row * e_, coords_.begin() + (row + 1) * e_, ordered.begin() + pos * e_);
+        position_[row] = pos;
     }
+    coords_ = std::move(ordered);
 }
 
-int32_t KdTree::build(int64_t start, int64_t end, int64_t leaf_size, const PointsView& points) {
+int32_t KdTree::build(int64_t start, int64_t end, int64_t leaf_size) {
     const auto id = static_cast<int32_t>(nodes_.size());
     nodes_.push_back(KdNode{start, end, -1, -1});
-    lower_.resize(lower_.size() + static_cast<size_t>(d_), std::numeric_limits<double>::infinity());
-    upper_.resize(upper_.size() + static_cast<size_t>(d_), -std::numeric_limits<double>::infinity());
-    double* lo = lower_.data() + static_cast<int64_t>(id) * d_;
-    double* hi = upper_.data() + static_cast<int64_t>(id) * d_;
+    lower_.resize(lower_.size() + static_cast<size_t>(e_), std::numeric_limits<double>::infinity());
+    upper_.resize(upper_.size() + static_cast<size_t>(e_), -std::numeric_limits<double>::infinity());
+    double* lo = lower_.data() + static_cast<int64_t>(id) * e_;
+    double* hi = upper_.data() + static_cast<int64_t>(id) * e_;
     for (int64_t i = start; i < end; ++i) {
-        const double* p = points.row(index_[i]);
-        for (int64_t k = 0; k < d_; ++k) {
+        const double* p = coords_.data() + index_[i] * e_;
+        for (int64_t k = 0; k < e_; ++k) {
             lo[k] = std::min(lo[k], p[k]);
             hi[k] = std::max(hi[k], p[k]);
         }
     }
     if (end - start <= leaf_size) return id;
-    int64_t split_dim = 0;
-    for (int64_t k = 1; k < d_; ++k) {
-        if (hi[k] - lo[k] > hi[split_dim] - lo[split_dim]) split_dim = k;
+    int64_t split = 0;
+    for (int64_t k = 1; k < e_; ++k) {
+        if (hi[k] - lo[k] > hi[split] - lo[split]) split = k;
     }
-    if (!(hi[split_dim] > lo[split_dim])) return id;  // all points equal: keep one leaf
+    if (!(hi[split] > lo[split])) return id;  // all points equal here: keep one leaf
     const int64_t mid = start + (end - start) / 2;
     // Ties on the coordinate are ordered by row so that the tree is deterministic.
     std::nth_element(index_.begin() + start, index_.begin() + mid, index_.begin() + end,
                      [&](int64_t a, int64_t b) {
-                         const double pa = points.row(a)[split_dim], pb = points.row(b)[split_dim];
+                         const double pa = coords_[a * e_ + split], pb = coords_[b * e_ + split];
                          return pa < pb || (pa == pb && a < b);
                      });
-    const int32_t left = build(start, mid, leaf_size, points);
-    const int32_t right = build(mid, end, leaf_size, points);
+    const int32_t left = build(start, mid, leaf_size);
+    const int32_t right = build(mid, end, leaf_size);
     nodes_[id].left = left;
     nodes_[id].right = right;
     return id;
 }
 
-double KdTree::box_squared_distance(const double* q, int32_t node, double stop_above) const noexcept {
-    const double* lo = lower_.data() + static_cast<int64_t>(node) * d_;
-    const double* hi = upper_.data() + static_cast<int64_t>(node) * d_;
-    // gap_k is the exact negation-free counterpart of a - b in squared_distance: for q below
-    // the box, lo - q <= p - q; above it, q - hi <= q - p = -(p - q) bit for bit.
+double KdTree::lower_bound(int64_t pos, int32_t node, double bound) const noexcept {
+    constexpr double kInf = std::numeric_limits<double>::infinity();
+    const double threshold = squared_prune_threshold(bound);
+    if (!projected_) {
+        const double box = exact_box_squared(point(pos), node, threshold);
+        return box > threshold ? kInf : std::sqrt(box);
+    }
+    const double* q = coords_.data() + pos * e_;
+    const double* lo = lower_.data() + static_cast<int64_t>(node) * e_;
+    const double* hi = upper_.data() + static_cast<int64_t>(node) * e_;
+    double sum = 0.0;
+    for (int64_t k = 0; k < e_; ++k) {
+        const double gap = std::max({lo[k] - q[k], q[k] - hi[k], 0.0});
+        const double t = std::max(gap - coordinate_slack_, 0.0);
+        sum += t * t;
+    }
+    const double lower = std::sqrt(sum) * bound_scale_;
+    return lower > bound ? kInf : lower;
+}
+
+double KdTree::exact_box_squared(const double* q, int32_t node, double stop_above) const noexcept {
+    const double* lo = lower_.data() + static_cast<int64_t>(node) * e_;
+    const double* hi = upper_.data() + static_cast<int64_t>(node) * e_;
+    // Each term is a lower bound of the matching term of squared_distance(q, p) for p in the
+    // box (q below: lo - q <= p - q; above: q - hi <= q - p), and it is summed in the same
+    // lane order, so by monotone rounding the sum never exceeds the bit-defined value.
     auto gap = [&](int64_t k) {
         const double below = lo[k] - q[k], above = q[k] - hi[k];
         return below > 0.0 ? below : (above > 0.0 ? above : 0.0);
     };
     double lanes[4] = {0.0, 0.0, 0.0, 0.0};
     int64_t k = 0;
-    for (; k + 4 <= d_; k += 4) {
+    for (; k + 4 <= e_; k += 4) {
         for (int j = 0; j < 4; ++j) {
             const double t = gap(k + j);
             lanes[j] += t * t;
@@ -77,7 +117,7 @@ double KdTree::box_squared_distance(const double* q, int32_t node, double stop_a
             if (partial > stop_above) return partial;
         }
     }
-    for (int j = 0; k < d_; ++k, ++j) {
+    for (int j = 0; k < e_; ++k, ++j) {
         const double t = gap(k);
         lanes[j] += t * t;
     }

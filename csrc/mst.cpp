@@ -16,7 +16,7 @@
 #include <string>
 #include <tuple>
 
-#include "medscore/distance.hpp"
+#include "medscore/distance_batch.hpp"
 #include "medscore/knn.hpp"
 #include "medscore/thread_pool.hpp"
 #include "medscore/union_find.hpp"
@@ -142,7 +142,6 @@ private:
             return;
         }
         EdgeKey best = best_[q];
-        const double* x = tree_.point(q);
         const auto& nodes = tree_.nodes();
         stack.clear();
         stack.emplace_back(core_q, 0);
@@ -160,9 +159,7 @@ private:
             for (int c = 0; c < 2; ++c) {
                 const double bound = std::min(best.w, shared.load(std::memory_order_relaxed));
                 const double floor = std::max(core_q, node_min_core_[children[c]]);
-                const double threshold = squared_prune_threshold(bound);
-                const double box = floor > bound ? kInf : tree_.box_squared_distance(x, children[c], threshold);
-                child_lower[c] = box > threshold ? kInf : std::max(floor, std::sqrt(box));
+                child_lower[c] = floor > bound ? kInf : std::max(floor, tree_.lower_bound(q, children[c], bound));
             }
             const int nearer = child_lower[1] < child_lower[0] ? 1 : 0;
             stack.emplace_back(child_lower[1 - nearer], children[1 - nearer]);
@@ -173,24 +170,34 @@ private:
     }
 
     void scan_leaf(int64_t q, const KdNode& leaf, EdgeKey& best, std::atomic<double>& shared) const {
-        const double* x = tree_.point(q);
         const int64_t comp_q = comp_[q];
+        int64_t candidates[KdTree::kLeafSize];
+        const double* rows[KdTree::kLeafSize];
+        double squared[KdTree::kLeafSize];
+        int64_t count = 0;
         for (int64_t p = leaf.start; p < leaf.end; ++p) {
-            if (comp_[p] == comp_q) continue;
-            const double floor = std::max(core_[q], core_[p]);
-            const double bound = std::min(best.w, shared.load(std::memory_order_relaxed));
-            if (floor > bound) continue;
-            const int64_t a = std::min(p, q), b = std::max(p, q);
-            if (floor == best.w && std::make_pair(a, b) >= std::make_pair(best.a, best.b)) continue;
-            const double threshold = squared_prune_threshold(bound);
-            const double s = squared_distance_or_above(x, tree_.point(p), tree_.dim(), threshold);
-            if (s > threshold) continue;
-            const EdgeKey candidate{std::max(floor, std::sqrt(s)), a, b};
+            if (comp_[p] == comp_q || !may_improve(q, p, best, shared)) continue;
+            candidates[count] = p;
+            rows[count++] = tree_.point(p);
+        }
+        squared_distances(tree_.point(q), rows, count, tree_.dim(), squared);
+        for (int64_t j = 0; j < count; ++j) {
+            const int64_t p = candidates[j];
+            if (!may_improve(q, p, best, shared)) continue;
+            const EdgeKey candidate{std::max({core_[q], core_[p], std::sqrt(squared[j])}), std::min(p, q),
+                                    std::max(p, q)};
             if (candidate < best) {
                 best = candidate;
                 atomic_min(shared, candidate.w);
             }
         }
+    }
+
+    /// False if the edge (q, p) cannot beat `best` or the component bound, from the cores.
+    bool may_improve(int64_t q, int64_t p, const EdgeKey& best, const std::atomic<double>& shared) const noexcept {
+        const double floor = std::max(core_[q], core_[p]);
+        if (floor > std::min(best.w, shared.load(std::memory_order_relaxed))) return false;
+        return floor < best.w || std::make_pair(std::min(p, q), std::max(p, q)) < std::make_pair(best.a, best.b);
     }
 
     const KdTree& tree_;

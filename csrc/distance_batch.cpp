@@ -1,0 +1,85 @@
+// Interleaved bit-defined distances; see medscore/distance_batch.hpp. Each lane j of every
+// accumulator adds (q_k - x_k)^2 for k = j, j+4, ... in increasing k, exactly as
+// squared_distance() does, so the vector width changes speed, never bits.
+#include "medscore/distance_batch.hpp"
+
+#include "medscore/distance.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define MEDSCORE_X86 1
+#endif
+
+namespace medscore {
+namespace {
+
+/// Adds the d % 4 trailing terms to lanes 0, 1, 2 and combines them as the SPEC says.
+inline double finish(double l0, double l1, double l2, double l3, const double* q, const double* x, int64_t k,
+                     int64_t d) noexcept {
+    if (k < d) { const double t = q[k] - x[k]; l0 += t * t; ++k; }
+    if (k < d) { const double t = q[k] - x[k]; l1 += t * t; ++k; }
+    if (k < d) { const double t = q[k] - x[k]; l2 += t * t; }
+    return (l0 + l1) + (l2 + l3);
+}
+
+#ifdef MEDSCORE_X86
+void four_sse2(const double* q, const double* const* x, int64_t d, double* out) noexcept {
+    __m128d lo[4], hi[4];
+    for (int p = 0; p < 4; ++p) lo[p] = hi[p] = _mm_setzero_pd();
+    int64_t k = 0;
+    for (; k + 4 <= d; k += 4) {
+        const __m128d qa = _mm_loadu_pd(q + k), qb = _mm_loadu_pd(q + k + 2);
+        for (int p = 0; p < 4; ++p) {
+            const __m128d ta = _mm_sub_pd(qa, _mm_loadu_pd(x[p] + k));
+            const __m128d tb = _mm_sub_pd(qb, _mm_loadu_pd(x[p] + k + 2));
+            lo[p] = _mm_add_pd(lo[p], _mm_mul_pd(ta, ta));
+            hi[p] = _mm_add_pd(hi[p], _mm_mul_pd(tb, tb));
+        }
+    }
+    for (int p = 0; p < 4; ++p) {
+        double l[4];
+        _mm_storeu_pd(l, lo[p]);
+        _mm_storeu_pd(l + 2, hi[p]);
+        out[p] = finish(l[0], l[1], l[2], l[3], q, x[p], k, d);
+    }
+}
+
+__attribute__((target("avx2"))) void four_avx2(const double* q, const double* const* x, int64_t d,
+                                               double* out) noexcept {
+    __m256d acc[4];
+    for (int p = 0; p < 4; ++p) acc[p] = _mm256_setzero_pd();
+    int64_t k = 0;
+    for (; k + 4 <= d; k += 4) {
+        const __m256d qv = _mm256_loadu_pd(q + k);
+        for (int p = 0; p < 4; ++p) {
+            const __m256d t = _mm256_sub_pd(qv, _mm256_loadu_pd(x[p] + k));
+            acc[p] = _mm256_add_pd(acc[p], _mm256_mul_pd(t, t));
+        }
+    }
+    for (int p = 0; p < 4; ++p) {
+        double l[4];
+        _mm256_storeu_pd(l, acc[p]);
+        out[p] = finish(l[0], l[1], l[2], l[3], q, x[p], k, d);
+    }
+}
+
+using FourKernel = void (*)(const double*, const double* const*, int64_t, double*) noexcept;
+
+FourKernel pick_kernel() noexcept {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") ? four_avx2 : four_sse2;
+}
+#endif
+
+}  // namespace
+
+void squared_distances(const double* q, const double* const* rows, int64_t count, int64_t d, double* out) noexcept {
+    int64_t j = 0;
+#ifdef MEDSCORE_X86
+    static const FourKernel four = pick_kernel();
+    for (; j + 4 <= count; j += 4) four(q, rows + j, d, out + j);
+#endif
+    for (; j < count; ++j) out[j] = squared_distance(q, rows[j], d);
+}
+
+}  // namespace medscore

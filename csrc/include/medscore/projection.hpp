@@ -1,0 +1,28 @@
+// Orthonormal projection onto the top principal directions (private to csrc/): a cheap,
+// provable lower bound of Euclidean distances in high dimension, used by the kd-tree.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "medscore/matrix.hpp"
+
+namespace medscore {
+
+/// Rows of `basis` are (nearly) orthonormal directions: |P (a - b)| <= |a - b| * stretch.
+struct Projection {
+    int64_t in_dim = 0;
+    int64_t out_dim = 0;
+    std::vector<double> mean;    ///< [in_dim]
+    std::vector<double> basis;   ///< [out_dim, in_dim], row-major
+    double stretch = 1.0;        ///< upper bound of the operator norm of `basis` (>= 1)
+    double coordinate_error = 0.0;  ///< bound of the rounding error of each projected coordinate
+
+    /// Projected coordinates [out_dim] of x [in_dim].
+    void apply(const double* x, double* out) const noexcept;
+};
+
+/// Top-`out_dim` principal subspace of `points` (subspace iteration on a fixed-seed sample of
+/// at most 8192 rows), re-orthonormalised. Deterministic for given input.
+Projection principal_projection(const PointsView& points, int64_t out_dim);
+
+}  // namespace medscore

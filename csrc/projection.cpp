@@ -1,0 +1,124 @@
+// Principal-subspace projection for distance lower bounds; see medscore/projection.hpp.
+#include "medscore/projection.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+
+namespace medscore {
+namespace {
+
+/// Modified Gram-Schmidt, twice, on the columns of q [dim, m] (column-major).
+void orthonormalize(std::vector<double>& q, int64_t dim, int64_t m) {
+    for (int pass = 0; pass < 2; ++pass) {
+        for (int64_t j = 0; j < m; ++j) {
+            double* col = q.data() + j * dim;
+            for (int64_t i = 0; i < j; ++i) {
+                const double* prev = q.data() + i * dim;
+                double dot = 0.0;
+                for (int64_t k = 0; k < dim; ++k) dot += prev[k] * col[k];
+                for (int64_t k = 0; k < dim; ++k) col[k] -= dot * prev[k];
+            }
+            double norm = 0.0;
+            for (int64_t k = 0; k < dim; ++k) norm += col[k] * col[k];
+            norm = std::sqrt(norm);
+            // A degenerate direction (rank-deficient data) becomes a unit axis; it stays valid.
+            if (!(norm > 1e-300)) {
+                std::fill(col, col + dim, 0.0);
+                col[j % dim] = 1.0;
+                norm = 1.0;
+            }
+            for (int64_t k = 0; k < dim; ++k) col[k] /= norm;
+        }
+    }
+}
+
+/// An upper bound of the operator norm of the rows `basis` [m, dim]: sqrt(1 + ||B B^T - I||_F).
+double stretch_of(const std::vector<double>& basis, int64_t m, int64_t dim) {
+    double frobenius = 0.0;
+    for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < m; ++j) {
+            double dot = 0.0;
+            for (int64_t k = 0; k < dim; ++k) dot += basis[i * dim + k] * basis[j * dim + k];
+            const double off = dot - (i == j ? 1.0 : 0.0);
+            frobenius += off * off;
+        }
+    }
+    // Generous slack for the rounding of this very computation.
+    return std::sqrt(1.0 + std::sqrt(frobenius) + 1e-12);
+}
+
+}  // namespace
+
+void Projection::apply(const double* x, double* out) const noexcept {
+    for (int64_t j = 0; j < out_dim; ++j) {
+        const double* row = basis.data() + j * in_dim;
+        double sum = 0.0;
+        for (int64_t k = 0; k < in_dim; ++k) sum += row[k] * (x[k] - mean[k]);
+        out[j] = sum;
+    }
+}
+
+Projection principal_projection(const PointsView& points, int64_t out_dim) {
+    const int64_t n = points.rows, dim = points.cols, m = std::min(out_dim, dim);
+    Projection p;
+    p.in_dim = dim;
+    p.out_dim = m;
+    p.mean.assign(dim, 0.0);
+    for (int64_t i = 0; i < n; ++i) {
+        for (int64_t k = 0; k < dim; ++k) p.mean[k] += points.row(i)[k];
+    }
+    for (double& v : p.mean) v /= static_cast<double>(n);
+    // A fixed-seed random sample: a stride could alias with periodic row orders.
+    std::mt19937_64 rng(12345);
+    std::vector<int64_t> sample;
+    if (n <= 8192) {
+        for (int64_t i = 0; i < n; ++i) sample.push_back(i);
+    } else {
+        std::uniform_int_distribution<int64_t> pick(0, n - 1);
+        for (int64_t s = 0; s < 8192; ++s) sample.push_back(pick(rng));
+        std::sort(sample.begin(), sample.end());
+    }
+    std::normal_distribution<double> gauss;
+    std::vector<double> q(dim * m), z(sample.size() * m);
+    for (double& v : q) v = gauss(rng);
+    orthonormalize(q, dim, m);
+    for (int iter = 0; iter < 4; ++iter) {
+        std::fill(z.begin(), z.end(), 0.0);
+        for (size_t s = 0; s < sample.size(); ++s) {
+            const double* x = points.row(sample[s]);
+            for (int64_t j = 0; j < m; ++j) {
+                double dot = 0.0;
+                for (int64_t k = 0; k < dim; ++k) dot += (x[k] - p.mean[k]) * q[j * dim + k];
+                z[s * m + j] = dot;
+            }
+        }
+        std::fill(q.begin(), q.end(), 0.0);
+        for (size_t s = 0; s < sample.size(); ++s) {
+            const double* x = points.row(sample[s]);
+            for (int64_t j = 0; j < m; ++j) {
+                for (int64_t k = 0; k < dim; ++k) q[j * dim + k] += (x[k] - p.mean[k]) * z[s * m + j];
+            }
+        }
+        orthonormalize(q, dim, m);
+    }
+    p.basis = q;  // column j of q is row j of the basis (both [m][dim] contiguous)
+    p.stretch = stretch_of(p.basis, m, dim);
+    double max_norm = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        double s = 0.0;
+        for (int64_t k = 0; k < dim; ++k) {
+            const double c = std::abs(points.row(i)[k]) + std::abs(p.mean[k]);
+            s += c * c;
+        }
+        max_norm = std::max(max_norm, std::sqrt(s));
+    }
+    // |fl(sum_k b_k (x_k - mu_k)) - exact| <= gamma_{dim+1} * sum |b_k| (|x_k| + |mu_k|)
+    // <= gamma * |b| * |(|x| + |mu|)|, with |b| <= stretch; doubled for safety.
+    const double gamma = static_cast<double>(dim + 2) * std::numeric_limits<double>::epsilon();
+    p.coordinate_error = 2.0 * gamma * p.stretch * max_norm;
+    return p;
+}
+
+}  // namespace medscore
