@@ -1,0 +1,245 @@
+// The C++ API of the error memory: penalties, options, bad input, checkpoints, and the
+// internal pieces the checkpoint format relies on (SHA-256, JSON, Python float repr, norms).
+#include <dirent.h>
+#include <stdlib.h>
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../json.hpp"
+#include "../sha256.hpp"
+#include "check.hpp"
+#include "medscore/medscore.hpp"
+
+using medscore_test::throws;
+
+namespace {
+
+std::string hex(const std::array<uint8_t, 32>& d) {
+    static const char* digits = "0123456789abcdef";
+    std::string out;
+    for (uint8_t b : d) { out += digits[b >> 4]; out += digits[b & 15]; }
+    return out;
+}
+
+std::string sha_of(const std::string& s) { return hex(medscore::sha256(reinterpret_cast<const uint8_t*>(s.data()), s.size())); }
+
+void test_sha256_known_digests() {
+    CHECK(sha_of("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    CHECK(sha_of("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CHECK(sha_of("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") ==
+          "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    CHECK(sha_of(std::string(1000000, 'a')) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+void test_json() {
+    const auto v = medscore::parse_json(R"( {"a": [1, -2.5e3, true, null], "s": "x\"\u00e9\ud83d\ude00", "o": {}} )");
+    CHECK(v.kind == medscore::JsonValue::Kind::object && v.members.size() == 3);
+    CHECK(v.find("a")->items.size() == 4 && v.find("a")->items[1].text == "-2.5e3");
+    CHECK(v.find("a")->items[2].boolean && v.find("a")->items[3].kind == medscore::JsonValue::Kind::null);
+    CHECK(v.find("s")->text == "x\"\xc3\xa9\xf0\x9f\x98\x80");
+    CHECK(v.find("missing") == nullptr);
+    for (const char* bad : {"{", "[1,]", "{\"a\" 1}", "\"abc", "1 2", "tru", "\"\\ud800\"", "-", "01x"}) {
+        CHECK(throws<std::invalid_argument>([&] { medscore::parse_json(bad); }, "JSON"));
+    }
+    CHECK(throws<std::invalid_argument>([] { medscore::parse_json(std::string(200, '[') + std::string(200, ']')); }, "deep"));
+    CHECK(medscore::quote_json("a\"b\\\n") == "\"a\\\"b\\\\\\u000a\"");
+}
+
+void test_python_float_repr() {
+    const std::pair<double, const char*> cases[] = {
+        {0.1, "0.1"}, {0.2, "0.2"}, {2.0, "2.0"}, {1e-05, "1e-05"}, {0.0001, "0.0001"}, {1e16, "1e+16"},
+        {1e15, "1000000000000000.0"}, {-1.5e300, "-1.5e+300"}, {123.456, "123.456"}, {0.0, "0.0"},
+        {1.0 / 3.0, "0.3333333333333333"}, {5e-324, "5e-324"}};
+    for (const auto& [value, expected] : cases) {
+        if (medscore::format_python_float(value) != expected) {
+            medscore_test::fail(__FILE__, __LINE__, medscore::format_python_float(value) + " != " + expected);
+        }
+    }
+}
+
+void test_penalty_and_norm() {
+    CHECK(medscore::default_penalty(0, 0.1, 0.2) == 0.0);
+    CHECK(medscore::default_penalty(1, 0.1, 0.2) == 0.1 * std::log(2.0));
+    CHECK(medscore::default_penalty(1000, 0.1, 0.2) == 0.2);
+    // numpy's pairwise order differs from a plain loop from 9 terms on; values from numpy 2.
+    std::vector<double> x(300);
+    for (int i = 0; i < 300; ++i) x[i] = 1.0 + i / 3.0;
+    CHECK(medscore::numpy_norm(x.data(), 136) == 0x1.39ae6e11411cfp+8);  // a plain loop gives ...1cep+8
+    CHECK(medscore::numpy_norm(x.data(), 300) == 0x1.fa431dd6ea7a0p+9);  // a plain loop gives ...7a2p+9
+    CHECK(medscore::numpy_norm(x.data(), 20) == 0x1.4855fbaaef6c9p+4);
+}
+
+void test_options() {
+    const auto paper = medscore::MemoryOptions::preset("paper");
+    CHECK(paper.store == medscore::StoreRule::all && paper.assign == medscore::AssignRule::paper && paper.penalize_noise);
+    CHECK(throws<std::invalid_argument>([] { medscore::MemoryOptions::preset("fast"); }, "unknown preset"));
+    auto o = medscore::MemoryOptions();
+    o.min_cluster_size = 1;
+    CHECK(throws<std::invalid_argument>([&] { medscore::Memory m(o); }, "min_cluster_size"));
+    o = medscore::MemoryOptions();
+    o.beta = std::numeric_limits<double>::quiet_NaN();
+    CHECK(throws<std::invalid_argument>([&] { medscore::Memory m(o); }, "beta"));
+    o = medscore::MemoryOptions();
+    o.capacity = 0;
+    CHECK(throws<std::invalid_argument>([&] { medscore::Memory m(o); }, "capacity"));
+}
+
+/// A step of 8 rollouts of key 7: rollouts 0-5 wrong, three on each of two mistakes (points
+/// 10 apart on two parallel lines), 6-7 correct. Step `shift` moves them along the lines.
+struct Step {
+    std::vector<double> x;
+    std::vector<int64_t> keys = std::vector<int64_t>(8, 7);
+    std::vector<uint8_t> correct = {0, 0, 0, 0, 0, 0, 1, 1};
+};
+
+Step repeated_mistake(int shift) {
+    Step s;
+    for (int i = 0; i < 8; ++i) {
+        const double mistake = i < 6 ? (i % 2) * 10.0 : 100.0 + 10.0 * i;
+        s.x.insert(s.x.end(), {mistake, 1.0 + 0.25 * shift + (i / 2), 1.0, 1.0});
+    }
+    return s;
+}
+
+medscore::Penalties run(medscore::Memory& m, const Step& s, int64_t step, const uint8_t* valid = nullptr) {
+    return m.penalize({s.x.data(), 8, 4}, s.keys.data(), s.correct.data(), valid, step);
+}
+
+void test_penalties_grow_with_repeats() {
+    auto options = medscore::MemoryOptions();
+    options.normalize = false;
+    options.beta = 1.0;
+    medscore::Memory memory(options);
+    const auto first = run(memory, repeated_mistake(0), -1);
+    const auto second = run(memory, repeated_mistake(2), -1);
+    CHECK(memory.last_step() == 1 && memory.dim() == 4 && memory.keys() == std::vector<int64_t>{7});
+    CHECK(second.penalties[6] == 0.0 && second.penalties[7] == 0.0);   // correct rollouts
+    CHECK(second.labels[6] == -1 && second.sizes[6] == 0);              // not stored
+    for (int i = 0; i < 6; ++i) {  // two clusters of 3, then of 6: penalty 0.1 ln(|C| + 1)
+        CHECK(first.sizes[i] == 3 && first.penalties[i] == 0.1 * std::log(4.0));
+        CHECK(second.sizes[i] == 6 && second.penalties[i] == 0.1 * std::log(7.0));
+        CHECK(second.labels[i] == i % 2);  // clusters numbered by their earliest member
+    }
+    CHECK(memory.engine()->n_points() == 12);
+    CHECK(memory.last_penalties() == second.penalties);
+}
+
+void test_bad_input_leaves_memory_unchanged() {
+    medscore::Memory memory;
+    run(memory, repeated_mistake(0), 3);
+    const auto before = memory.snapshot();
+    Step s = repeated_mistake(1);
+    CHECK(throws<std::invalid_argument>([&] { run(memory, s, 2); }, "before the memory's last step"));
+    CHECK(throws<std::invalid_argument>([&] { run(memory, s, -2); }, "step must be >= 0"));
+    CHECK(throws<std::invalid_argument>([&] { memory.penalize({s.x.data(), 4, 8}, s.keys.data(), s.correct.data(), nullptr, 4); },
+                                        "dimensions"));
+    CHECK(throws<std::invalid_argument>([&] { memory.penalize({s.x.data(), 8, 4}, nullptr, s.correct.data(), nullptr, 4); },
+                                        "keys is null"));
+    s.correct[0] = 2;
+    CHECK(throws<std::invalid_argument>([&] { run(memory, s, 4); }, "0 or 1"));
+    s = repeated_mistake(1);
+    s.x[5] = std::numeric_limits<double>::infinity();
+    CHECK(throws<std::invalid_argument>([&] { run(memory, s, 4); }, "NaN or Inf in row 1"));
+    s = repeated_mistake(1);
+    for (int j = 0; j < 4; ++j) s.x[8 + j] = 0.0;
+    CHECK(throws<std::invalid_argument>([&] { run(memory, s, 4); }, "all zeros"));
+    const auto after = memory.snapshot();
+    CHECK(after.last_step == before.last_step && after.keys == before.keys && after.engine.points == before.engine.points);
+}
+
+void test_nan_rows_and_valid_mask() {
+    Step s = repeated_mistake(0);
+    for (int j = 0; j < 4; ++j) s.x[4 + j] = std::numeric_limits<double>::quiet_NaN();  // row 1: no fingerprint
+    medscore::Memory strict;
+    CHECK(throws<std::invalid_argument>([&] { run(strict, s, 0); }, "row 1"));
+    auto o = medscore::MemoryOptions();
+    o.nan_rows = medscore::NanRows::skip;
+    medscore::Memory skipping(o);
+    const auto p = run(skipping, s, 0);
+    CHECK(p.penalties[1] == 0.0 && p.labels[1] == -1 && skipping.engine()->n_points() == 5);
+    const std::vector<uint8_t> valid = {1, 0, 1, 1, 1, 1, 1, 1};
+    const auto q = run(strict, s, 0, valid.data());
+    CHECK(q.penalties == p.penalties && q.labels == p.labels);
+}
+
+std::string temp_dir() {
+    char tmpl[] = "/tmp/medscore_test_XXXXXX";
+    const char* dir = mkdtemp(tmpl);
+    return dir ? dir : "/tmp";
+}
+
+int count_files(const std::string& dir) {
+    int n = 0;
+    if (DIR* d = opendir(dir.c_str())) {
+        while (dirent* e = readdir(d)) {
+            const std::string name = e->d_name;
+            n += name != "." && name != ".." ? 1 : 0;
+        }
+        closedir(d);
+    }
+    return n;
+}
+
+void test_checkpoint_round_trip_and_corruption() {
+    const std::string dir = temp_dir(), path = dir + "/memory.ckpt";
+    medscore::Memory memory(medscore::MemoryOptions::preset("paper"));
+    run(memory, repeated_mistake(0), 0);
+    run(memory, repeated_mistake(1), 1);
+    medscore::save_memory(memory, path);
+    medscore::save_memory(memory, path);  // overwrite in place
+    CHECK(count_files(dir) == 1);         // no temporary file left behind
+    medscore::Memory loaded = medscore::load_memory(path, 1);
+    CHECK(loaded.options().store == medscore::StoreRule::all && loaded.options().n_threads == 1);
+    CHECK(run(loaded, repeated_mistake(2), 2).penalties == run(memory, repeated_mistake(2), 2).penalties);
+
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
+    CHECK(medscore::deserialize_snapshot(data, bytes.size(), "x").keys == std::vector<int64_t>{7});
+    for (size_t pos : {size_t(0), size_t(20), size_t(100), bytes.size() - 1}) {
+        std::string flipped = bytes;
+        flipped[pos] = static_cast<char>(flipped[pos] ^ 4);
+        CHECK(throws<medscore::CheckpointError>([&] {
+            medscore::deserialize_snapshot(reinterpret_cast<const uint8_t*>(flipped.data()), flipped.size(), "x");
+        }));
+    }
+    CHECK(throws<medscore::CheckpointError>([&] { medscore::deserialize_snapshot(data, bytes.size() / 2, "x"); }, "checksum"));
+    CHECK(throws<medscore::CheckpointError>([&] { medscore::deserialize_snapshot(data, 10, "x"); }, "too short"));
+    CHECK(throws<medscore::FileError>([&] { medscore::load_memory(dir + "/missing.ckpt"); }, "cannot open"));
+    CHECK(throws<medscore::FileError>([&] { medscore::save_memory(memory, dir + "/no/such/dir/m.ckpt"); }));
+    std::remove(path.c_str());
+    std::remove(dir.c_str());
+}
+
+void test_empty_memory_round_trip() {
+    medscore::Memory memory;
+    const auto bytes = medscore::serialize_snapshot(memory.snapshot());
+    const auto s = medscore::deserialize_snapshot(bytes.data(), bytes.size(), "empty");
+    CHECK(!s.has_engine && s.dim == 0 && s.last_step == -1 && s.keys.empty());
+    medscore::Memory loaded = medscore::Memory::from_snapshot(s);
+    CHECK(loaded.engine() == nullptr);
+}
+
+}  // namespace
+
+int main() {
+    test_sha256_known_digests();
+    test_json();
+    test_python_float_repr();
+    test_penalty_and_norm();
+    test_options();
+    test_penalties_grow_with_repeats();
+    test_bad_input_leaves_memory_unchanged();
+    test_nan_rows_and_valid_mask();
+    test_checkpoint_round_trip_and_corruption();
+    test_empty_memory_round_trip();
+    return medscore_test::report("test_memory_api");
+}
