@@ -1,4 +1,4 @@
-"""Command line: ``medscore demo`` (also ``python -m medscore demo``) and ``medscore --include``."""
+"""Command line: ``medscore demo`` (also ``python -m medscore demo``) and ``medscore --include`` / ``--cmakedir``."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medscore", description=__doc__)
     parser.add_argument("--include", action="store_true",
                         help="print the directory of medscore's C++ headers and exit")
+    parser.add_argument("--cmakedir", action="store_true",
+                        help="print the directory of medscore's CMake package (for -Dmedscore_DIR=...) and exit")
     commands = parser.add_subparsers(dest="command")
     demo = commands.add_parser("demo", help="MEDS's error memory on SmolLM2-135M, on the CPU (< 5 min)")
     demo.add_argument("--steps", type=int, default=4)
@@ -29,6 +31,11 @@ def main(argv=None) -> int:
         import medscore
 
         print(medscore.get_include())
+        return 0
+    if args.cmakedir:
+        import medscore
+
+        print(medscore.get_cmake_dir())
         return 0
     if args.command == "demo":
         from medscore import demo
