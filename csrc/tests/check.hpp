@@ -2,11 +2,40 @@
 #pragma once
 #include <cstdio>
 #include <exception>
+#include <string>
 
 namespace medscore_test {
 inline int& failures() {
     static int count = 0;
     return count;
+}
+
+/// Records a failure with a message.
+inline void fail(const char* file, int line, const std::string& message) {
+    std::fprintf(stderr, "%s:%d: %s\n", file, line, message.c_str());
+    ++failures();
+}
+
+/// True if `body()` throws `Error` whose what() contains `needle` (any message by default).
+template <class Error, class Body>
+bool throws(Body&& body, const char* needle = "") {
+    try {
+        body();
+    } catch (const Error& e) {
+        if (std::string(e.what()).find(needle) != std::string::npos) return true;
+        std::fprintf(stderr, "threw, but the message lacks \"%s\": %s\n", needle, e.what());
+        return false;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "threw another exception: %s\n", e.what());
+        return false;
+    }
+    return false;
+}
+
+/// Prints the number of failures of test `name`; the exit code of main (0 = all passed).
+inline int report(const char* name) {
+    std::fprintf(stderr, "%s: %d failure(s)\n", name, failures());
+    return failures() == 0 ? 0 : 1;
 }
 }  // namespace medscore_test
 
