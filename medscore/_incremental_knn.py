@@ -14,6 +14,15 @@ import numpy as np
 FAISS_MARGIN = 16
 
 
+def float_slack_factor(dim: int) -> float:
+    """Bound on |float32 squared distance - exact| relative to ``|x|^2 + |y|^2``.
+
+    Rounding the inputs to float32 costs at most 2^-21 after squaring, a D-term float32 dot
+    product about D * 2^-23; the sum is doubled for safety.
+    """
+    return 2.0 * (4.0 * (dim + 4) * 2.0**-24 + 2.0**-21)
+
+
 def _kernels():
     from ._numba import incremental
 
@@ -56,12 +65,6 @@ class FaissSearch(ExactSearch):
     def __init__(self, shift: np.ndarray):
         self.shift = np.asarray(shift, dtype=np.float64)
 
-    def _error_factor(self, dim: int) -> float:
-        # |float32 squared distance - exact| <= factor * (|x|^2 + |y|^2): rounding the inputs
-        # to float32 (2^-21 after squaring) plus a dot product of D terms (about D * 2^-23),
-        # doubled for safety.
-        return 2.0 * (4.0 * (dim + 4) * 2.0**-24 + 2.0**-21)
-
     def _index_of(self, X: np.ndarray):
         faiss = _faiss()
         centred = X - self.shift
@@ -76,7 +79,7 @@ class FaissSearch(ExactSearch):
 
     def _uncertain(self, q_norm2, db_norm2_max, last_f, threshold, covered, dim):
         """Rows where an unseen point might lie within ``threshold`` (exact distance)."""
-        slack = self._error_factor(dim) * (q_norm2 + db_norm2_max)
+        slack = float_slack_factor(dim) * (q_norm2 + db_norm2_max)
         safe = covered | (last_f - slack > threshold * threshold * (1.0 + 1e-12))
         return ~safe
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._dtypes import MST_EDGE
+from ._incremental_knn import float_slack_factor
 
 
 def _kernels():
@@ -84,29 +85,37 @@ def _tree_of_old_points(X, n_old, core_old, core_new, knn_index_old, knn_dist_ol
     return spanning_forest(np.concatenate([tree, dropped]), n_old)
 
 
-def _bridge_edges(X, n_old, core_new, tree):
+#: New points whose float32 dot products with the old points are held at once (memory).
+_BRIDGE_CHUNK = 256
+
+
+def _bridge_edges(X, n_old, core_new, tree, shift):
     """Pruned candidate edges between the new points and the old ones (step 4)."""
     kern = _kernels()
     n = X.shape[0]
-    new_rows = np.arange(n_old, n, dtype=np.int64)
     left, right = kern.linkage_children(tree["u"], tree["v"], n_old)
     height = np.ascontiguousarray(tree["weight"])
-    center, radius, min_core = kern.build_ball_tree(left, right, n_old, X, core_new)
-    args = (core_new, n_old, left, right, height, center, radius, min_core)
-    q, w, count = kern.star_edges(X, new_rows, *args, 32)
-    over = np.flatnonzero(count > q.shape[1])
-    if over.size:
-        q2, w2, _ = kern.star_edges(X, new_rows[over], *args, int(count.max()))
-        width = q2.shape[1]
-        q = np.pad(q, ((0, 0), (0, width - q.shape[1])), constant_values=-1)
-        w = np.pad(w, ((0, 0), (0, width - w.shape[1])), constant_values=np.inf)
-        q[over], w[over] = q2, w2
-    valid = q >= 0
-    u = np.repeat(new_rows, valid.sum(axis=1))
-    return edges_of(u, q[valid], w[valid])
+    centred = X - shift
+    norm2 = np.einsum("ij,ij->i", centred, centred)
+    old32 = np.ascontiguousarray(centred[:n_old], dtype=np.float32)
+    slack = float_slack_factor(X.shape[1])
+    pieces = []
+    for start in range(n_old, n, _BRIDGE_CHUNK):
+        rows = np.arange(start, min(start + _BRIDGE_CHUNK, n), dtype=np.int64)
+        gram = centred[rows].astype(np.float32) @ old32.T
+        args = (core_new, n_old, left, right, height)
+        q, w, count = kern.star_edges(X, rows, *args, gram, norm2[rows], norm2[:n_old], slack, 32)
+        over = np.flatnonzero(count > q.shape[1])
+        if over.size:
+            q, w, _ = kern.star_edges(X, rows, *args, gram, norm2[rows], norm2[:n_old], slack,
+                                      int(count.max()))
+        valid = q >= 0
+        pieces.append(edges_of(np.repeat(rows, valid.sum(axis=1)), q[valid], w[valid]))
+    return np.concatenate(pieces)
 
 
-def insert_mst(X, n_old, core_old, core_new, knn_index_old, knn_dist_old, mst_old) -> np.ndarray:
+def insert_mst(X, n_old, core_old, core_new, knn_index_old, knn_dist_old, mst_old,
+               shift) -> np.ndarray:
     """Exact MST of all rows of ``X`` after appending rows ``n_old..`` (n_old >= 1).
 
     Parameters
@@ -116,6 +125,7 @@ def insert_mst(X, n_old, core_old, core_new, knn_index_old, knn_dist_old, mst_ol
     core_old : float64 [n_old]; core_new : float64 [N]
     knn_index_old : int64 [n_old, k]; knn_dist_old : float64 [n_old, k] (before the insert)
     mst_old : MST_EDGE [n_old - 1]
+    shift : float64 [D], subtracted before float32 bounds are computed (precision)
 
     Returns
     -------
@@ -127,7 +137,7 @@ def insert_mst(X, n_old, core_old, core_new, knn_index_old, knn_dist_old, mst_ol
     new_rows = np.arange(n_old, n, dtype=np.int64)
     bu, bv, bw = kern.prim_of_rows(X, new_rows, core_new)
     among_new = edges_of(bu, bv, bw)
-    bridges = _bridge_edges(X, n_old, core_new, tree)
+    bridges = _bridge_edges(X, n_old, core_new, tree, shift)
     mst = spanning_forest(np.concatenate([tree, among_new, bridges]), n)
     if mst.shape[0] != n - 1:
         raise RuntimeError(f"incremental MST has {mst.shape[0]} edges, expected {n - 1}")

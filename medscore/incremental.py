@@ -259,7 +259,8 @@ class IncrementalHDBSCAN:
         knn_index = np.concatenate([old_index, new_index])
         knn_dist = np.concatenate([old_dist, new_dist])
         core = np.ascontiguousarray(knn_dist[:, -1])
-        mst = insert_mst(X, n_old, state.core, core, state.knn_index, state.knn_dist, state.mst)
+        mst = insert_mst(X, n_old, state.core, core, state.knn_index, state.knn_dist, state.mst,
+                         self._shift)
         return replace(state, X=X, ids=all_ids, knn_index=knn_index, knn_dist=knn_dist,
                        core=core, mst=mst)
 

@@ -1,9 +1,8 @@
 """Numba kernels of the exact incremental HDBSCAN engine (``medscore/incremental.py``).
 
 Every distance that decides a result is the SPEC's bit-defined float64 distance
-(``distance.distance``). Bounds used only to prune a search (bounding balls) are computed in
-plain float64 and loosened by a relative margin far larger than their rounding error, so a
-pruned subtree never holds an answer.
+(``distance.distance``). Bounds used only to prune a search come from float32 dot products
+(BLAS) lowered by a proven error bound, so a pruned subtree never holds an answer.
 
 Neighbour lists are ordered by ``(distance, index)`` ascending; padding entries have index -1
 and distance +inf.
@@ -15,8 +14,6 @@ from numba import prange
 from .distance import distance
 
 _NO_INDEX = np.iinfo(np.int64).max
-#: Relative loosening of the ball bounds (their rounding error is below 1e-12 relative).
-_BALL_SLACK = 1e-7
 
 
 @numba.njit(cache=True, inline="always")
@@ -270,111 +267,6 @@ def prim_of_rows(X, rows, core):
 
 
 @numba.njit(cache=True)
-def _node_ball(node, n, X, center, radius):
-    """Centre row and radius of a tree node (a point is its own ball)."""
-    if node < n:
-        return X[node], 0.0
-    return center[node - n], radius[node - n]
-
-
-@numba.njit(cache=True)
-def _plain_distance(a, b):
-    """Euclidean distance in plain float64 (only for bounds, never for decisions)."""
-    s = 0.0
-    for t in range(a.shape[0]):
-        diff = a[t] - b[t]
-        s += diff * diff
-    return np.sqrt(s)
-
-
-@numba.njit(cache=True)
-def build_ball_tree(left_node, right_node, n, X, core):
-    """Bounding balls and smallest core distance of every internal node of a linkage tree.
-
-    Parameters
-    ----------
-    left_node, right_node : int64 [n-1], children of internal node n + i (row i)
-    n : int, number of points; X : float64 [n, D]; core : float64 [n]
-
-    Returns
-    -------
-    (float64 [n-1, D] centres, float64 [n-1] radii, float64 [n-1] smallest core)
-    """
-    dim = X.shape[1]
-    center = np.empty((max(n - 1, 0), dim))
-    radius = np.empty(max(n - 1, 0))
-    min_core = np.empty(max(n - 1, 0))
-    for i in range(n - 1):
-        a, b = left_node[i], right_node[i]
-        ca, ra = _node_ball(a, n, X, center, radius)
-        cb, rb = _node_ball(b, n, X, center, radius)
-        gap = _plain_distance(ca, cb)
-        if gap + rb <= ra:
-            center[i] = ca
-            radius[i] = ra
-        elif gap + ra <= rb:
-            center[i] = cb
-            radius[i] = rb
-        else:
-            r = 0.5 * (gap + ra + rb)
-            step = (r - ra) / gap
-            for t in range(dim):
-                center[i, t] = ca[t] + step * (cb[t] - ca[t])
-            radius[i] = r
-        radius[i] *= 1.0 + 1e-12
-        ma = core[a] if a < n else min_core[a - n]
-        mb = core[b] if b < n else min_core[b - n]
-        min_core[i] = min(ma, mb)
-    return center, radius, min_core
-
-
-@numba.njit(cache=True, inline="always")
-def _lower_bound(x, core_p, node, n, center, radius, min_core):
-    """A lower bound of the weight from point x (core core_p) to any point under ``node``."""
-    i = node - n
-    dc = _plain_distance(x, center[i])
-    gap = dc - radius[i] - _BALL_SLACK * (dc + radius[i])
-    return max(core_p, min_core[i], gap)
-
-
-@numba.njit(cache=True)
-def _nearest_under(x, core_p, top, bound, n, X, core, left_node, right_node, center, radius,
-                   min_core, stack):
-    """(weight, index)-smallest point under ``top`` with weight <= bound; (inf, -1) if none."""
-    best_w = bound
-    best_q = -1
-    sp = 1
-    stack[0] = top
-    while sp > 0:
-        sp -= 1
-        node = stack[sp]
-        if node < n:
-            w = max(core_p, core[node], distance(x, X[node]))
-            if w < best_w or (w == best_w and (best_q < 0 or node < best_q)):
-                best_w = w
-                best_q = node
-            continue
-        if _lower_bound(x, core_p, node, n, center, radius, min_core) > best_w:
-            continue
-        a, b = left_node[node - n], right_node[node - n]
-        # Visit the nearer child first so the bound tightens early.
-        ca, ra = _node_ball(a, n, X, center, radius)
-        cb, rb = _node_ball(b, n, X, center, radius)
-        la = _plain_distance(x, ca) - ra
-        lb = _plain_distance(x, cb) - rb
-        if la <= lb:
-            stack[sp] = b
-            stack[sp + 1] = a
-        else:
-            stack[sp] = a
-            stack[sp + 1] = b
-        sp += 2
-    if best_q < 0:
-        return np.inf, -1
-    return best_w, best_q
-
-
-@numba.njit(cache=True)
 def _emit(out_q, out_w, count, p, q, w):
     """Record edge (p, q) of weight w; counts past the buffer's end signal an overflow."""
     c = count[p]
@@ -385,60 +277,82 @@ def _emit(out_q, out_w, count, p, q, w):
 
 
 @numba.njit(cache=True)
-def _star_edges_of(p, x, core_p, root, n, X, core, left_node, right_node, height, center,
-                   radius, min_core, out_q, out_w, count, frames, frame_bound, frame_phase,
-                   res_w, res_q, scratch):
-    """Emit the needed edges from new point ``p`` (at ``x``) to the old points (see above)."""
+def _star_edges_of(p, x, root, n, X, core_p, core, left_node, right_node, height, bounds,
+                   out_q, out_w, count, f_node, f_emit, f_search, f_phase, f_w, f_q, f_far):
+    """Emit the needed edges from new point ``p`` (at ``x``) to the old points (see above).
+
+    Depth-first over the tree. A frame's ``search`` bound S asks for the (weight, index)-
+    smallest point under the node among those with weight <= S; its ``emit`` bound E is the
+    parent's height (the point found is emitted here when height < weight <= E). The far
+    child is searched only up to max(height, best weight of the near child), so each node
+    is visited at most once.
+    """
     sp = 1
-    frames[0] = root
-    frame_bound[0] = np.inf
-    frame_phase[0] = 0
-    nres = 0
+    f_node[0], f_emit[0], f_search[0], f_phase[0] = root, np.inf, np.inf, 0
+    ret_w, ret_q = np.inf, -1
     while sp > 0:
-        sp -= 1
-        node, bound, phase = frames[sp], frame_bound[sp], frame_phase[sp]
+        top = sp - 1
+        node, emit_bound, search_bound = f_node[top], f_emit[top], f_search[top]
         if node < n:
-            w = max(core_p, core[node], distance(x, X[node]))
-            if w <= bound:
-                _emit(out_q, out_w, count, p, node, w)
-                res_w[nres], res_q[nres] = w, node
-            else:
-                res_w[nres], res_q[nres] = np.inf, -1
-            nres += 1
+            sp -= 1
+            ret_w, ret_q = np.inf, -1
+            if bounds[node] <= search_bound:
+                w = max(core_p, core[node], distance(x, X[node]))
+                if w <= search_bound:
+                    ret_w, ret_q = w, node
+                    if w <= emit_bound:
+                        _emit(out_q, out_w, count, p, node, w)
             continue
         i = node - n
+        h = height[i]
+        phase = f_phase[top]
         if phase == 0:
-            if _lower_bound(x, core_p, node, n, center, radius, min_core) > bound:
-                res_w[nres], res_q[nres] = np.inf, -1
-                nres += 1
+            if bounds[node] > search_bound:
+                sp -= 1
+                ret_w, ret_q = np.inf, -1
                 continue
-            frames[sp], frame_bound[sp], frame_phase[sp] = node, bound, 1
-            frames[sp + 1], frame_bound[sp + 1], frame_phase[sp + 1] = right_node[i], height[i], 0
-            frames[sp + 2], frame_bound[sp + 2], frame_phase[sp + 2] = left_node[i], height[i], 0
-            sp += 3
-            continue
-        # phase 1: both children answered (left first, so right is on top).
-        w2, q2 = res_w[nres - 1], res_q[nres - 1]
-        w1, q1 = res_w[nres - 2], res_q[nres - 2]
-        nres -= 2
-        if q1 >= 0 and (q2 < 0 or w1 < w2 or (w1 == w2 and q1 < q2)):
-            w, q = w1, q1
+            near, far = left_node[i], right_node[i]
+            if bounds[far] < bounds[near]:
+                near, far = far, near
+            f_phase[top], f_far[top] = 1, far
+            f_node[sp], f_emit[sp], f_search[sp], f_phase[sp] = near, h, search_bound, 0
+            sp += 1
+        elif phase == 1:
+            f_w[top], f_q[top] = ret_w, ret_q
+            f_phase[top] = 2
+            bound = max(min(search_bound, ret_w), h)
+            f_node[sp], f_emit[sp], f_search[sp], f_phase[sp] = f_far[top], h, bound, 0
+            sp += 1
         else:
-            w, q = w2, q2
-        if q < 0:
-            # Nothing under this node is within its height: its smallest point, if within
-            # the parent's height, is the one edge kept into this node.
-            w, q = _nearest_under(x, core_p, node, bound, n, X, core, left_node, right_node,
-                                  center, radius, min_core, scratch)
-            if q >= 0:
-                _emit(out_q, out_w, count, p, q, w)
-        res_w[nres], res_q[nres] = w, q
-        nres += 1
+            w1, q1 = f_w[top], f_q[top]
+            if q1 >= 0 and (ret_q < 0 or w1 < ret_w or (w1 == ret_w and q1 < ret_q)):
+                ret_w, ret_q = w1, q1
+            if ret_q >= 0 and h < ret_w <= emit_bound:
+                _emit(out_q, out_w, count, p, ret_q, ret_w)
+            sp -= 1
+
+
+@numba.njit(cache=True)
+def _subtree_lower_bounds(core_p, gram_row, p_norm2, q_norm2, slack_factor, core, left_node,
+                          right_node, n, out):
+    """Lower bound of the weight from a new point to each leaf and subtree (``out`` [2n-1]).
+
+    The float32 squared distance ``|p|^2 + |q|^2 - 2 p.q`` is lowered by its proven error
+    bound ``slack_factor * (|p|^2 + |q|^2)`` before the square root, so it never exceeds the
+    bit-defined distance; a subtree's bound is the smaller of its children's.
+    """
+    for q in range(n):
+        f = p_norm2 + q_norm2[q] - 2.0 * np.float64(gram_row[q])
+        f -= slack_factor * (p_norm2 + q_norm2[q])
+        d = np.sqrt(f) if f > 0.0 else 0.0
+        out[q] = max(core_p, core[q], d)
+    for i in range(n - 1):
+        out[n + i] = min(out[left_node[i]], out[right_node[i]])
 
 
 @numba.njit(cache=True, parallel=True)
-def star_edges(X, new_rows, core, n, left_node, right_node, height, center, radius, min_core,
-               capacity):
+def star_edges(X, new_rows, core, n, left_node, right_node, height, gram, p_norm2, q_norm2,
+               slack_factor, capacity):
     """Candidate edges from new points to the old points 0..n-1, pruned exactly by T*'s tree.
 
     Parameters
@@ -447,7 +361,9 @@ def star_edges(X, new_rows, core, n, left_node, right_node, height, center, radi
     core : float64 [N] new core distances
     n : int, number of old points (>= 1); the tree's root is node 2n - 2
     left_node, right_node : int64 [n-1]; height : float64 [n-1] (linkage of T*)
-    center, radius, min_core : from ``build_ball_tree``
+    gram : float32 [B, n], dot products of the shifted new and old points (float32)
+    p_norm2 : float64 [B], q_norm2 : float64 [n], squared norms of the shifted points
+    slack_factor : float, error bound of float32 squared distances relative to the norms
     capacity : int, edges stored per new point
 
     Returns
@@ -459,18 +375,22 @@ def star_edges(X, new_rows, core, n, left_node, right_node, height, center, radi
     out_q = np.full((b, capacity), -1, np.int64)
     out_w = np.full((b, capacity), np.inf)
     count = np.zeros(b, np.int64)
-    depth_room = 2 * n + 4
+    depth_room = n + 2  # a root-to-leaf path plus one
     for p in prange(b):
-        frames = np.empty(depth_room, np.int64)
-        frame_bound = np.empty(depth_room)
-        frame_phase = np.empty(depth_room, np.int8)
-        res_w = np.empty(depth_room)
-        res_q = np.empty(depth_room, np.int64)
-        scratch = np.empty(depth_room, np.int64)
+        bounds = np.empty(2 * n - 1)
+        f_node = np.empty(depth_room, np.int64)
+        f_emit = np.empty(depth_room)
+        f_search = np.empty(depth_room)
+        f_phase = np.empty(depth_room, np.int8)
+        f_w = np.empty(depth_room)
+        f_q = np.empty(depth_room, np.int64)
+        f_far = np.empty(depth_room, np.int64)
         r = new_rows[p]
-        _star_edges_of(p, X[r], core[r], 2 * n - 2, n, X, core, left_node, right_node, height,
-                       center, radius, min_core, out_q, out_w, count, frames, frame_bound,
-                       frame_phase, res_w, res_q, scratch)
+        _subtree_lower_bounds(core[r], gram[p], p_norm2[p], q_norm2, slack_factor, core,
+                              left_node, right_node, n, bounds)
+        _star_edges_of(p, X[r], 2 * n - 2, n, X, core[r], core, left_node, right_node, height,
+                       bounds, out_q, out_w, count, f_node, f_emit, f_search, f_phase, f_w,
+                       f_q, f_far)
     return out_q, out_w, count
 
 
