@@ -146,6 +146,11 @@ def test_penalties_change_grpo_advantages_as_the_formula_says():
     np.testing.assert_allclose(adv[:, 0].double().view(2, 4).numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
     # The all-wrong group now has advantages: the normalised penalty differences.
     assert adv[4:, 0].abs().max() > 0.5 and adv[7, 0] > 0
+    # Dr. GRPO (no std scaling) keeps the raw penalty differences.
+    raw, _ = compute_grpo_outcome_advantage(data.batch["token_level_rewards"], data.batch["response_mask"],
+                                            data.non_tensor_batch["uid"], norm_adv_by_std_in_grpo=False)
+    np.testing.assert_allclose(raw[:, 0].double().view(2, 4).numpy(),
+                               (rewards - rewards.mean(1, keepdim=True)).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_all_wrong_group_with_equal_penalties_keeps_zero_advantage_by_the_std_guard():

@@ -1,0 +1,91 @@
+"""MEDS in TRL's GRPOTrainer: end to end on the CPU with a tiny random Qwen2 (no download)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl", reason="TRL not installed: pip install 'medscore[trl]'")
+datasets = pytest.importorskip("datasets")
+
+from medscore.integrations._common import MEMORY_FILE, boxed_answer  # noqa: E402
+from medscore.integrations.trl import completion_fingerprints, meds_grpo_trainer_class  # noqa: E402
+from tiny_lm import save_tiny, tiny_qwen2, tiny_tokenizer  # noqa: E402
+
+
+def correctness(prompts, completions, answer, **_):
+    """1 when the boxed answer (prefilled marker + completion) is right."""
+    return [float(boxed_answer("\\boxed{" + c, a)) for c, a in zip(completions, answer)]
+
+
+def toy_dataset():
+    rows = [{"prompt": f"What is {a} + {b}? The answer is \\boxed{{", "answer": str(a + b), "index": i}
+            for i, (a, b) in enumerate([(2, 3), (4, 1), (7, 5), (6, 6)])]
+    return datasets.Dataset.from_list(rows)
+
+
+def make_trainer(folder, out, max_steps, meds_config=None, save=False):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig
+
+    args = GRPOConfig(output_dir=str(out), per_device_train_batch_size=8, num_generations=4,
+                      max_completion_length=4, max_steps=max_steps, learning_rate=1e-3, beta=0.0,
+                      logging_steps=1, report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
+                      save_strategy="steps" if save else "no", save_steps=1, bf16=False, fp16=False,
+                      temperature=1.0)
+    trainer_cls = meds_grpo_trainer_class()
+    return trainer_cls(model=AutoModelForCausalLM.from_pretrained(folder),
+                       processing_class=AutoTokenizer.from_pretrained(folder), reward_funcs=[correctness],
+                       args=args, train_dataset=toy_dataset(),
+                       meds_config={"layers": "last:2", **(meds_config or {})})
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return save_tiny(str(tmp_path_factory.mktemp("tiny-qwen2")))
+
+
+def test_completion_fingerprints_find_prefilled_and_generated_answers():
+    tokenizer = tiny_tokenizer()
+    model = tiny_qwen2(len(tokenizer))
+    from medscore._answer_markers import answer_marker_ids
+
+    markers = answer_marker_ids(tokenizer)
+    prompt = tokenizer("What is 2 + 3? Put it in \\boxed{}.", add_special_tokens=False)["input_ids"]
+    prefilled = tokenizer("What is 2 + 3? The answer is \\boxed{", add_special_tokens=False)["input_ids"]
+    answered = tokenizer(" so \\boxed{5}", add_special_tokens=False)["input_ids"]
+    plain = tokenizer(" five", add_special_tokens=False)["input_ids"]
+    fps = completion_fingerprints(model, [prompt, prefilled, prompt], [answered, plain, plain], markers,
+                                  layers="last:2", chunk=2)
+    assert fps.shape == (3, 2)
+    assert torch.isfinite(fps[:2]).all()
+    assert torch.isnan(fps[2]).all()  # the instruction's \boxed{} is not an answer
+
+
+def test_grpo_steps_apply_and_log_penalties_and_the_memory_grows(tiny_folder, tmp_path):
+    trainer = make_trainer(tiny_folder, tmp_path / "run", max_steps=3)
+    trainer.train()
+    memory = trainer.meds_memory
+    logs = [h for h in trainer.state.log_history if "medscore/points" in h]
+    assert len(logs) == 3
+    points = [h["medscore/points"] for h in logs]
+    assert points[0] > 0 and points == sorted(points) and points[-1] > points[0]  # the memory grows
+    assert memory.metrics()["keys"] == 4 or memory.metrics()["keys"] >= 2
+    # Penalties were subtracted from the rewards TRL normalises: the logged mean reward is
+    # the accuracy minus the mean penalty.
+    assert any(h["medscore/penalty_max"] > 0 for h in logs)
+    rewarded = [h for h in trainer.state.log_history if "reward" in h]
+    assert min(h["reward"] for h in rewarded) < 0
+
+
+def test_memory_is_saved_in_checkpoints_and_restored(tiny_folder, tmp_path):
+    trainer = make_trainer(tiny_folder, tmp_path / "run", max_steps=2, save=True)
+    trainer.train()
+    saved = tmp_path / "run" / "checkpoint-2" / MEMORY_FILE
+    assert saved.exists()
+    resumed = make_trainer(tiny_folder, tmp_path / "run", max_steps=3, save=False)
+    before = resumed.meds_memory.metrics()["points"]
+    resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
+    assert before == 0 and resumed.meds_memory.metrics()["points"] > trainer.meds_memory.metrics()["points"]
+    np.testing.assert_array_equal(resumed.meds_memory.state_dict()["keys"][:1],
+                                  trainer.meds_memory.state_dict()["keys"][:1])
