@@ -2,7 +2,6 @@
 #include "medscore/condense.hpp"
 
 #include <algorithm>
-#include <deque>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -11,10 +10,12 @@ namespace medscore {
 namespace {
 
 /// Read access to a single-linkage tree: leaves 0..N-1, internal node N + i is row i.
+/// Its queries write into caller-owned buffers, so a reused CondenseWorkspace allocates nothing.
 class LinkageTree {
 public:
-    LinkageTree(const std::vector<LinkageRow>& rows, int64_t n_points)
-        : rows_(rows), n_(n_points), min_point_(static_cast<size_t>(2 * n_points - 1)) {
+    LinkageTree(const std::vector<LinkageRow>& rows, int64_t n_points, std::vector<int64_t>& min_point)
+        : rows_(rows), n_(n_points), min_point_(min_point) {
+        min_point_.resize(static_cast<size_t>(2 * n_points - 1));
         for (int64_t p = 0; p < n_; ++p) min_point_[p] = p;
         for (int64_t i = 0; i < n_ - 1; ++i) {
             const LinkageRow& row = rows_[i];
@@ -35,9 +36,10 @@ public:
     int64_t root() const noexcept { return 2 * n_ - 2; }
 
     /// Children of internal node x under the threshold hierarchy, ordered by min point.
-    std::vector<int64_t> children(int64_t x) const {
+    void children(int64_t x, std::vector<int64_t>& found, std::vector<int64_t>& stack) const {
         const double h = height(x);
-        std::vector<int64_t> found, stack{rows_[x - n_].right, rows_[x - n_].left};
+        found.clear();
+        stack.assign({rows_[x - n_].right, rows_[x - n_].left});
         while (!stack.empty()) {
             const int64_t y = stack.back();
             stack.pop_back();
@@ -49,12 +51,12 @@ public:
             }
         }
         std::sort(found.begin(), found.end(), [&](int64_t a, int64_t b) { return min_point_[a] < min_point_[b]; });
-        return found;
     }
 
     /// The points under node x, ascending.
-    std::vector<int64_t> points(int64_t x) const {
-        std::vector<int64_t> found, stack{x};
+    void points(int64_t x, std::vector<int64_t>& found, std::vector<int64_t>& stack) const {
+        found.clear();
+        stack.assign(1, x);
         while (!stack.empty()) {
             const int64_t y = stack.back();
             stack.pop_back();
@@ -66,27 +68,36 @@ public:
             }
         }
         std::sort(found.begin(), found.end());
-        return found;
     }
 
 private:
     const std::vector<LinkageRow>& rows_;
     int64_t n_;
-    std::vector<int64_t> min_point_;
+    std::vector<int64_t>& min_point_;
 };
 
 double lambda_of(double distance) noexcept {
     return distance > 0.0 ? 1.0 / distance : std::numeric_limits<double>::infinity();
 }
 
-void emit_points(const LinkageTree& tree, int64_t node, int64_t label, double lam, std::vector<CondensedRow>& out) {
-    for (const int64_t p : tree.points(node)) out.push_back(CondensedRow{label, p, lam, 1});
+void emit_points(const LinkageTree& tree, int64_t node, int64_t label, double lam, CondenseWorkspace& work,
+                 std::vector<CondensedRow>& out) {
+    tree.points(node, work.points, work.stack);
+    for (const int64_t p : work.points) out.push_back(CondensedRow{label, p, lam, 1});
 }
 
 }  // namespace
 
 std::vector<CondensedRow> condense_tree(const std::vector<LinkageRow>& linkage, int64_t n_points,
                                         int64_t min_cluster_size) {
+    CondenseWorkspace work;
+    std::vector<CondensedRow> out;
+    condense_tree(linkage, n_points, min_cluster_size, work, out);
+    return out;
+}
+
+void condense_tree(const std::vector<LinkageRow>& linkage, int64_t n_points, int64_t min_cluster_size,
+                   CondenseWorkspace& work, std::vector<CondensedRow>& out) {
     if (n_points < 1) throw std::invalid_argument("condense_tree: n must be >= 1, got " + std::to_string(n_points));
     if (min_cluster_size < 2) {
         throw std::invalid_argument("condense_tree: min_cluster_size must be >= 2, got " +
@@ -96,40 +107,42 @@ std::vector<CondensedRow> condense_tree(const std::vector<LinkageRow>& linkage, 
         throw std::invalid_argument("condense_tree: expected " + std::to_string(n_points - 1) +
                                     " linkage rows, got " + std::to_string(linkage.size()));
     }
-    std::vector<CondensedRow> out;
-    if (n_points == 1) return out;
-    const LinkageTree tree(linkage, n_points);
+    out.clear();
+    if (n_points == 1) return;
+    const LinkageTree tree(linkage, n_points, work.min_point);
     int64_t next_label = n_points + 1;
-    std::deque<std::pair<int64_t, int64_t>> work{{tree.root(), n_points}};
-    while (!work.empty()) {
-        auto [x, label] = work.front();
-        work.pop_front();
+    std::vector<int64_t>& queue = work.queue;  // breadth first: (node, label) pairs
+    queue.assign({tree.root(), n_points});
+    for (size_t head = 0; head < queue.size(); head += 2) {
+        int64_t x = queue[head];
+        const int64_t label = queue[head + 1];
         for (;;) {
             const double lam = lambda_of(tree.height(x));
-            const std::vector<int64_t> ch = tree.children(x);
-            std::vector<int64_t> big;
+            tree.children(x, work.children, work.stack);
+            const std::vector<int64_t>& ch = work.children;
+            work.big.clear();
             for (const int64_t y : ch) {
-                if (tree.size(y) >= min_cluster_size) big.push_back(y);
+                if (tree.size(y) >= min_cluster_size) work.big.push_back(y);
             }
-            if (big.size() >= 2) {
+            if (work.big.size() >= 2) {
                 for (const int64_t y : ch) {
                     if (tree.size(y) < min_cluster_size) {
-                        emit_points(tree, y, label, lam, out);
+                        emit_points(tree, y, label, lam, work, out);
                         continue;
                     }
                     out.push_back(CondensedRow{label, next_label, lam, tree.size(y)});
-                    work.emplace_back(y, next_label++);
+                    queue.push_back(y);
+                    queue.push_back(next_label++);
                 }
                 break;
             }
             for (const int64_t y : ch) {
-                if (big.empty() || y != big[0]) emit_points(tree, y, label, lam, out);
+                if (work.big.empty() || y != work.big[0]) emit_points(tree, y, label, lam, work, out);
             }
-            if (big.empty()) break;
-            x = big[0];
+            if (work.big.empty()) break;
+            x = work.big[0];
         }
     }
-    return out;
 }
 
 }  // namespace medscore

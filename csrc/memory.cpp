@@ -37,28 +37,47 @@ Clustering single_point() {
     return c;
 }
 
-/// The stages after the MST, for plain Euclidean weights (min_samples == 1): each core
-/// distance is then the lightest MST edge at the point.
+/// Buffers of the stages after the MST, reused by every key a thread clusters.
+struct StageWorkspace {
+    std::vector<CondensedRow> condensed;
+    CondenseWorkspace condense;
+    SelectWorkspace select;
+    Selection selection;
+};
+
+StageWorkspace& stage_workspace() {
+    thread_local StageWorkspace w;
+    return w;
+}
+
+/// The stages after the MST (linkage, condense, select; docs/SPEC.md) on a sorted MST,
+/// then the numbering by earliest member.
 Clustering cluster_from_mst(std::vector<MstEdge> mst, const PointsView& points, const int64_t* steps,
                             const HdbscanParams& params) {
     const int64_t n = points.rows;
-    std::vector<double> core(static_cast<size_t>(n), HUGE_VAL);
-    for (const MstEdge& e : mst) {
-        core[e.u] = std::min(core[e.u], e.weight);
-        core[e.v] = std::min(core[e.v], e.weight);
-    }
-    HdbscanResult result = hdbscan_from_mst(std::move(core), std::move(mst), n, params);
+    if (n == 1) return single_point();
+    StageWorkspace& w = stage_workspace();
+    const std::vector<LinkageRow> linkage = single_linkage(mst, n);
+    condense_tree(linkage, n, params.min_cluster_size, w.condense, w.condensed);
+    select_clusters(w.condensed, n, params.method, params.allow_single_cluster, params.epsilon, w.select, w.selection);
     Clustering c;
-    c.labels = std::move(result.selection.labels);
+    c.labels = w.selection.labels;
     c.sizes = number_clusters(c.labels, points, steps, c.noise);
-    c.mst = std::move(result.mst);
+    c.mst = std::move(mst);
     return c;
 }
+
+/// Below this many points a key with min_samples == 1 is refitted by Prim's O(n^2) MST,
+/// which beats building a kd-tree there.
+constexpr int64_t kPrimMaxPoints = 256;
 
 /// Batch HDBSCAN of `points` (one thread: the caller parallelises across keys).
 Clustering refit(const PointsView& points, const int64_t* steps, const HdbscanParams& params) {
     if (points.rows == 0) return Clustering{};
     if (points.rows == 1) return single_point();
+    if (params.min_samples == 1 && points.rows <= kPrimMaxPoints) {
+        return cluster_from_mst(euclidean_mst(points), points, steps, params);
+    }
     HdbscanParams one_thread = params;
     one_thread.n_threads = 1;
     HdbscanResult result = hdbscan(points, one_thread);
@@ -69,38 +88,54 @@ Clustering refit(const PointsView& points, const int64_t* steps, const HdbscanPa
     return c;
 }
 
-double cosine_distance(const double* a, double norm_a, const double* b, double norm_b, int64_t d) noexcept {
-    if (norm_a == 0.0 || norm_b == 0.0) return 1.0;
-    double dot = 0.0;
-    for (int64_t j = 0; j < d; ++j) dot += a[j] * b[j];
-    return 1.0 - dot / (norm_a * norm_b);
-}
-
 double norm_of(const double* a, int64_t d) noexcept {
     double s = 0.0;
     for (int64_t j = 0; j < d; ++j) s += a[j] * a[j];
     return std::sqrt(s);
 }
 
-/// The MEDS vote: the k nearest prior points by cosine distance (ties: older point first),
-/// majority label, ties to the smallest label. Writes the label and its size (noise: the
-/// noise count; no prior point: label -1, size 0).
-void vote(const PointsView& prior, const std::vector<double>& prior_norms, const int64_t* labels,
-          const std::vector<int64_t>& sizes, int64_t noise, const double* x, int64_t k,
-          int64_t& out_label, int64_t& out_size) {
-    k = std::min(k, prior.rows);
-    if (k == 0) { out_label = -1; out_size = 0; return; }
-    const double norm_x = norm_of(x, prior.cols);
-    std::vector<std::pair<double, int64_t>> best;  // sorted ascending, at most k
-    best.reserve(static_cast<size_t>(k + 1));
-    for (int64_t i = 0; i < prior.rows; ++i) {
-        const std::pair<double, int64_t> cand{cosine_distance(x, norm_x, prior.row(i), prior_norms[i], prior.cols), i};
-        if (static_cast<int64_t>(best.size()) == k && !(cand < best.back())) continue;
-        best.insert(std::upper_bound(best.begin(), best.end(), cand), cand);
-        if (static_cast<int64_t>(best.size()) > k) best.pop_back();
+/// Cosine distances 1 - x.p / (|x| |p|) from x to every row p of `prior` (1 for a zero
+/// vector). Four rows are summed side by side to hide the adds' latency; each dot product
+/// is still summed in index order, so the bits do not depend on the grouping.
+void cosine_distances(const PointsView& prior, const double* norms, const double* x, double norm_x, double* out) {
+    const int64_t d = prior.cols;
+    int64_t i = 0;
+    for (; i + 4 <= prior.rows; i += 4) {
+        const double *p0 = prior.row(i), *p1 = prior.row(i + 1), *p2 = prior.row(i + 2), *p3 = prior.row(i + 3);
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        for (int64_t j = 0; j < d; ++j) {
+            s0 += x[j] * p0[j];
+            s1 += x[j] * p1[j];
+            s2 += x[j] * p2[j];
+            s3 += x[j] * p3[j];
+        }
+        out[i] = s0; out[i + 1] = s1; out[i + 2] = s2; out[i + 3] = s3;
     }
+    for (; i < prior.rows; ++i) {
+        const double* p = prior.row(i);
+        double s = 0.0;
+        for (int64_t j = 0; j < d; ++j) s += x[j] * p[j];
+        out[i] = s;
+    }
+    for (i = 0; i < prior.rows; ++i) {
+        out[i] = (norm_x == 0.0 || norms[i] == 0.0) ? 1.0 : 1.0 - out[i] / (norm_x * norms[i]);
+    }
+}
+
+/// Buffers of the vote, reused by every key a thread processes.
+struct VoteWorkspace {
+    std::vector<double> norms, distances;
+    std::vector<std::pair<double, int64_t>> best;
     std::vector<int64_t> votes;
-    for (const auto& b : best) votes.push_back(labels[b.second]);
+};
+
+VoteWorkspace& vote_workspace() {
+    thread_local VoteWorkspace w;
+    return w;
+}
+
+/// The majority label of `votes` (sorted here), ties to the smallest label.
+int64_t majority(std::vector<int64_t>& votes) {
     std::sort(votes.begin(), votes.end());
     int64_t winner = votes[0], winner_count = 0;
     for (size_t i = 0; i < votes.size();) {
@@ -109,8 +144,29 @@ void vote(const PointsView& prior, const std::vector<double>& prior_norms, const
         if (static_cast<int64_t>(j - i) > winner_count) { winner = votes[i]; winner_count = static_cast<int64_t>(j - i); }
         i = j;
     }
-    out_label = winner;
-    out_size = winner < 0 ? noise : sizes[winner];
+    return winner;
+}
+
+/// The MEDS vote: the k nearest prior points by cosine distance (ties: older point first),
+/// majority label, ties to the smallest label. Writes the label and its size (noise: the
+/// noise count; no prior point: label -1, size 0). w.norms holds the prior rows' norms.
+void vote(const PointsView& prior, const int64_t* labels, const std::vector<int64_t>& sizes, int64_t noise,
+          const double* x, int64_t k, VoteWorkspace& w, int64_t& out_label, int64_t& out_size) {
+    k = std::min(k, prior.rows);
+    if (k == 0) { out_label = -1; out_size = 0; return; }
+    w.distances.resize(static_cast<size_t>(prior.rows));
+    cosine_distances(prior, w.norms.data(), x, norm_of(x, prior.cols), w.distances.data());
+    w.best.clear();  // sorted ascending, at most k
+    for (int64_t i = 0; i < prior.rows; ++i) {
+        const std::pair<double, int64_t> cand{w.distances[i], i};
+        if (static_cast<int64_t>(w.best.size()) == k && !(cand < w.best.back())) continue;
+        w.best.insert(std::upper_bound(w.best.begin(), w.best.end(), cand), cand);
+        if (static_cast<int64_t>(w.best.size()) > k) w.best.pop_back();
+    }
+    w.votes.clear();
+    for (const auto& b : w.best) w.votes.push_back(labels[b.second]);
+    out_label = majority(w.votes);
+    out_size = out_label < 0 ? noise : sizes[out_label];
 }
 
 /// Appends the key's rows, votes, inserts and re-clusters. Leaves `key`'s old rows, labels
@@ -118,8 +174,6 @@ void vote(const PointsView& prior, const std::vector<double>& prior_norms, const
 KeyUpdate process_key(KeyState& key, const std::vector<int64_t>& rows, const PointsView& batch, int64_t step,
                       const MemoryParams& params, StepResult& result) {
     const int64_t dim = params.dim, n_old = key.size(), m = static_cast<int64_t>(rows.size());
-    key.points.reserve(static_cast<size_t>((n_old + m) * dim));
-    key.steps.reserve(static_cast<size_t>(n_old + m));
     for (int64_t r : rows) {
         key.points.insert(key.points.end(), batch.row(r), batch.row(r) + dim);
         key.steps.push_back(step);
@@ -135,10 +189,11 @@ KeyUpdate process_key(KeyState& key, const std::vector<int64_t>& rows, const Poi
     const int64_t prior_noise = prior_fit ? prior_fit->noise : key.noise;
     if (params.assign == AssignRule::paper) {
         const PointsView prior = slice(key, dim, aged, n_prior);
-        std::vector<double> norms(static_cast<size_t>(n_prior));
-        for (int64_t i = 0; i < n_prior; ++i) norms[i] = norm_of(prior.row(i), dim);
+        VoteWorkspace& w = vote_workspace();
+        w.norms.resize(static_cast<size_t>(n_prior));
+        for (int64_t i = 0; i < n_prior; ++i) w.norms[i] = norm_of(prior.row(i), dim);
         for (int64_t j = 0; j < m; ++j) {
-            vote(prior, norms, prior_labels, prior_sizes, prior_noise, batch.row(rows[j]), params.vote_k,
+            vote(prior, prior_labels, prior_sizes, prior_noise, batch.row(rows[j]), params.vote_k, w,
                  result.labels[rows[j]], result.sizes[rows[j]]);
         }
     }

@@ -1,13 +1,20 @@
-// Exact insertion of new points into a Euclidean minimum spanning tree.
+// Exact Euclidean minimum spanning trees for the keyed memory: appending points to a tree,
+// and Prim's algorithm for small sets.
 //
-// MST(old points + q) is the MST of (old MST + every edge from q), because an old edge that
-// is not in the old MST is the heaviest edge of a cycle of old MST edges. That graph is a
-// tree plus one vertex joined to everything, and its MST is found in one post-order walk:
-// merging a child subtree into its parent closes exactly one cycle through q, and the
-// heaviest edge of that cycle leaves (the cycle rule keeps an MST under ties too). Each
-// vertex carries the heaviest edge on its path to q in its partial tree. O(n) per point
-// after the n distances.
+// Edges are ordered strictly by (weight, u, v) (u < v). Under a strict order the MST of a
+// graph is unique and an edge is left out exactly when it is the heaviest edge of some
+// cycle. Appending the points B to A with tree T_A: let H = T_A + every edge touching B (H
+// holds an MST of A + B, since an edge of A outside T_A is no lighter than the T_A path
+// between its ends). An edge (q, a), q in B, that the MST of T_A + {edges of q} leaves out
+// is the heaviest edge of a cycle in H, and so is an edge within B that MST(B) leaves out.
+// So MST(H) is the Kruskal tree of T_A + MST(B) + the edges each q keeps alone with T_A.
+//
+// The MST of T_A + {edges of q} is found in one post-order walk of T_A: merging a child
+// subtree into its parent closes exactly one cycle through q, and its heaviest edge leaves.
+// Each vertex carries the heaviest edge on its path to q in its partial tree. T_A is rooted
+// once per call, and each q costs O(|A|) after its |A| distances.
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -15,100 +22,10 @@
 #include "medscore/distance.hpp"
 #include "medscore/memory.hpp"
 #include "medscore/mst.hpp"
+#include "medscore/union_find.hpp"
 
 namespace medscore {
 namespace {
-
-/// An edge met during the walk: weight and id (id < n: the edge (id, q); id >= n: tree
-/// edge id - n). Ties between equal weights are broken by id, which any rule may do.
-struct WalkEdge {
-    double weight;
-    int64_t id;
-};
-
-inline bool heavier(const WalkEdge& a, const WalkEdge& b) noexcept {
-    return a.weight > b.weight || (a.weight == b.weight && a.id > b.id);
-}
-
-/// Buffers reused by every insertion of one insert_into_mst call (sized for the largest tree).
-struct Workspace {
-    std::vector<int64_t> start, fill, vertex, edge;  // adjacency in compressed rows
-    std::vector<int64_t> order, parent, parent_edge, stack;
-    std::vector<WalkEdge> path_max;
-    std::vector<char> dropped;
-    std::vector<MstEdge> next;
-};
-
-void build_adjacency(const std::vector<MstEdge>& tree, int64_t n, Workspace& w) {
-    w.start.assign(static_cast<size_t>(n + 1), 0);
-    for (const MstEdge& e : tree) { ++w.start[e.u + 1]; ++w.start[e.v + 1]; }
-    for (int64_t v = 0; v < n; ++v) w.start[v + 1] += w.start[v];
-    w.vertex.resize(2 * tree.size());
-    w.edge.resize(2 * tree.size());
-    w.fill.assign(w.start.begin(), w.start.end() - 1);
-    for (size_t i = 0; i < tree.size(); ++i) {
-        const MstEdge& e = tree[i];
-        w.vertex[w.fill[e.u]] = e.v; w.edge[w.fill[e.u]++] = static_cast<int64_t>(i);
-        w.vertex[w.fill[e.v]] = e.u; w.edge[w.fill[e.v]++] = static_cast<int64_t>(i);
-    }
-}
-
-/// Preorder of the tree from vertex 0, with each vertex's parent and parent edge (-1 at the root).
-void preorder(int64_t n, Workspace& w) {
-    w.order.clear();
-    w.parent.assign(static_cast<size_t>(n), -1);
-    w.parent_edge.assign(static_cast<size_t>(n), -1);
-    w.stack.assign(1, 0);
-    w.parent[0] = 0;  // marks the root as seen; reset below
-    while (!w.stack.empty()) {
-        const int64_t v = w.stack.back();
-        w.stack.pop_back();
-        w.order.push_back(v);
-        for (int64_t a = w.start[v]; a < w.start[v + 1]; ++a) {
-            const int64_t x = w.vertex[a];
-            if (w.parent[x] >= 0) continue;
-            w.parent[x] = v;
-            w.parent_edge[x] = w.edge[a];
-            w.stack.push_back(x);
-        }
-    }
-    w.parent[0] = -1;
-    if (static_cast<int64_t>(w.order.size()) != n) throw std::logic_error("insert_into_mst: the MST is not connected");
-}
-
-/// Inserts vertex q = n (distances `to_q` [n] to vertices 0..n-1) into `tree` (n - 1 edges).
-void insert_vertex(std::vector<MstEdge>& tree, int64_t n, const std::vector<double>& to_q, Workspace& w) {
-    build_adjacency(tree, n, w);
-    preorder(n, w);
-    w.path_max.resize(static_cast<size_t>(n));
-    for (int64_t v = 0; v < n; ++v) w.path_max[v] = WalkEdge{to_q[v], v};
-    w.dropped.assign(static_cast<size_t>(2 * n), 0);  // q-edges, then tree edges
-    for (auto it = w.order.rbegin(); it != w.order.rend(); ++it) {
-        const int64_t v = *it;
-        const int64_t p = w.parent[v];
-        if (p < 0) continue;
-        const WalkEdge via_tree{tree[w.parent_edge[v]].weight, n + w.parent_edge[v]};
-        const WalkEdge from_child = w.path_max[v];
-        const WalkEdge from_parent = w.path_max[p];
-        if (heavier(via_tree, from_child) && heavier(via_tree, from_parent)) {
-            w.dropped[via_tree.id] = 1;
-        } else if (heavier(from_child, from_parent)) {
-            w.dropped[from_child.id] = 1;
-        } else {
-            w.dropped[from_parent.id] = 1;
-            w.path_max[p] = heavier(from_child, via_tree) ? from_child : via_tree;
-        }
-    }
-    w.next.clear();
-    for (int64_t e = 0; e < n - 1; ++e) {
-        if (!w.dropped[n + e]) w.next.push_back(tree[e]);
-    }
-    for (int64_t j = 0; j < n; ++j) {
-        if (!w.dropped[j]) w.next.push_back(MstEdge{j, n, to_q[j]});
-    }
-    if (static_cast<int64_t>(w.next.size()) != n) throw std::logic_error("insert_into_mst: walk lost the tree");
-    tree.swap(w.next);
-}
 
 bool edge_less(const MstEdge& a, const MstEdge& b) noexcept {
     if (a.weight != b.weight) return a.weight < b.weight;
@@ -116,35 +33,165 @@ bool edge_less(const MstEdge& a, const MstEdge& b) noexcept {
     return a.v < b.v;
 }
 
+/// The old tree rooted at vertex 0, in compressed-row adjacency, reused by every walk.
+struct RootedTree {
+    std::vector<int64_t> start, fill, vertex, edge;
+    std::vector<int64_t> order, parent, parent_edge, stack;
+};
+
+/// Buffers reused across calls on one thread (the memory's threads work key by key).
+struct Workspace {
+    RootedTree tree;
+    std::vector<MstEdge> path_max;   // [n_old] heaviest edge on each vertex's path to q
+    std::vector<double> to_q;        // [n_old]
+    std::vector<char> kept;          // [n_old] whether the edge (v, q) is still in
+    std::vector<MstEdge> candidates; // new edges that may enter the MST
+    std::vector<double> best;        // Prim: lightest known edge into the tree
+    std::vector<int64_t> best_from;
+    std::vector<char> in_tree;
+};
+
+Workspace& workspace() {
+    thread_local Workspace w;
+    return w;
+}
+
+void root_tree(const std::vector<MstEdge>& mst, int64_t n, RootedTree& t) {
+    t.start.assign(static_cast<size_t>(n + 1), 0);
+    for (const MstEdge& e : mst) { ++t.start[e.u + 1]; ++t.start[e.v + 1]; }
+    for (int64_t v = 0; v < n; ++v) t.start[v + 1] += t.start[v];
+    t.vertex.resize(2 * mst.size());
+    t.edge.resize(2 * mst.size());
+    t.fill.assign(t.start.begin(), t.start.end() - 1);
+    for (size_t i = 0; i < mst.size(); ++i) {
+        const MstEdge& e = mst[i];
+        t.vertex[t.fill[e.u]] = e.v; t.edge[t.fill[e.u]++] = static_cast<int64_t>(i);
+        t.vertex[t.fill[e.v]] = e.u; t.edge[t.fill[e.v]++] = static_cast<int64_t>(i);
+    }
+    t.order.clear();
+    t.parent.assign(static_cast<size_t>(n), -1);
+    t.parent_edge.assign(static_cast<size_t>(n), -1);
+    t.stack.assign(1, 0);
+    t.parent[0] = 0;  // marks the root as seen; reset below
+    while (!t.stack.empty()) {
+        const int64_t v = t.stack.back();
+        t.stack.pop_back();
+        t.order.push_back(v);
+        for (int64_t a = t.start[v]; a < t.start[v + 1]; ++a) {
+            const int64_t x = t.vertex[a];
+            if (t.parent[x] >= 0) continue;
+            t.parent[x] = v;
+            t.parent_edge[x] = t.edge[a];
+            t.stack.push_back(x);
+        }
+    }
+    t.parent[0] = -1;
+    if (static_cast<int64_t>(t.order.size()) != n) throw std::logic_error("insert_into_mst: the MST is not connected");
+}
+
+/// Appends to w.candidates the edges (a, q) of the MST of (old tree + every edge of q),
+/// where w.to_q holds the distances from q to the old vertices.
+void walk_for_vertex(const std::vector<MstEdge>& mst, int64_t q, Workspace& w) {
+    const RootedTree& t = w.tree;
+    const int64_t n = static_cast<int64_t>(t.parent.size());
+    w.path_max.resize(static_cast<size_t>(n));
+    for (int64_t v = 0; v < n; ++v) w.path_max[v] = MstEdge{v, q, w.to_q[v]};
+    std::vector<char>& kept = w.kept;
+    kept.assign(static_cast<size_t>(n), 1);
+    for (auto it = t.order.rbegin(); it != t.order.rend(); ++it) {
+        const int64_t v = *it, p = t.parent[v];
+        if (p < 0) continue;
+        const MstEdge& via_tree = mst[t.parent_edge[v]];
+        const MstEdge from_child = w.path_max[v], from_parent = w.path_max[p];
+        // Only dropped q-edges are tracked: every old tree edge goes to the final Kruskal.
+        if (edge_less(from_child, via_tree) && edge_less(from_parent, via_tree)) continue;
+        if (edge_less(from_parent, from_child)) {
+            if (from_child.v == q) kept[from_child.u] = 0;  // else a tree edge leaves
+        } else {
+            if (from_parent.v == q) kept[from_parent.u] = 0;
+            w.path_max[p] = edge_less(via_tree, from_child) ? from_child : via_tree;
+        }
+    }
+    for (int64_t v = 0; v < n; ++v) {
+        if (kept[v]) w.candidates.push_back(MstEdge{v, q, w.to_q[v]});
+    }
+}
+
+/// Prim's algorithm on rows [first, first + count) of `points` under the strict edge order;
+/// appends the tree's edges (global row indices) to `out`, unsorted.
+void prim(const PointsView& points, int64_t first, int64_t count, Workspace& w, std::vector<MstEdge>& out) {
+    if (count < 2) return;
+    w.best.assign(static_cast<size_t>(count), HUGE_VAL);
+    w.best_from.assign(static_cast<size_t>(count), -1);
+    w.in_tree.assign(static_cast<size_t>(count), 0);
+    int64_t last = 0;
+    w.in_tree[0] = 1;
+    for (int64_t added = 1; added < count; ++added) {
+        int64_t next = -1;
+        MstEdge next_edge{0, 0, HUGE_VAL};
+        for (int64_t v = 0; v < count; ++v) {
+            if (w.in_tree[v]) continue;
+            const double d = euclidean_distance(points.row(first + last), points.row(first + v), points.cols);
+            const MstEdge via_last{std::min(last, v) + first, std::max(last, v) + first, d};
+            const MstEdge known{std::min(w.best_from[v], v) + first, std::max(w.best_from[v], v) + first, w.best[v]};
+            if (w.best_from[v] < 0 || edge_less(via_last, known)) { w.best[v] = d; w.best_from[v] = last; }
+            const MstEdge candidate{std::min(w.best_from[v], v) + first, std::max(w.best_from[v], v) + first, w.best[v]};
+            if (next < 0 || edge_less(candidate, next_edge)) { next = v; next_edge = candidate; }
+        }
+        w.in_tree[next] = 1;
+        out.push_back(next_edge);
+        last = next;
+    }
+}
+
+/// Kruskal over `old_sorted` and the (unsorted) `added` edges on n vertices: the spanning
+/// tree sorted by the strict order. Throws std::logic_error if they do not span.
+std::vector<MstEdge> kruskal(const std::vector<MstEdge>& old_sorted, std::vector<MstEdge>& added, int64_t n) {
+    std::sort(added.begin(), added.end(), edge_less);
+    std::vector<MstEdge> tree;
+    tree.reserve(static_cast<size_t>(n - 1));
+    UnionFind sets(n);
+    size_t i = 0, j = 0;
+    while (i < old_sorted.size() || j < added.size()) {
+        const bool take_old = j == added.size() || (i < old_sorted.size() && edge_less(old_sorted[i], added[j]));
+        const MstEdge& e = take_old ? old_sorted[i++] : added[j++];
+        if (sets.unite(e.u, e.v)) tree.push_back(e);
+    }
+    if (static_cast<int64_t>(tree.size()) != n - 1) throw std::logic_error("insert_into_mst: the edges do not span");
+    return tree;
+}
+
 }  // namespace
 
-std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points,
-                                     int64_t n_old) {
+std::vector<MstEdge> euclidean_mst(const PointsView& points) {
+    if (points.rows < 1 || points.cols < 1) throw std::invalid_argument("euclidean_mst: expected a non-empty [N, D] matrix");
+    Workspace& w = workspace();
+    std::vector<MstEdge> tree;
+    tree.reserve(static_cast<size_t>(points.rows - 1));
+    prim(points, 0, points.rows, w, tree);
+    std::sort(tree.begin(), tree.end(), edge_less);
+    return tree;
+}
+
+std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points, int64_t n_old) {
     if (n_old < 1 || points.rows < n_old || static_cast<int64_t>(mst.size()) != n_old - 1) {
         throw std::invalid_argument("insert_into_mst: expected an MST of n_old - 1 edges over n_old >= 1 of the " +
                                     std::to_string(points.rows) + " points");
     }
-    std::vector<MstEdge> tree = mst;
-    Workspace work;
-    const auto largest = static_cast<size_t>(points.rows);
-    tree.reserve(largest);
-    work.next.reserve(largest);
-    std::vector<double> to_q;
-    to_q.reserve(largest);
-    for (int64_t q = n_old; q < points.rows; ++q) {
-        to_q.resize(static_cast<size_t>(q));
-        for (int64_t j = 0; j < q; ++j) to_q[j] = euclidean_distance(points.row(j), points.row(q), points.cols);
-        insert_vertex(tree, q, to_q, work);
+    for (size_t i = 1; i < mst.size(); ++i) {
+        if (edge_less(mst[i], mst[i - 1])) throw std::invalid_argument("insert_into_mst: the MST is not sorted");
     }
-    // insert_vertex keeps surviving edges in their order, so the old edges are still sorted;
-    // only the new ones need sorting before the merge.
-    std::vector<MstEdge> kept, added;
-    kept.reserve(tree.size());
-    for (const MstEdge& e : tree) (e.v < n_old ? kept : added).push_back(e);
-    std::sort(added.begin(), added.end(), edge_less);
-    std::vector<MstEdge> out(tree.size());
-    std::merge(kept.begin(), kept.end(), added.begin(), added.end(), out.begin(), edge_less);
-    return out;
+    Workspace& w = workspace();
+    w.candidates.clear();
+    if (points.rows == n_old) return mst;
+    root_tree(mst, n_old, w.tree);
+    w.to_q.resize(static_cast<size_t>(n_old));
+    for (int64_t q = n_old; q < points.rows; ++q) {
+        for (int64_t a = 0; a < n_old; ++a) w.to_q[a] = euclidean_distance(points.row(a), points.row(q), points.cols);
+        walk_for_vertex(mst, q, w);
+    }
+    prim(points, n_old, points.rows - n_old, w, w.candidates);
+    return kruskal(mst, w.candidates, points.rows);
 }
 
 }  // namespace medscore

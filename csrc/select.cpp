@@ -14,29 +14,28 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-/// Float64 sum in ascending order of the values (NaN sorted last: the sum is NaN anyway).
-double ordered_sum(std::vector<double> values) {
-    std::sort(values.begin(), values.end(), [](double a, double b) {
-        return !std::isnan(a) && (std::isnan(b) || a < b);
-    });
+/// Float64 sum of [begin, end) in ascending order of the values (NaN sorted last: the sum
+/// is NaN anyway). Sorts the range.
+double ordered_sum(double* begin, double* end) {
+    std::sort(begin, end, [](double a, double b) { return !std::isnan(a) && (std::isnan(b) || a < b); });
     double total = 0.0;
-    for (const double v : values) total += v;
+    for (const double* v = begin; v != end; ++v) total += *v;
     return total;
 }
 
-/// The clusters of a condensed tree, indexed by id - N (the root is index 0).
+/// The clusters of a condensed tree, indexed by id - N (the root is index 0), stored in the
+/// buffers of a SelectWorkspace: parent (-1 for the root), birth, death (max lambda of the
+/// rows under each cluster), stability, kids (child clusters, ascending, in compressed rows
+/// kid_start), and for each point the cluster of its row and its lambda.
 struct ClusterTree {
     int64_t n_points = 0;
-    std::vector<int64_t> parent;           // -1 for the root
-    std::vector<double> birth;
-    std::vector<double> death;             // max lambda of the rows under each cluster
-    std::vector<double> stability;
-    std::vector<std::vector<int64_t>> kids;  // child clusters (as indices), ascending
-    std::vector<int64_t> point_cluster;    // [N] parent index of each point's row
-    std::vector<double> point_lambda;      // [N]
+    int64_t n_clusters = 0;
+    SelectWorkspace& w;
 
-    int64_t size() const noexcept { return static_cast<int64_t>(parent.size()); }
-    double eps_of(int64_t c) const noexcept { return birth[c] != 0.0 ? 1.0 / birth[c] : kInf; }
+    int64_t size() const noexcept { return n_clusters; }
+    double eps_of(int64_t c) const noexcept { return w.birth[c] != 0.0 ? 1.0 / w.birth[c] : kInf; }
+    const int64_t* kids_begin(int64_t c) const noexcept { return w.kids.data() + w.kid_start[c]; }
+    const int64_t* kids_end(int64_t c) const noexcept { return w.kids.data() + w.kid_start[c + 1]; }
 };
 
 int64_t cluster_count(const std::vector<CondensedRow>& rows, int64_t n) {
@@ -52,60 +51,76 @@ int64_t cluster_count(const std::vector<CondensedRow>& rows, int64_t n) {
     return top - n + 1;
 }
 
-ClusterTree build_cluster_tree(const std::vector<CondensedRow>& rows, int64_t n) {
-    ClusterTree ct;
-    const int64_t k = cluster_count(rows, n);
-    ct.n_points = n;
-    ct.parent.assign(k, -1);
-    ct.birth.assign(k, 0.0);
-    ct.death.assign(k, -kInf);
-    ct.kids.resize(k);
-    ct.point_cluster.assign(n, -1);
-    ct.point_lambda.assign(n, 0.0);
+/// Turns per-cluster counts in start[1..k] into compressed-row offsets; fill = row starts.
+void offsets_from_counts(std::vector<int64_t>& start, std::vector<int64_t>& fill, int64_t k) {
+    for (int64_t c = 0; c < k; ++c) start[c + 1] += start[c];
+    fill.assign(start.begin(), start.end() - 1);
+}
+
+void build_cluster_tree(const std::vector<CondensedRow>& rows, ClusterTree& ct) {
+    SelectWorkspace& w = ct.w;
+    const int64_t n = ct.n_points, k = ct.n_clusters;
+    w.parent.assign(k, -1);
+    w.birth.assign(k, 0.0);
+    w.death.assign(k, -kInf);
+    w.kid_start.assign(k + 1, 0);
+    w.term_start.assign(k + 1, 0);
+    w.point_cluster.assign(n, -1);
+    w.point_lambda.assign(n, 0.0);
     for (const CondensedRow& r : rows) {
         const int64_t p = r.parent - n;
-        ct.death[p] = std::max(ct.death[p], r.lambda_val);
+        w.death[p] = std::max(w.death[p], r.lambda_val);
+        ++w.term_start[p + 1];
         if (r.child >= n) {
-            ct.parent[r.child - n] = p;
-            ct.birth[r.child - n] = r.lambda_val;
-            ct.kids[p].push_back(r.child - n);
+            w.parent[r.child - n] = p;
+            w.birth[r.child - n] = r.lambda_val;
+            ++w.kid_start[p + 1];
         } else {
-            ct.point_cluster[r.child] = p;
-            ct.point_lambda[r.child] = r.lambda_val;
+            w.point_cluster[r.child] = p;
+            w.point_lambda[r.child] = r.lambda_val;
         }
     }
-    std::vector<std::vector<double>> terms(k);
+    offsets_from_counts(w.kid_start, w.fill, k);
+    w.kids.resize(static_cast<size_t>(w.kid_start[k]));
+    for (const CondensedRow& r : rows) {
+        if (r.child >= n) w.kids[w.fill[r.parent - n]++] = r.child - n;
+    }
+    offsets_from_counts(w.term_start, w.fill, k);
+    w.terms.resize(rows.size());
     for (const CondensedRow& r : rows) {
         const int64_t p = r.parent - n;
-        terms[p].push_back((r.lambda_val - ct.birth[p]) * static_cast<double>(r.child_size));
+        w.terms[w.fill[p]++] = (r.lambda_val - w.birth[p]) * static_cast<double>(r.child_size);
     }
-    ct.stability.resize(k);
+    w.stability.resize(k);
     for (int64_t c = 0; c < k; ++c) {
-        std::sort(ct.kids[c].begin(), ct.kids[c].end());
-        ct.stability[c] = ordered_sum(std::move(terms[c]));
+        std::sort(w.kids.begin() + w.kid_start[c], w.kids.begin() + w.kid_start[c + 1]);
+        w.stability[c] = ordered_sum(w.terms.data() + w.term_start[c], w.terms.data() + w.term_start[c + 1]);
     }
     for (int64_t p = 0; p < n; ++p) {
-        if (ct.point_cluster[p] < 0) {
+        if (w.point_cluster[p] < 0) {
             throw std::invalid_argument("select_clusters: point " + std::to_string(p) + " has no condensed row");
         }
     }
-    return ct;
 }
 
-/// selected[c] && no ancestor selected: the clusters an ancestor's selection leaves alone.
-std::vector<char> drop_covered(const ClusterTree& ct, const std::vector<char>& marked) {
-    std::vector<char> covered(ct.size(), 0), out(ct.size(), 0);
+/// out[c] = marked[c] && no ancestor marked: the clusters an ancestor's selection leaves alone.
+void drop_covered(const ClusterTree& ct, const std::vector<char>& marked, std::vector<char>& out) {
+    std::vector<char>& covered = ct.w.covered;
+    covered.assign(ct.size(), 0);
+    out.assign(ct.size(), 0);
     for (int64_t c = 0; c < ct.size(); ++c) {  // parents have smaller ids than children
-        const int64_t p = ct.parent[c];
+        const int64_t p = ct.w.parent[c];
         covered[c] = p >= 0 && (marked[p] || covered[p]);
         out[c] = marked[c] && !covered[c];
     }
-    return out;
 }
 
-std::vector<char> epsilon_search(const ClusterTree& ct, const std::vector<char>& in, bool allow_single_cluster,
-                                 double epsilon) {
-    std::vector<char> out(ct.size(), 0), walked(ct.size(), 0);
+/// The epsilon search over the clusters `in`, written to `out` (a different buffer).
+void epsilon_search(const ClusterTree& ct, const std::vector<char>& in, bool allow_single_cluster, double epsilon,
+                    std::vector<char>& out) {
+    std::vector<char>& walked = ct.w.walked;
+    out.assign(ct.size(), 0);
+    walked.assign(ct.size(), 0);
     for (int64_t s = 0; s < ct.size(); ++s) {
         if (!in[s]) continue;
         if (ct.eps_of(s) >= epsilon) {
@@ -113,7 +128,7 @@ std::vector<char> epsilon_search(const ClusterTree& ct, const std::vector<char>&
             continue;
         }
         for (int64_t x = s;;) {
-            const int64_t p = ct.parent[x];
+            const int64_t p = ct.w.parent[x];
             if (p == 0) {
                 walked[allow_single_cluster ? 0 : x] = 1;
                 break;
@@ -125,57 +140,68 @@ std::vector<char> epsilon_search(const ClusterTree& ct, const std::vector<char>&
             x = p;
         }
     }
-    const std::vector<char> top = drop_covered(ct, walked);
-    for (int64_t c = 0; c < ct.size(); ++c) out[c] = out[c] || top[c];
-    return out;
+    drop_covered(ct, walked, ct.w.top);
+    for (int64_t c = 0; c < ct.size(); ++c) out[c] = out[c] || ct.w.top[c];
 }
 
-std::vector<char> select_eom(ClusterTree& ct, bool allow_single_cluster, double epsilon) {
-    std::vector<char> marked(ct.size(), 0);
+/// EOM selection into w.selected (stabilities of w.stability are raised to their subtrees').
+void select_eom(ClusterTree& ct, bool allow_single_cluster, double epsilon) {
+    SelectWorkspace& w = ct.w;
+    w.marked.assign(ct.size(), 0);
     for (int64_t c = ct.size() - 1; c >= (allow_single_cluster ? 0 : 1); --c) {
-        std::vector<double> sub_terms;
-        for (const int64_t kid : ct.kids[c]) sub_terms.push_back(ct.stability[kid]);
-        const double sub = ordered_sum(std::move(sub_terms));
-        if (sub > ct.stability[c]) {
-            ct.stability[c] = sub;
+        w.sub_terms.clear();
+        for (const int64_t* kid = ct.kids_begin(c); kid != ct.kids_end(c); ++kid) w.sub_terms.push_back(w.stability[*kid]);
+        const double sub = ordered_sum(w.sub_terms.data(), w.sub_terms.data() + w.sub_terms.size());
+        if (sub > w.stability[c]) {
+            w.stability[c] = sub;
         } else {
-            marked[c] = 1;
+            w.marked[c] = 1;
         }
     }
-    std::vector<char> selected = drop_covered(ct, marked);
+    drop_covered(ct, w.marked, w.selected);
     if (epsilon != 0.0 && ct.size() > 1) {
-        const bool only_root = selected[0] && std::count(selected.begin(), selected.end(), 1) == 1;
-        if (only_root) return allow_single_cluster ? selected : std::vector<char>(ct.size(), 0);
-        return epsilon_search(ct, selected, allow_single_cluster, epsilon);
+        const bool only_root = w.selected[0] && std::count(w.selected.begin(), w.selected.end(), 1) == 1;
+        if (only_root) {
+            if (!allow_single_cluster) w.selected.assign(ct.size(), 0);
+            return;
+        }
+        w.marked = w.selected;
+        epsilon_search(ct, w.marked, allow_single_cluster, epsilon, w.selected);
     }
-    return selected;
 }
 
-std::vector<char> select_leaf(const ClusterTree& ct, bool allow_single_cluster, double epsilon) {
-    std::vector<char> leaves(ct.size(), 0);
+/// Leaf selection into w.selected.
+void select_leaf(const ClusterTree& ct, bool allow_single_cluster, double epsilon) {
+    SelectWorkspace& w = ct.w;
+    w.marked.assign(ct.size(), 0);
     bool any = false;
     for (int64_t c = 1; c < ct.size(); ++c) {
-        leaves[c] = ct.kids[c].empty();
-        any = any || leaves[c];
+        w.marked[c] = ct.kids_begin(c) == ct.kids_end(c);
+        any = any || w.marked[c];
     }
-    if (epsilon != 0.0 && any) return epsilon_search(ct, leaves, allow_single_cluster, epsilon);
-    return leaves;
+    if (epsilon != 0.0 && any) {
+        epsilon_search(ct, w.marked, allow_single_cluster, epsilon, w.selected);
+    } else {
+        w.selected = w.marked;
+    }
 }
 
 void label_points(const ClusterTree& ct, const std::vector<int64_t>& clusters, bool allow_single_cluster,
                   double epsilon, Selection& out) {
-    std::vector<int64_t> label_of(ct.size(), -1);
+    const SelectWorkspace& w = ct.w;
+    std::vector<int64_t>& label_of = ct.w.label_of;
+    label_of.assign(ct.size(), -1);
     for (size_t i = 0; i < clusters.size(); ++i) label_of[clusters[i]] = static_cast<int64_t>(i);
     const bool root_alone = clusters.size() == 1 && clusters[0] == 0 && allow_single_cluster;
-    const double root_threshold = epsilon != 0.0 ? 1.0 / epsilon : ct.death[0];
+    const double root_threshold = epsilon != 0.0 ? 1.0 / epsilon : w.death[0];
     out.labels.assign(ct.n_points, -1);
     out.probabilities.assign(ct.n_points, 0.0);
     for (int64_t i = 0; i < ct.n_points; ++i) {
-        int64_t c = ct.point_cluster[i];
-        while (label_of[c] < 0 && ct.parent[c] >= 0) c = ct.parent[c];
-        if (label_of[c] < 0 || (c == 0 && !(root_alone && ct.point_lambda[i] >= root_threshold))) continue;
+        int64_t c = w.point_cluster[i];
+        while (label_of[c] < 0 && w.parent[c] >= 0) c = w.parent[c];
+        if (label_of[c] < 0 || (c == 0 && !(root_alone && w.point_lambda[i] >= root_threshold))) continue;
         out.labels[i] = label_of[c];
-        const double lam = ct.point_lambda[i], death = ct.death[c];
+        const double lam = w.point_lambda[i], death = w.death[c];
         out.probabilities[i] = (death == 0.0 || !std::isfinite(lam)) ? 1.0 : std::min(lam, death) / death;
     }
 }
@@ -184,38 +210,50 @@ void label_points(const ClusterTree& ct, const std::vector<int64_t>& clusters, b
 
 Selection select_clusters(const std::vector<CondensedRow>& condensed, int64_t n_points, SelectionMethod method,
                           bool allow_single_cluster, double epsilon) {
+    SelectWorkspace work;
+    Selection out;
+    select_clusters(condensed, n_points, method, allow_single_cluster, epsilon, work, out);
+    return out;
+}
+
+void select_clusters(const std::vector<CondensedRow>& condensed, int64_t n_points, SelectionMethod method,
+                     bool allow_single_cluster, double epsilon, SelectWorkspace& work, Selection& out) {
     if (n_points < 1) throw std::invalid_argument("select_clusters: n must be >= 1, got " + std::to_string(n_points));
     if (!(epsilon >= 0.0) || !std::isfinite(epsilon)) {
         throw std::invalid_argument("select_clusters: epsilon must be finite and >= 0");
     }
-    Selection out;
+    out.persistence.clear();
+    out.clusters.clear();
     if (n_points == 1) {
-        out.labels = {-1};
-        out.probabilities = {0.0};
-        return out;
+        out.labels.assign(1, -1);
+        out.probabilities.assign(1, 0.0);
+        return;
     }
-    ClusterTree ct = build_cluster_tree(condensed, n_points);
-    const std::vector<char> selected = method == SelectionMethod::eom
-        ? select_eom(ct, allow_single_cluster, epsilon)
-        : select_leaf(ct, allow_single_cluster, epsilon);
-    std::vector<int64_t> clusters;
+    ClusterTree ct{n_points, cluster_count(condensed, n_points), work};
+    build_cluster_tree(condensed, ct);
+    if (method == SelectionMethod::eom) {
+        select_eom(ct, allow_single_cluster, epsilon);
+    } else {
+        select_leaf(ct, allow_single_cluster, epsilon);
+    }
+    std::vector<int64_t>& clusters = work.clusters;
+    clusters.clear();
     for (int64_t c = 0; c < ct.size(); ++c) {
-        if (selected[c]) clusters.push_back(c);
+        if (work.selected[c]) clusters.push_back(c);
     }
     label_points(ct, clusters, allow_single_cluster, epsilon, out);
     double max_lambda = -kInf;
     for (const CondensedRow& r : condensed) max_lambda = std::max(max_lambda, r.lambda_val);
-    std::vector<int64_t> members(clusters.size(), 0);
+    work.members.assign(clusters.size(), 0);
     for (const int64_t label : out.labels) {
-        if (label >= 0) ++members[label];
+        if (label >= 0) ++work.members[label];
     }
     for (size_t i = 0; i < clusters.size(); ++i) {
-        const auto m = static_cast<double>(members[i]);
-        const bool trivial = std::isinf(max_lambda) || max_lambda == 0.0 || members[i] == 0;
-        out.persistence.push_back(trivial ? 1.0 : ct.stability[clusters[i]] / (m * max_lambda));
+        const auto m = static_cast<double>(work.members[i]);
+        const bool trivial = std::isinf(max_lambda) || max_lambda == 0.0 || work.members[i] == 0;
+        out.persistence.push_back(trivial ? 1.0 : work.stability[clusters[i]] / (m * max_lambda));
         out.clusters.push_back(clusters[i] + n_points);
     }
-    return out;
 }
 
 }  // namespace medscore

@@ -112,10 +112,15 @@ std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsV
 
 /// Minimum spanning tree of `n_old + m` points after appending m points to a set whose MST
 /// (n_old >= 1 points) is `mst`, under plain Euclidean weights (mutual reachability with
-/// min_samples == 1). `points` holds all n_old + m rows. Each point is inserted by one walk
-/// over the current tree (the cycle rule: on the cycle an inserted edge closes, the heaviest
-/// edge leaves). Returns the tree sorted by (weight, u, v).
+/// min_samples == 1). `points` holds all n_old + m rows; `mst` must be sorted by (weight, u, v).
+/// Each new point keeps the edges that one walk over the old tree leaves it (the cycle rule),
+/// and Kruskal joins those, the old tree and the new points' own MST. Returns the tree sorted
+/// by (weight, u, v); it is minimal under that strict order among trees of old tree + new edges.
 std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points,
                                      int64_t n_old);
+
+/// Euclidean minimum spanning tree [N - 1] of `points` by Prim's algorithm (O(N^2 D)), the
+/// one tree that is minimal under the strict order (weight, u, v); sorted by that order.
+std::vector<MstEdge> euclidean_mst(const PointsView& points);
 
 }  // namespace medscore

@@ -19,4 +19,17 @@ struct Selection {
 Selection select_clusters(const std::vector<CondensedRow>& condensed, int64_t n_points,
                           SelectionMethod method, bool allow_single_cluster, double epsilon);
 
+/// Scratch buffers of select_clusters; reusing one across calls avoids allocating once the
+/// buffers have grown (the keyed memory selects in thousands of small trees per step).
+struct SelectWorkspace {
+    std::vector<int64_t> parent, point_cluster, kid_start, kids, term_start, fill, label_of;
+    std::vector<double> birth, death, stability, point_lambda, terms, sub_terms;
+    std::vector<char> marked, covered, selected, walked, top;
+    std::vector<int64_t> clusters, members;
+};
+
+/// select_clusters writing into `out` (its vectors reused) with the buffers of `work`; the same result.
+void select_clusters(const std::vector<CondensedRow>& condensed, int64_t n_points, SelectionMethod method,
+                     bool allow_single_cluster, double epsilon, SelectWorkspace& work, Selection& out);
+
 }  // namespace medscore
