@@ -226,18 +226,18 @@ class capture:
         self._written.add(slot)
 
     def _layer_and_index(self, hidden):
-        """View the layer output as ``[B, T, H]`` (packed ``[1, N, H]``) and validate once."""
+        """View the layer output as ``[B, T, H]`` (packed ``[1, N, H]``); validate once per shape."""
         cu = self._targets["cu_seqlens"]
         layer = hidden.reshape(1, -1, hidden.shape[-1]) if cu is not None else hidden
-        index = fp.token_index(layer, cu)
         key = (tuple(layer.shape[:2]), layer.device)
         if self._targets["checked_for"] != key:
+            index = fp.token_index(layer, cu)
             if self.mode == "answer":
                 self._targets["positions"] = fp.check_positions(self._targets["positions"], index)
             else:
                 self._targets["mask"] = fp.check_mask(self._targets["mask"], layer, index)
-            self._targets["checked_for"] = key
-        return layer, index
+            self._targets["checked_for"], self._targets["index"] = key, index
+        return layer, self._targets["index"]
 
     def _new_output(self, batch_size: int, device):
         torch = importlib.import_module("torch")
