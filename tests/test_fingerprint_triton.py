@@ -95,7 +95,7 @@ else:
 
     @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
     @pytest.mark.parametrize("with_norm", [False, True])
-    @pytest.mark.parametrize("B,T,H", [(1, 1, 8), (3, 70, 20), (2, 5, 300)])
+    @pytest.mark.parametrize("B,T,H", [(1, 1, 8), (3, 70, 20), (2, 5, 300), (1, 5, 5000)])
     def test_pooled_kernel_matches_reference(dtype, with_norm, B, T, H):
         layers, _, gen = case(B, T, H, dtype=dtype, L=2)
         mask = torch.rand(B, T, generator=gen) < 0.6

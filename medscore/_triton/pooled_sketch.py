@@ -15,17 +15,22 @@ import triton.language as tl
 CHUNK_T = 64
 
 
+def _block_t(block_h: int) -> int:
+    """Tokens per tile: about 16K elements per tile, at least 1 and at most 16."""
+    return max(1, min(16, 16384 // block_h))
+
+
 @triton.jit
 def _pooled_sums_kernel(
     hidden_ptr, mask_ptr, batch_ptr, start_ptr, length_ptr, partial_ptr,
     H, stride_b, stride_t, stride_h, mask_stride_b, mask_stride_t, stride_pb, stride_pc, eps,
-    RMS: tl.constexpr, CHUNK_T: tl.constexpr, BLOCK_H: tl.constexpr,
+    RMS: tl.constexpr, CHUNK_T: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
     """partial[b, c] = sum over masked tokens t of chunk c of s_t * hidden[batch[b], start[b] + t].
 
     s_t = rsqrt(mean(h_t**2) + eps) when RMS, else 1. hidden: [B or 1, T, H] strided;
     mask: uint8 [B or 1, T]; batch, start, length: int64 [B]; partial: float32 [B, C, H].
-    Grid (B, C). BLOCK_H >= H.
+    Grid (B, C). BLOCK_H >= H; tiles of BLOCK_T tokens keep several row loads in flight.
     """
     b = tl.program_id(0)
     chunk = tl.program_id(1)
@@ -36,17 +41,19 @@ def _pooled_sums_kernel(
     inside = offs < H
     acc = tl.zeros([BLOCK_H], dtype=tl.float32)
     first = chunk.to(tl.int64) * CHUNK_T
-    for i in range(0, CHUNK_T):
-        t = first + i
-        if t < length:
-            row = start + t
-            keep = tl.load(mask_ptr + seq * mask_stride_b + row * mask_stride_t)
-            if keep != 0:
-                x = tl.load(hidden_ptr + seq * stride_b + row * stride_t + offs * stride_h,
-                            mask=inside, other=0.0).to(tl.float32)
-                if RMS:
-                    x = x * (1.0 / tl.sqrt(tl.sum(x * x, axis=0) / H + eps))
-                acc += x
+    for i in range(0, CHUNK_T, BLOCK_T):
+        t = first + i + tl.arange(0, BLOCK_T)
+        rows = start + t
+        keep = tl.load(mask_ptr + seq * mask_stride_b + rows * mask_stride_t,
+                       mask=t < length, other=0) != 0
+        # Masked-out tokens are not read at all (the load mask covers their whole row).
+        x = tl.load(hidden_ptr + seq * stride_b + rows[:, None] * stride_t
+                    + offs[None, :] * stride_h,
+                    mask=keep[:, None] & inside[None, :], other=0.0).to(tl.float32)
+        if RMS:
+            scale = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / H + eps)
+            x = x * tl.where(keep, scale, 0.0)[:, None]
+        acc += tl.sum(x, axis=0)
     tl.store(partial_ptr + b * stride_pb + chunk * stride_pc + offs, acc, mask=inside)
 
 
@@ -70,13 +77,14 @@ def pooled_sums(layer, index, mask, norm, partial=None):
     if B == 0:
         return partial.sum(1)
     mask2d = mask.reshape(-1, layer.shape[1]).to(torch.uint8)
+    block_h = triton.next_power_of_2(H)
     _pooled_sums_kernel[(B, chunks)](
         layer, mask2d, index.batch.contiguous(), index.start.contiguous(),
         index.length.contiguous(), partial,
         H, layer.stride(0), layer.stride(1), layer.stride(2),
         mask2d.stride(0), mask2d.stride(1), partial.stride(0), partial.stride(1),
         float(norm.eps) if norm is not None else 0.0,
-        RMS=norm is not None, CHUNK_T=CHUNK_T, BLOCK_H=triton.next_power_of_2(H),
+        RMS=norm is not None, CHUNK_T=CHUNK_T, BLOCK_T=_block_t(block_h), BLOCK_H=block_h,
     )
     sums = partial.sum(1)
     if norm is not None and norm.weight is not None:
