@@ -60,7 +60,7 @@ int32_t KdTree::build(int64_t start, int64_t end, int64_t leaf_size) {
     for (int64_t k = 1; k < e_; ++k) {
         if (hi[k] - lo[k] > hi[split] - lo[split]) split = k;
     }
-    if (!(hi[split] > lo[split])) return id;  // all points equal here: keep one leaf
+    // Equal points are still split (by row) so that leaves never exceed kLeafSize.
     const int64_t mid = start + (end - start) / 2;
     // Ties on the coordinate are ordered by row so that the tree is deterministic.
     std::nth_element(index_.begin() + start, index_.begin() + mid, index_.begin() + end,

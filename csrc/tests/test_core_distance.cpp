@@ -25,6 +25,11 @@ static void test_ties_and_duplicates() {
     // Duplicates count, at distance 0.
     const std::vector<double> dup{5.0, 5.0, 5.0, 0.0};
     CHECK((core_distances(PointsView{dup.data(), 4, 1}, 2) == std::vector<double>{0, 0, 0, 5}));
+    // More equal points than a leaf holds, in raw and in projected coordinates.
+    for (const int64_t d : {1, 20}) {
+        const std::vector<double> same(static_cast<size_t>(100 * d), 1.5);
+        CHECK((core_distances(PointsView{same.data(), 100, d}, 5) == std::vector<double>(100, 0.0)));
+    }
 }
 
 static void test_clipping_and_sizes() {
