@@ -50,12 +50,21 @@ public:
                 found.push_back(y);
             }
         }
-        std::sort(found.begin(), found.end(), [&](int64_t a, int64_t b) { return min_point_[a] < min_point_[b]; });
+        const auto by_min_point = [&](int64_t a, int64_t b) { return min_point_[a] < min_point_[b]; };
+        if (found.size() == 2) {  // the common binary merge, without a call to sort
+            if (by_min_point(found[1], found[0])) std::swap(found[0], found[1]);
+        } else {
+            std::sort(found.begin(), found.end(), by_min_point);
+        }
     }
 
     /// The points under node x, ascending.
     void points(int64_t x, std::vector<int64_t>& found, std::vector<int64_t>& stack) const {
         found.clear();
+        if (is_leaf(x)) {
+            found.push_back(x);
+            return;
+        }
         stack.assign(1, x);
         while (!stack.empty()) {
             const int64_t y = stack.back();

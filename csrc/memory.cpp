@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "medscore/distance.hpp"
 #include "medscore/thread_pool.hpp"
 
 namespace medscore {
@@ -94,6 +95,24 @@ double norm_of(const double* a, int64_t d) noexcept {
     return std::sqrt(s);
 }
 
+/// norm_of of every row of `points` into `out`, four rows side by side (same bits).
+void norms_of(const PointsView& points, std::vector<double>& out) {
+    out.resize(static_cast<size_t>(points.rows));
+    int64_t i = 0;
+    for (; i + 4 <= points.rows; i += 4) {
+        const double *p0 = points.row(i), *p1 = points.row(i + 1), *p2 = points.row(i + 2), *p3 = points.row(i + 3);
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        for (int64_t j = 0; j < points.cols; ++j) {
+            s0 += p0[j] * p0[j];
+            s1 += p1[j] * p1[j];
+            s2 += p2[j] * p2[j];
+            s3 += p3[j] * p3[j];
+        }
+        out[i] = std::sqrt(s0); out[i + 1] = std::sqrt(s1); out[i + 2] = std::sqrt(s2); out[i + 3] = std::sqrt(s3);
+    }
+    for (; i < points.rows; ++i) out[i] = norm_of(points.row(i), points.cols);
+}
+
 /// Cosine distances 1 - x.p / (|x| |p|) from x to every row p of `prior` (1 for a zero
 /// vector). Four rows are summed side by side to hide the adds' latency; each dot product
 /// is still summed in index order, so the bits do not depend on the grouping.
@@ -125,6 +144,8 @@ void cosine_distances(const PointsView& prior, const double* norms, const double
 /// Buffers of the vote, reused by every key a thread processes.
 struct VoteWorkspace {
     std::vector<double> norms, distances;
+    std::vector<double> squared;  ///< [m, n_prior] squared Euclidean distances new row -> prior row
+    std::vector<int64_t> candidates;
     std::vector<std::pair<double, int64_t>> best;
     std::vector<int64_t> votes;
 };
@@ -147,6 +168,24 @@ int64_t majority(std::vector<int64_t>& votes) {
     return winner;
 }
 
+/// Appends (distance, index) to the sorted list `best` if it is among the k smallest.
+inline void keep_k_smallest(std::vector<std::pair<double, int64_t>>& best, std::pair<double, int64_t> cand,
+                            int64_t k) {
+    // Rows come in increasing index, so a candidate tied with the k-th is never closer.
+    if (static_cast<int64_t>(best.size()) == k && !(cand.first < best.back().first)) return;
+    best.insert(std::upper_bound(best.begin(), best.end(), cand), cand);
+    if (static_cast<int64_t>(best.size()) > k) best.pop_back();
+}
+
+/// Writes the majority label of the prior points in w.best and that cluster's size.
+void count_votes(const int64_t* labels, const std::vector<int64_t>& sizes, int64_t noise, VoteWorkspace& w,
+                 int64_t& out_label, int64_t& out_size) {
+    w.votes.clear();
+    for (const auto& b : w.best) w.votes.push_back(labels[b.second]);
+    out_label = majority(w.votes);
+    out_size = out_label < 0 ? noise : sizes[out_label];
+}
+
 /// The MEDS vote: the k nearest prior points by cosine distance (ties: older point first),
 /// majority label, ties to the smallest label. Writes the label and its size (noise: the
 /// noise count; no prior point: label -1, size 0). w.norms holds the prior rows' norms.
@@ -156,17 +195,62 @@ void vote(const PointsView& prior, const int64_t* labels, const std::vector<int6
     if (k == 0) { out_label = -1; out_size = 0; return; }
     w.distances.resize(static_cast<size_t>(prior.rows));
     cosine_distances(prior, w.norms.data(), x, norm_of(x, prior.cols), w.distances.data());
-    w.best.clear();  // sorted ascending, at most k
+    w.best.clear();
+    for (int64_t i = 0; i < prior.rows; ++i) keep_k_smallest(w.best, {w.distances[i], i}, k);
+    count_votes(labels, sizes, noise, w, out_label, out_size);
+}
+
+/// Vectors whose norms are this close to 1 are unit vectors for the vote's filter.
+constexpr double kUnitNormSlack = 1e-12;
+/// Squared-distance margin of the filter: far above the bound 4 * (6 * slack + 1e-14) on
+/// |cosine - squared / 2| for such vectors (rounding included).
+constexpr double kFilterMargin = 1e-9;
+
+/// The vote for unit vectors, given the squared Euclidean distances `squared` [n_prior]
+/// from x to the prior rows. For unit vectors cosine = squared / 2 up to rounding, so only
+/// the rows within kFilterMargin of the k-th smallest squared distance can be among the k
+/// nearest by cosine; the exact cosine ranks those few. The same answer as vote().
+void vote_unit(const PointsView& prior, const int64_t* labels, const std::vector<int64_t>& sizes, int64_t noise,
+               const double* x, const double* squared, int64_t k, VoteWorkspace& w, int64_t& out_label,
+               int64_t& out_size) {
+    k = std::min(k, prior.rows);
+    if (k == 0) { out_label = -1; out_size = 0; return; }
+    w.best.clear();
+    for (int64_t i = 0; i < prior.rows; ++i) keep_k_smallest(w.best, {squared[i], i}, k);
+    const double bound = w.best.back().first + kFilterMargin;
+    w.candidates.clear();
     for (int64_t i = 0; i < prior.rows; ++i) {
-        const std::pair<double, int64_t> cand{w.distances[i], i};
-        if (static_cast<int64_t>(w.best.size()) == k && !(cand < w.best.back())) continue;
-        w.best.insert(std::upper_bound(w.best.begin(), w.best.end(), cand), cand);
-        if (static_cast<int64_t>(w.best.size()) > k) w.best.pop_back();
+        if (squared[i] <= bound) w.candidates.push_back(i);
     }
-    w.votes.clear();
-    for (const auto& b : w.best) w.votes.push_back(labels[b.second]);
-    out_label = majority(w.votes);
-    out_size = out_label < 0 ? noise : sizes[out_label];
+    const double norm_x = norm_of(x, prior.cols);
+    w.best.clear();
+    for (const int64_t i : w.candidates) {
+        double dot = 0.0;
+        for (int64_t j = 0; j < prior.cols; ++j) dot += x[j] * prior.row(i)[j];
+        keep_k_smallest(w.best, {1.0 - dot / (norm_x * w.norms[i]), i}, k);
+    }
+    count_votes(labels, sizes, noise, w, out_label, out_size);
+}
+
+/// Whether every prior row and every new row of the key has a norm within kUnitNormSlack of 1.
+bool all_unit(const std::vector<double>& prior_norms, const PointsView& batch, const std::vector<int64_t>& rows) {
+    for (const double n : prior_norms) {
+        if (!(std::abs(n - 1.0) <= kUnitNormSlack)) return false;
+    }
+    for (const int64_t r : rows) {
+        if (!(std::abs(norm_of(batch.row(r), batch.cols) - 1.0) <= kUnitNormSlack)) return false;
+    }
+    return true;
+}
+
+/// Squared distances [m, n_prior] from the key's new rows to its prior rows into w.squared.
+void squared_to_prior(const PointsView& prior, const PointsView& batch, const std::vector<int64_t>& rows,
+                      VoteWorkspace& w) {
+    w.squared.resize(rows.size() * static_cast<size_t>(prior.rows));
+    for (size_t j = 0; j < rows.size(); ++j) {
+        double* out = w.squared.data() + j * static_cast<size_t>(prior.rows);
+        for (int64_t i = 0; i < prior.rows; ++i) out[i] = squared_distance(batch.row(rows[j]), prior.row(i), prior.cols);
+    }
 }
 
 /// Appends the key's rows, votes, inserts and re-clusters. Leaves `key`'s old rows, labels
@@ -187,14 +271,24 @@ KeyUpdate process_key(KeyState& key, const std::vector<int64_t>& rows, const Poi
     const int64_t* prior_labels = prior_fit ? prior_fit->labels.data() : key.labels.data();
     const std::vector<int64_t>& prior_sizes = prior_fit ? prior_fit->sizes : key.cluster_sizes;
     const int64_t prior_noise = prior_fit ? prior_fit->noise : key.noise;
+    VoteWorkspace& w = vote_workspace();
+    bool have_squared = false;  // w.squared holds new row -> prior row squared distances
     if (params.assign == AssignRule::paper) {
         const PointsView prior = slice(key, dim, aged, n_prior);
-        VoteWorkspace& w = vote_workspace();
-        w.norms.resize(static_cast<size_t>(n_prior));
-        for (int64_t i = 0; i < n_prior; ++i) w.norms[i] = norm_of(prior.row(i), dim);
+        norms_of(prior, w.norms);
+        const bool unit = all_unit(w.norms, batch, rows);
+        if (unit) {
+            squared_to_prior(prior, batch, rows, w);
+            have_squared = true;
+        }
         for (int64_t j = 0; j < m; ++j) {
-            vote(prior, prior_labels, prior_sizes, prior_noise, batch.row(rows[j]), params.vote_k, w,
-                 result.labels[rows[j]], result.sizes[rows[j]]);
+            if (unit) {
+                vote_unit(prior, prior_labels, prior_sizes, prior_noise, batch.row(rows[j]),
+                          w.squared.data() + j * n_prior, params.vote_k, w, result.labels[rows[j]], result.sizes[rows[j]]);
+            } else {
+                vote(prior, prior_labels, prior_sizes, prior_noise, batch.row(rows[j]), params.vote_k, w,
+                     result.labels[rows[j]], result.sizes[rows[j]]);
+            }
         }
     }
     const int64_t over = params.capacity >= 0 ? std::max<int64_t>(0, n_prior + m - params.capacity) : 0;
@@ -208,7 +302,8 @@ KeyUpdate process_key(KeyState& key, const std::vector<int64_t>& rows, const Poi
     if (incremental) {
         const std::vector<MstEdge>& prior_mst = prior_fit ? prior_fit->mst : key.mst;
         const PointsView final_points = slice(key, dim, aged, n_final);
-        update.clustering = cluster_from_mst(insert_into_mst(prior_mst, final_points, n_prior), final_points,
+        update.clustering = cluster_from_mst(
+            insert_into_mst(prior_mst, final_points, n_prior, have_squared ? w.squared.data() : nullptr), final_points,
                                              key.steps.data() + aged, params.hdbscan);
     } else {
         update.clustering = refit(slice(key, dim, start, n_final), key.steps.data() + start, params.hdbscan);

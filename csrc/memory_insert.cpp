@@ -33,16 +33,31 @@ bool edge_less(const MstEdge& a, const MstEdge& b) noexcept {
     return a.v < b.v;
 }
 
-/// The old tree rooted at vertex 0, in compressed-row adjacency, reused by every walk.
+/// An edge's place in the strict order: weight, then u * M + v (M = number of vertices).
+/// `q_end` is the old vertex of a q-edge (a, q), n_old for an old tree edge.
+struct EdgeKey {
+    double weight;
+    int64_t tie;
+    int64_t q_end;
+};
+
+/// Without short-circuits, so the walk compiles to few branches (its outcomes are random).
+inline bool key_less(const EdgeKey& a, const EdgeKey& b) noexcept {
+    return (a.weight < b.weight) | ((a.weight == b.weight) & (a.tie < b.tie));
+}
+
+/// The old tree rooted at vertex 0: for each non-root vertex in post-order, the vertex, its
+/// parent and the key of the edge between them; reused by every walk of one call.
 struct RootedTree {
-    std::vector<int64_t> start, fill, vertex, edge;
-    std::vector<int64_t> order, parent, parent_edge, stack;
+    std::vector<int64_t> start, fill, vertex, edge, order, parent, parent_edge, stack;
+    std::vector<int64_t> walk_child, walk_parent;
+    std::vector<EdgeKey> walk_edge;
 };
 
 /// Buffers reused across calls on one thread (the memory's threads work key by key).
 struct Workspace {
     RootedTree tree;
-    std::vector<MstEdge> path_max;   // [n_old] heaviest edge on each vertex's path to q
+    std::vector<EdgeKey> path_max;   // [n_old] heaviest edge on each vertex's path to q
     std::vector<double> to_q;        // [n_old]
     std::vector<char> kept;          // [n_old] whether the edge (v, q) is still in
     std::vector<MstEdge> candidates; // new edges that may enter the MST
@@ -56,7 +71,7 @@ Workspace& workspace() {
     return w;
 }
 
-void root_tree(const std::vector<MstEdge>& mst, int64_t n, RootedTree& t) {
+void build_adjacency(const std::vector<MstEdge>& mst, int64_t n, RootedTree& t) {
     t.start.assign(static_cast<size_t>(n + 1), 0);
     for (const MstEdge& e : mst) { ++t.start[e.u + 1]; ++t.start[e.v + 1]; }
     for (int64_t v = 0; v < n; ++v) t.start[v + 1] += t.start[v];
@@ -68,6 +83,10 @@ void root_tree(const std::vector<MstEdge>& mst, int64_t n, RootedTree& t) {
         t.vertex[t.fill[e.u]] = e.v; t.edge[t.fill[e.u]++] = static_cast<int64_t>(i);
         t.vertex[t.fill[e.v]] = e.u; t.edge[t.fill[e.v]++] = static_cast<int64_t>(i);
     }
+}
+
+void root_tree(const std::vector<MstEdge>& mst, int64_t n, int64_t n_total, RootedTree& t) {
+    build_adjacency(mst, n, t);
     t.order.clear();
     t.parent.assign(static_cast<size_t>(n), -1);
     t.parent_edge.assign(static_cast<size_t>(n), -1);
@@ -87,33 +106,42 @@ void root_tree(const std::vector<MstEdge>& mst, int64_t n, RootedTree& t) {
     }
     t.parent[0] = -1;
     if (static_cast<int64_t>(t.order.size()) != n) throw std::logic_error("insert_into_mst: the MST is not connected");
+    t.walk_child.clear();
+    t.walk_parent.clear();
+    t.walk_edge.clear();
+    for (auto it = t.order.rbegin(); it != t.order.rend(); ++it) {  // children before parents
+        const int64_t v = *it;
+        if (t.parent[v] < 0) continue;
+        const MstEdge& e = mst[t.parent_edge[v]];
+        t.walk_child.push_back(v);
+        t.walk_parent.push_back(t.parent[v]);
+        t.walk_edge.push_back(EdgeKey{e.weight, e.u * n_total + e.v, n});
+    }
 }
 
 /// Appends to w.candidates the edges (a, q) of the MST of (old tree + every edge of q),
 /// where w.to_q holds the distances from q to the old vertices.
-void walk_for_vertex(const std::vector<MstEdge>& mst, int64_t q, Workspace& w) {
+void walk_for_vertex(int64_t q, int64_t n_total, Workspace& w) {
     const RootedTree& t = w.tree;
     const int64_t n = static_cast<int64_t>(t.parent.size());
     w.path_max.resize(static_cast<size_t>(n));
-    for (int64_t v = 0; v < n; ++v) w.path_max[v] = MstEdge{v, q, w.to_q[v]};
-    std::vector<char>& kept = w.kept;
-    kept.assign(static_cast<size_t>(n), 1);
-    for (auto it = t.order.rbegin(); it != t.order.rend(); ++it) {
-        const int64_t v = *it, p = t.parent[v];
-        if (p < 0) continue;
-        const MstEdge& via_tree = mst[t.parent_edge[v]];
-        const MstEdge from_child = w.path_max[v], from_parent = w.path_max[p];
+    for (int64_t v = 0; v < n; ++v) w.path_max[v] = EdgeKey{w.to_q[v], v * n_total + q, v};
+    w.kept.assign(static_cast<size_t>(n + 1), 1);  // slot n: tree edges, never read
+    const size_t steps = t.walk_child.size();
+    for (size_t i = 0; i < steps; ++i) {
+        // The cycle closed by merging v's subtree into p: the heaviest of the three leaves.
         // Only dropped q-edges are tracked: every old tree edge goes to the final Kruskal.
-        if (edge_less(from_child, via_tree) && edge_less(from_parent, via_tree)) continue;
-        if (edge_less(from_parent, from_child)) {
-            if (from_child.v == q) kept[from_child.u] = 0;  // else a tree edge leaves
-        } else {
-            if (from_parent.v == q) kept[from_parent.u] = 0;
-            w.path_max[p] = edge_less(via_tree, from_child) ? from_child : via_tree;
-        }
+        const int64_t v = t.walk_child[i], p = t.walk_parent[i];
+        const EdgeKey via_tree = t.walk_edge[i], from_child = w.path_max[v], from_parent = w.path_max[p];
+        const bool child_above_tree = key_less(via_tree, from_child);
+        const bool tree_heaviest = !(child_above_tree | key_less(via_tree, from_parent));
+        const bool child_heaviest = !tree_heaviest & key_less(from_parent, from_child);
+        const bool parent_heaviest = !tree_heaviest & !child_heaviest;
+        w.kept[child_heaviest ? from_child.q_end : (parent_heaviest ? from_parent.q_end : n)] = 0;
+        if (parent_heaviest) w.path_max[p] = child_above_tree ? from_child : via_tree;
     }
     for (int64_t v = 0; v < n; ++v) {
-        if (kept[v]) w.candidates.push_back(MstEdge{v, q, w.to_q[v]});
+        if (w.kept[v]) w.candidates.push_back(MstEdge{v, q, w.to_q[v]});
     }
 }
 
@@ -173,7 +201,8 @@ std::vector<MstEdge> euclidean_mst(const PointsView& points) {
     return tree;
 }
 
-std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points, int64_t n_old) {
+std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points, int64_t n_old,
+                                     const double* squared_to_old) {
     if (n_old < 1 || points.rows < n_old || static_cast<int64_t>(mst.size()) != n_old - 1) {
         throw std::invalid_argument("insert_into_mst: expected an MST of n_old - 1 edges over n_old >= 1 of the " +
                                     std::to_string(points.rows) + " points");
@@ -184,11 +213,16 @@ std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const Poin
     Workspace& w = workspace();
     w.candidates.clear();
     if (points.rows == n_old) return mst;
-    root_tree(mst, n_old, w.tree);
+    root_tree(mst, n_old, points.rows, w.tree);
     w.to_q.resize(static_cast<size_t>(n_old));
     for (int64_t q = n_old; q < points.rows; ++q) {
-        for (int64_t a = 0; a < n_old; ++a) w.to_q[a] = euclidean_distance(points.row(a), points.row(q), points.cols);
-        walk_for_vertex(mst, q, w);
+        if (squared_to_old != nullptr) {
+            const double* squared = squared_to_old + (q - n_old) * n_old;
+            for (int64_t a = 0; a < n_old; ++a) w.to_q[a] = std::sqrt(squared[a]);
+        } else {
+            for (int64_t a = 0; a < n_old; ++a) w.to_q[a] = euclidean_distance(points.row(a), points.row(q), points.cols);
+        }
+        walk_for_vertex(q, points.rows, w);
     }
     prim(points, n_old, points.rows - n_old, w, w.candidates);
     return kruskal(mst, w.candidates, points.rows);

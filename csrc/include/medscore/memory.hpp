@@ -116,8 +116,10 @@ std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsV
 /// Each new point keeps the edges that one walk over the old tree leaves it (the cycle rule),
 /// and Kruskal joins those, the old tree and the new points' own MST. Returns the tree sorted
 /// by (weight, u, v); it is minimal under that strict order among trees of old tree + new edges.
+/// `squared_to_old`, if not null, holds [m, n_old] squared distances (squared_distance of
+/// distance.hpp) from each new row to each old row, which are then not recomputed.
 std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points,
-                                     int64_t n_old);
+                                     int64_t n_old, const double* squared_to_old = nullptr);
 
 /// Euclidean minimum spanning tree [N - 1] of `points` by Prim's algorithm (O(N^2 D)), the
 /// one tree that is minimal under the strict order (weight, u, v); sorted by that order.
