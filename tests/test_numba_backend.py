@@ -38,12 +38,13 @@ def test_nearest_neighbors_break_ties_by_index():
     np.testing.assert_array_equal(got_dist, ref_dist)
 
 
-@pytest.mark.parametrize("leaf_rows", [1, 40, 500])
-def test_fit_matches_reference_across_tree_sizes(leaf_rows):
-    # 40 and 500 points use several kd-tree levels; 1 point is the degenerate case.
-    rng = np.random.default_rng(leaf_rows)
-    centers = rng.normal(size=(3, 4)) * 4
-    X = centers[rng.integers(0, 3, leaf_rows)] + rng.normal(size=(leaf_rows, 4))
+@pytest.mark.parametrize("n_points, dim", [(1, 4), (40, 4), (500, 4), (600, 64)])
+def test_fit_matches_reference_across_tree_sizes(n_points, dim):
+    # 40+ points use several tree levels; 600 x 64 has components large enough for the
+    # ordered search of the MST and more points than the seeded neighbour lists reach.
+    rng = np.random.default_rng(n_points)
+    centers = rng.normal(size=(3, dim)) * 4
+    X = centers[rng.integers(0, 3, n_points)] + rng.normal(size=(n_points, dim))
     got = nb.fit(X, 5, 4, "eom", False, 0.0)
     want = reference.fit(X, 5, 4)
     np.testing.assert_array_equal(got[0], want.core)

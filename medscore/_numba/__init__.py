@@ -9,12 +9,16 @@ import numpy as np
 
 from .._dtypes import CONDENSED, LINKAGE, MST_EDGE
 from .condense import condense_tree
-from .core_distance import _as_points, core_distances, core_distances_in_tree, nearest_neighbors
+from .core_distance import _as_points, core_distances, effective_min_samples, nearest_neighbors, neighbors_in_tree
 from .kdtree import build_kdtree
 from .linkage import single_linkage
 from .mst import minimum_spanning_tree, spanning_forest_of_edges, spanning_tree_in_tree
 from .select import select_clusters
 from .threads import thread_limit
+
+#: Neighbours listed per point to seed Borůvka: enough that most early-round edges are found
+#: without a tree search, which prunes poorly in high dimension.
+SEED_NEIGHBORS = 16
 
 
 def fit(X, min_cluster_size: int, min_samples: int, method: str = "eom",
@@ -45,8 +49,14 @@ def fit(X, min_cluster_size: int, min_samples: int, method: str = "eom",
         raise ValueError(f"min_samples must be >= 1, got {min_samples}")
     with thread_limit(n_threads):
         tree = build_kdtree(X)
-        core = core_distances_in_tree(tree, min_samples)
-        mst = spanning_tree_in_tree(tree, core)
+        if n == 1:
+            core, mst = np.zeros(1), np.empty(0, dtype=MST_EDGE)
+        else:
+            # One neighbour search gives the core distances and the MST's seed edges.
+            k = effective_min_samples(min_samples, n)
+            neighbors = neighbors_in_tree(tree, min(n - 1, max(k, SEED_NEIGHBORS)))
+            core = np.ascontiguousarray(neighbors[1][:, k - 1])
+            mst = spanning_tree_in_tree(tree, core, neighbors=neighbors)
     linkage = single_linkage(mst, n)
     condensed = condense_tree(linkage, n, min_cluster_size)
     labels, probabilities, persistence = select_clusters(condensed, n, method, allow_single_cluster, epsilon)

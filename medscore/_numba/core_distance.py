@@ -2,8 +2,8 @@
 import numba
 import numpy as np
 
-from .distance import distance
-from .kdtree import KDTree, box_lower_bound, build_kdtree
+from .distance import row_distance
+from .kdtree import KDTree, node_lower_bound, build_kdtree
 
 #: Queries handled by one parallel task (scratch buffers are allocated once per chunk).
 _CHUNK = 256
@@ -30,7 +30,7 @@ def _insert_sorted(best_dist, best_index, d, index):
 
 
 @numba.njit(cache=True)
-def _query(q, points, order, start, end, left, right, lo, hi, best_dist, best_index, stack, stack_lb):
+def _query(q, points, order, start, end, left, right, lo, hi, center, radius, best_dist, best_index, stack, stack_lb):
     """k nearest other points of tree-order row ``q``, ordered by (distance, original index).
 
     ``best_dist``/``best_index`` (float64/int64 [k]) receive the answer; ``stack``/``stack_lb``
@@ -39,7 +39,6 @@ def _query(q, points, order, start, end, left, right, lo, hi, best_dist, best_in
     k = best_dist.shape[0]
     best_dist[:] = np.inf
     best_index[:] = np.iinfo(np.int64).max
-    x = points[q]
     top = 0
     stack[0] = 0
     stack_lb[0] = 0.0
@@ -52,10 +51,10 @@ def _query(q, points, order, start, end, left, right, lo, hi, best_dist, best_in
         if left[node] < 0:
             for p in range(start[node], end[node]):
                 if p != q:
-                    _insert_sorted(best_dist, best_index, distance(x, points[p]), order[p])
+                    _insert_sorted(best_dist, best_index, row_distance(points, q, points, p), order[p])
             continue
-        lb_left = box_lower_bound(x, lo[left[node]], hi[left[node]])
-        lb_right = box_lower_bound(x, lo[right[node]], hi[right[node]])
+        lb_left = node_lower_bound(points, q, lo, hi, center, radius, left[node])
+        lb_right = node_lower_bound(points, q, lo, hi, center, radius, right[node])
         near, far, lb_near, lb_far = left[node], right[node], lb_left, lb_right
         if lb_right < lb_left:
             near, far, lb_near, lb_far = right[node], left[node], lb_right, lb_left
@@ -67,7 +66,7 @@ def _query(q, points, order, start, end, left, right, lo, hi, best_dist, best_in
 
 
 @numba.njit(cache=True, parallel=True)
-def _all_neighbors(points, order, start, end, left, right, lo, hi, depth, k):
+def _all_neighbors(points, order, start, end, left, right, lo, hi, center, radius, depth, k):
     """Neighbours of every point, rows in original order: (int64 [N, k], float64 [N, k])."""
     n_points = points.shape[0]
     indices = np.empty((n_points, k), np.int64)
@@ -79,7 +78,7 @@ def _all_neighbors(points, order, start, end, left, right, lo, hi, depth, k):
         stack = np.empty(2 * depth + 2, np.int64)
         stack_lb = np.empty(2 * depth + 2)
         for q in range(chunk * _CHUNK, min(n_points, (chunk + 1) * _CHUNK)):
-            _query(q, points, order, start, end, left, right, lo, hi, best_dist, best_index, stack, stack_lb)
+            _query(q, points, order, start, end, left, right, lo, hi, center, radius, best_dist, best_index, stack, stack_lb)
             indices[order[q]] = best_index
             dists[order[q]] = best_dist
     return indices, dists
@@ -88,7 +87,7 @@ def _all_neighbors(points, order, start, end, left, right, lo, hi, depth, k):
 def neighbors_in_tree(tree: KDTree, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``k`` nearest other points of every point of a built tree (see ``nearest_neighbors``)."""
     return _all_neighbors(tree.points, tree.order, tree.start, tree.end, tree.left, tree.right,
-                          tree.lo, tree.hi, tree.depth, k)
+                          tree.lo, tree.hi, tree.center, tree.radius, tree.depth, k)
 
 
 def _as_points(X) -> np.ndarray:

@@ -2,18 +2,27 @@
 
 Each round, every component finds its lightest edge to another component under the strict
 total order ``(w, min(a, b), max(a, b))`` on tree-order indices, so the chosen edges always form
-a forest (they all belong to the MST that this order makes unique). A component's search visits
-its points by ascending core distance and prunes a tree node when every point in it is in the
-same component, or when ``max(core_q, min core in node, box distance)`` exceeds the best weight
-found so far.
+a forest (they all belong to the MST that this order makes unique).
+
+A component first takes the edges it already knows: each point's lightest outgoing edge from an
+earlier round (still exact while its far end is outside), and the edges to its listed nearest
+neighbours. It then searches the tree for the remaining points in ascending order of a lower
+bound, stopping once the bound exceeds the best edge. A search prunes a node when all its points
+are in the component, or when ``max(core_q, min core in node, node distance bound)`` exceeds the
+best weight found so far.
 """
 import numba
 import numpy as np
 
 from .._dtypes import MST_EDGE
 from .disjoint_set import find_root, make_disjoint_set, union_roots
-from .distance import distance
-from .kdtree import KDTree, box_lower_bound, build_kdtree
+from .distance import row_distance
+from .kdtree import KDTree, build_kdtree, node_lower_bound
+
+#: Depth of the cheap first bound that orders a large component's searches, and the
+#: component size from which it pays.
+_SHALLOW_DEPTH = 6
+_SHALLOW_MIN_MEMBERS = 32
 
 
 @numba.njit(cache=True)
@@ -54,13 +63,15 @@ def _lighter(w, a, b, best_w, best_a, best_b):
 
 @numba.njit(cache=True)
 def _scan_leaf(q, c, node, points, cores, comp, start, end, best):
-    """Update ``best`` (float64 [3]: w, a, b) with the points of leaf ``node`` outside component ``c``."""
-    x = points[q]
+    """Update ``best`` with the points of leaf ``node`` outside component ``c``.
+
+    ``best`` is float64 [3]: weight and the two tree-order endpoints (exact below 2**53).
+    """
     core_q = cores[q]
     for p in range(start[node], end[node]):
         if comp[p] == c or cores[p] > best[0]:
             continue
-        w = max(core_q, cores[p], distance(x, points[p]))
+        w = max(core_q, cores[p], row_distance(points, q, points, p))
         a, b = min(q, p), max(q, p)
         if _lighter(w, a, b, best[0], best[1], best[2]):
             best[0], best[1], best[2] = w, a, b
@@ -68,9 +79,11 @@ def _scan_leaf(q, c, node, points, cores, comp, start, end, best):
 
 @numba.njit(cache=True)
 def _search_point(q, c, points, cores, comp, tree_arrays, node_min_core, node_comp, best, stack, stack_lb):
-    """Lightest edge from tree-order point ``q`` (component ``c``) to another component."""
-    start, end, left, right, lo, hi = tree_arrays
-    x = points[q]
+    """Improve ``best`` with the edges from tree-order point ``q`` (component ``c``) leaving ``c``.
+
+    On return ``best`` is the lighter of its old value and ``q``'s lightest outgoing edge.
+    """
+    start, end, left, right, lo, hi, center, radius = tree_arrays
     core_q = cores[q]
     top = 0
     stack[0] = 0
@@ -85,8 +98,8 @@ def _search_point(q, c, points, cores, comp, tree_arrays, node_min_core, node_co
             _scan_leaf(q, c, node, points, cores, comp, start, end, best)
             continue
         near, far = left[node], right[node]
-        lb_near = max(core_q, node_min_core[near], box_lower_bound(x, lo[near], hi[near]))
-        lb_far = max(core_q, node_min_core[far], box_lower_bound(x, lo[far], hi[far]))
+        lb_near = max(core_q, node_min_core[near], node_lower_bound(points, q, lo, hi, center, radius, near))
+        lb_far = max(core_q, node_min_core[far], node_lower_bound(points, q, lo, hi, center, radius, far))
         if lb_far < lb_near:
             near, far, lb_near, lb_far = far, near, lb_far, lb_near
         if node_comp[far] != c and lb_far <= best[0]:
@@ -99,29 +112,156 @@ def _search_point(q, c, points, cores, comp, tree_arrays, node_min_core, node_co
             stack_lb[top] = lb_near
 
 
+@numba.njit(cache=True)
+def _seed_edge(q, c, cores, comp, seed_to, seed_dist, best):
+    """Lightest edge from ``q`` to a listed neighbour outside ``c``, and whether it is ``q``'s lightest.
+
+    ``seed_to[q]`` lists q's K nearest points by distance (tree order), ``seed_dist[q]`` their
+    distances. An unlisted point p has ``w(q, p) >= max(core_q, seed_dist[q, K-1])`` (its
+    distance is at least the K-th one), so a listed edge strictly lighter than that is exact.
+    Returns the bound ``max(core_q, seed_dist[q, K-1])`` on q's unlisted edges (inf if the
+    list holds every other point).
+    """
+    k = seed_to.shape[1]
+    core_q = cores[q]
+    for j in range(k):
+        p = seed_to[q, j]
+        if comp[p] != c:
+            w = max(core_q, cores[p], seed_dist[q, j])
+            a, b = min(q, p), max(q, p)
+            if _lighter(w, a, b, best[0], best[1], best[2]):
+                best[0], best[1], best[2] = w, a, b
+    if k == cores.shape[0] - 1:
+        return np.inf
+    return max(core_q, seed_dist[q, k - 1])
+
+
+@numba.njit(cache=True)
+def _known_edges(c, members, cores, comp, seed_to, seed_dist, cached_to, cached_w, lower):
+    """Lightest edge leaving ``c`` among the cached and listed edges of its points (float64 [3])."""
+    best = np.array([np.inf, -1.0, -1.0])
+    own = np.empty(3)
+    for q in members:
+        p = cached_to[q]
+        if p >= 0 and comp[p] != c:
+            if _lighter(cached_w[q], min(q, p), max(q, p), best[0], best[1], best[2]):
+                best[0], best[1], best[2] = cached_w[q], min(q, p), max(q, p)
+            continue
+        if seed_to.shape[1] == 0:
+            continue
+        own[0], own[1], own[2] = np.inf, -1.0, -1.0
+        unlisted = _seed_edge(q, c, cores, comp, seed_to, seed_dist, own)
+        if own[0] < unlisted:
+            cached_to[q] = np.int64(own[2]) if own[1] == q else np.int64(own[1])
+            cached_w[q] = own[0]
+            lower[q] = max(lower[q], own[0])
+        else:
+            lower[q] = max(lower[q], min(own[0], unlisted))
+        if _lighter(own[0], own[1], own[2], best[0], best[1], best[2]):
+            best[:] = own
+    return best
+
+
+@numba.njit(cache=True)
+def _shallow_lower_bound(q, c, points, cores, tree_arrays, node_min_core, node_comp, stack, stack_lb):
+    """A lower bound on every weight from ``q`` to a point outside component ``c``.
+
+    The minimum of the node bounds over the nodes at depth ``_SHALLOW_DEPTH`` (or leaves above
+    it) that are not entirely inside ``c``: cheap, and good enough to order a large
+    component's points so that its tightest edges are found first.
+    """
+    start, end, left, right, lo, hi, center, radius = tree_arrays
+    out = np.inf
+    top = 0
+    stack[0] = 0
+    stack_lb[0] = 0.0  # the depth of the node, reusing the float stack
+    while top >= 0:
+        node = stack[top]
+        depth = stack_lb[top]
+        top -= 1
+        if node_comp[node] == c:
+            continue
+        if left[node] < 0 or depth >= _SHALLOW_DEPTH:
+            lb = max(cores[q], node_min_core[node], node_lower_bound(points, q, lo, hi, center, radius, node))
+            out = min(out, lb)
+            continue
+        stack[top + 1], stack_lb[top + 1] = left[node], depth + 1
+        stack[top + 2], stack_lb[top + 2] = right[node], depth + 1
+        top += 2
+    return out
+
+
+@numba.njit(cache=True)
+def _search_order(c, members, points, cores, comp, tree_arrays, node_min_core, node_comp,
+                  cached_to, lower, stack, stack_lb):
+    """Points of ``c`` still to search, by ascending lower bound (tightens ``lower`` first)."""
+    pending = np.empty(members.shape[0], np.int64)
+    m = 0
+    for q in members:
+        p = cached_to[q]
+        if not (p >= 0 and comp[p] != c):
+            pending[m] = q
+            m += 1
+    pending = pending[:m]
+    if m >= _SHALLOW_MIN_MEMBERS:
+        for q in pending:
+            lower[q] = max(lower[q], _shallow_lower_bound(q, c, points, cores, tree_arrays, node_min_core,
+                                                          node_comp, stack, stack_lb))
+        return pending[np.argsort(lower[pending], kind="mergesort")]
+    return pending
+
+
+@numba.njit(cache=True)
+def _component_edge(c, members, points, cores, comp, tree_arrays, node_min_core, node_comp,
+                    seed_to, seed_dist, cached_to, cached_w, lower, stack, stack_lb):
+    """Lightest edge (float64 [3]: w, a, b) leaving component ``c``; refreshes its points' caches.
+
+    ``cached_to[q]``/``cached_w[q]`` hold ``q``'s lightest outgoing edge from an earlier round
+    (-1 if unknown); it stays exact while its far end is outside ``q``'s component, because
+    components only grow. ``lower[q]`` is a lower bound on the weight of that edge.
+    """
+    best = _known_edges(c, members, cores, comp, seed_to, seed_dist, cached_to, cached_w, lower)
+    pending = _search_order(c, members, points, cores, comp, tree_arrays, node_min_core, node_comp,
+                            cached_to, lower, stack, stack_lb)
+    for q in pending:
+        if lower[q] > best[0]:
+            if pending.shape[0] >= _SHALLOW_MIN_MEMBERS:
+                break  # sorted by lower bound: no later point can beat best either
+            continue
+        found = best.copy()
+        _search_point(q, c, points, cores, comp, tree_arrays, node_min_core, node_comp, found,
+                      stack, stack_lb)
+        if found[1] != best[1] or found[2] != best[2]:
+            # Lighter than every edge known before, hence q's own lightest outgoing edge.
+            cached_to[q] = np.int64(found[2]) if found[1] == q else np.int64(found[1])
+            cached_w[q] = found[0]
+            lower[q] = max(lower[q], found[0])
+            best[:] = found
+        else:
+            cached_to[q] = -1
+            lower[q] = max(lower[q], best[0])
+    return best
+
+
 @numba.njit(cache=True, parallel=True)
 def _lightest_outgoing_edges(points, cores, comp, members, member_start, tree_arrays, depth,
-                             node_min_core, node_comp):
+                             node_min_core, node_comp, seed_to, seed_dist, cached_to, cached_w, lower):
     """Lightest outgoing edge of each component: (a int64 [C], b int64 [C], w float64 [C]).
 
     ``members[member_start[c]:member_start[c + 1]]`` are the tree-order points of component
-    ``c`` by ascending core distance. Components are independent, so the result does not depend
-    on the thread schedule.
+    ``c`` by ascending core distance. Components are independent (each writes only its own
+    points' caches), so the result does not depend on the thread schedule.
     """
     n_comps = member_start.shape[0] - 1
     out_a = np.empty(n_comps, np.int64)
     out_b = np.empty(n_comps, np.int64)
     out_w = np.empty(n_comps)
     for c in numba.prange(n_comps):
-        best = np.array([np.inf, -1.0, -1.0])
         stack = np.empty(2 * depth + 2, np.int64)
         stack_lb = np.empty(2 * depth + 2)
-        for i in range(member_start[c], member_start[c + 1]):
-            q = members[i]
-            if cores[q] > best[0]:
-                break  # members are sorted by core, and every weight from q is >= cores[q]
-            _search_point(q, c, points, cores, comp, tree_arrays, node_min_core, node_comp, best,
-                          stack, stack_lb)
+        best = _component_edge(c, members[member_start[c]:member_start[c + 1]], points, cores, comp,
+                               tree_arrays, node_min_core, node_comp, seed_to, seed_dist,
+                               cached_to, cached_w, lower, stack, stack_lb)
         out_w[c], out_a[c], out_b[c] = best[0], np.int64(best[1]), np.int64(best[2])
     return out_a, out_b, out_w
 
@@ -153,14 +293,14 @@ def _components(parent, core_order):
 
 @numba.njit(cache=True)
 def _edge_weight(points, cores, a, b):
-    return max(cores[a], cores[b], distance(points[a], points[b]))
+    return max(cores[a], cores[b], row_distance(points, a, points, b))
 
 
 @numba.njit(cache=True)
-def _boruvka(points, cores, tree_arrays, depth, forest_a, forest_b):
+def _boruvka(points, cores, tree_arrays, depth, forest_a, forest_b, seed_to, seed_dist):
     """MST edges (a, b int64 [N-1], w float64 [N-1]) in tree-order indices, containing the forest."""
     n = points.shape[0]
-    start, end, left, right, lo, hi = tree_arrays
+    start, end, left, right, lo, hi, center, radius = tree_arrays
     parent, size = make_disjoint_set(n)
     edge_a = np.empty(n - 1, np.int64)
     edge_b = np.empty(n - 1, np.int64)
@@ -176,11 +316,15 @@ def _boruvka(points, cores, tree_arrays, depth, forest_a, forest_b):
         m += 1
     core_order = np.argsort(cores, kind="mergesort")
     node_min_core = _node_min_core(start, left, right, end, cores)
+    cached_to = np.full(n, -1, np.int64)
+    cached_w = np.full(n, np.inf)
+    lower = cores.copy()
     while m < n - 1:
         comp, members, member_start = _components(parent, core_order)
         node_comp = _node_components(start, left, right, end, comp)
         best_a, best_b, best_w = _lightest_outgoing_edges(points, cores, comp, members, member_start,
-                                                          tree_arrays, depth, node_min_core, node_comp)
+                                                          tree_arrays, depth, node_min_core, node_comp,
+                                                          seed_to, seed_dist, cached_to, cached_w, lower)
         added = 0
         for c in range(best_a.shape[0]):
             ra, rb = find_root(parent, best_a[c]), find_root(parent, best_b[c])
@@ -217,15 +361,26 @@ def _forest_in_tree_order(initial_forest, tree: KDTree, n: int) -> tuple[np.ndar
     return rank[u], rank[v]
 
 
-def spanning_tree_in_tree(tree: KDTree, core: np.ndarray, initial_forest=None) -> np.ndarray:
-    """Sorted MST (MST_EDGE [N-1]) of the points of a built tree; ``core`` in original order."""
+def spanning_tree_in_tree(tree: KDTree, core: np.ndarray, initial_forest=None, neighbors=None) -> np.ndarray:
+    """Sorted MST (MST_EDGE [N-1]) of the points of a built tree; ``core`` in original order.
+
+    ``neighbors``, optional, is ``neighbors_in_tree(tree, K)`` for some K: the listed edges
+    seed each round's search (exact, so any K works; larger K prunes more in high dimension).
+    """
     n = tree.points.shape[0]
     if n == 1:
         return np.empty(0, dtype=MST_EDGE)
     cores = np.ascontiguousarray(core, dtype=np.float64)[tree.order]
     forest_a, forest_b = _forest_in_tree_order(initial_forest, tree, n)
-    tree_arrays = (tree.start, tree.end, tree.left, tree.right, tree.lo, tree.hi)
-    a, b, w = _boruvka(tree.points, cores, tree_arrays, tree.depth, forest_a, forest_b)
+    tree_arrays = (tree.start, tree.end, tree.left, tree.right, tree.lo, tree.hi, tree.center, tree.radius)
+    if neighbors is None:
+        seed_to, seed_dist = np.empty((n, 0), np.int64), np.empty((n, 0))
+    else:
+        rank = np.empty(n, np.int64)
+        rank[tree.order] = np.arange(n)
+        seed_to = np.ascontiguousarray(rank[neighbors[0][tree.order]])
+        seed_dist = np.ascontiguousarray(neighbors[1][tree.order])
+    a, b, w = _boruvka(tree.points, cores, tree_arrays, tree.depth, forest_a, forest_b, seed_to, seed_dist)
     return sorted_edges(tree.order[a], tree.order[b], w)
 
 
