@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=4)
     demo.add_argument("--prompts", type=int, default=12)
     demo.add_argument("--rollouts", type=int, default=8)
-    demo.add_argument("--max-new-tokens", type=int, default=6)
+    demo.add_argument("--max-new-tokens", type=int, default=4)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     demo.add_argument("--out", default=".", help="folder of the saved plot")

@@ -213,7 +213,7 @@ def save_plot(records: list[StepRecord], path: str) -> str:
 
 
 def run_demo(model, tokenizer, *, prompts: int = 12, steps: int = 4, rollouts: int = 8,
-             max_new_tokens: int = 6, seed: int = 0, layers="last:14", out_dir: str = ".",
+             max_new_tokens: int = 4, seed: int = 0, layers="last:14", out_dir: str = ".",
              progress: bool = True, echo=print) -> list[StepRecord]:
     """The demo loop on any causal LM; returns one record per step and saves the plot."""
     tqdm = require("tqdm", "demo").tqdm

@@ -197,3 +197,69 @@ def test_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown medscore option"):
         MedsConfig.from_mapping({"alpah": 0.1})
     assert MedsConfig.from_mapping({"layers": "last:4"}).layers == "last:4"
+
+
+class PackedEngine:
+    """The part of a veRL engine the hook touches: ``module`` and ``forward_step``, which runs
+    the model on the micro-batch's packed tokens (use_remove_padding) or padded rows."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def forward_step(self, micro_batch, loss_function, forward_only):
+        from verl.utils import tensordict_utils as tu
+
+        ids, pos = micro_batch["input_ids"], micro_batch["position_ids"]
+        if tu.get_non_tensor_data(data=micro_batch, key="use_remove_padding", default=True):
+            # veRL's flash-attention varlen keeps packed sequences apart; on the CPU a
+            # block-diagonal causal mask does the same.
+            owner = torch.repeat_interleave(torch.arange(ids.size(0)), ids.offsets().diff())
+            column = torch.arange(len(owner))
+            allowed = (owner[:, None] == owner[None, :]) & (column[None, :] <= column[:, None])
+            out = self.module(input_ids=ids.values()[None], position_ids=pos.values()[None],
+                              attention_mask=allowed[None, None])
+        else:
+            width = int(ids.offsets().diff().max())
+            padded = torch.nested.to_padded_tensor(ids, 0, output_size=(ids.size(0), width))
+            mask = torch.nested.to_padded_tensor(torch.ones_like(ids), 0, output_size=(ids.size(0), width))
+            out = self.module(input_ids=padded, attention_mask=mask)
+        return torch.tensor(0.0), {"model_output": {"logits_sum": out.logits.sum(-1).flatten()[:ids.size(0), None]}}
+
+
+@pytest.mark.filterwarnings("ignore:.* engine is not available:UserWarning")
+@pytest.mark.parametrize("packed", [True, False])
+def test_worker_hook_fingerprints_survive_micro_batching_and_reordering(packed):
+    """veRL's own micro-batching (dynamic batch sizes: rows reordered) and output assembly."""
+    from verl.utils import tensordict_utils as tu
+    from verl.workers.engine.utils import postprocess_batch_func, prepare_micro_batches
+
+    from medscore.integrations.verl import (INDEX_KEY, LAYERS_META, TARGET_KEY, install_fingerprint_hook,
+                                            read_fingerprints)
+    from tiny_lm import tiny_qwen2
+
+    model = tiny_qwen2(64, seed=3)
+    n = 8
+    data = make_batch([0] * n, np.ones((n, 14)), prompt_lens=[2, 6, 4, 3, 5, 1, 6, 2],
+                      response_lens=[8, 5, 6, 8, 7, 5, 8, 6], groups=2)
+    data.batch.pop(FINGERPRINT_KEY)
+    index, target = answer_locations(data, [MARKER])
+    data.batch[INDEX_KEY], data.batch[TARGET_KEY] = index, target
+    data.meta_info.update({LAYERS_META: "last:2", "use_dynamic_bsz": True, "max_token_len_per_gpu": 24,
+                           "use_remove_padding": packed})
+    td = left_right_2_no_padding(data.to_tensordict())
+    engine = PackedEngine(model)
+    install_fingerprint_hook(engine)
+    micro_batches, indices = prepare_micro_batches(td, dp_group=None)
+    assert len(micro_batches) > 1 and indices is not None
+    assert [i for mb in indices for i in mb] != list(range(n))  # rows really were reordered
+    outputs = [engine.forward_step(mb, None, True)[1] for mb in micro_batches]
+    fps = read_fingerprints(postprocess_batch_func(outputs, indices, td)["model_output"])
+    # The slow way, row by row: hidden states of the unpadded sequence, lm_head column.
+    unembed = model.get_output_embeddings().weight
+    for row, seq in enumerate(td["input_ids"].unbind()):
+        with torch.no_grad():
+            hidden = model(input_ids=seq[None], output_hidden_states=True).hidden_states
+        want = torch.stack([hidden[i][0, index[row]] @ unembed[target[row]] for i in (3, 4)])  # last 2 of 4 layers
+        torch.testing.assert_close(fps[row], want, rtol=1e-4, atol=1e-5)
+    # Training micro-batches are untouched.
+    assert "medscore_fingerprints" not in engine.forward_step(micro_batches[0], None, False)[1]["model_output"]

@@ -156,7 +156,8 @@ def check_answers_found(valid: np.ndarray, policy: str, where: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def penalize_rollouts(memory, fingerprints, keys, correct, step, policy: str, where: str):
+def penalize_rollouts(memory, fingerprints, keys, correct, step, policy: str, where: str,
+                      return_info: bool = False):
     """Run ``memory.penalize`` on one step's rollouts.
 
     Parameters
@@ -170,7 +171,8 @@ def penalize_rollouts(memory, fingerprints, keys, correct, step, policy: str, wh
 
     Returns
     -------
-    float64 ndarray [N] of penalties (0 where no fingerprint).
+    float64 ndarray [N] of penalties (0 where no fingerprint); with ``return_info`` also
+    the info dict of ``Memory.penalize`` (``labels``, ``sizes``).
     """
     from medscore.memory import Batch
 
@@ -180,8 +182,9 @@ def penalize_rollouts(memory, fingerprints, keys, correct, step, policy: str, wh
     values = np.where(valid[:, None], np.asarray(values, dtype=np.float32).reshape(len(valid), -1), 0.0)
     batch = Batch(values.astype(np.float32), list(keys), np.asarray(correct, dtype=bool), step=step,
                   valid=valid)
-    penalties = np.asarray(memory.penalize(batch), dtype=np.float64)
-    return np.where(valid, penalties, 0.0)
+    penalties, info = memory.penalize(batch, return_info=True)
+    penalties = np.where(valid, np.asarray(penalties, dtype=np.float64), 0.0)
+    return (penalties, info) if return_info else penalties
 
 
 def memory_metrics(memory, prefix: str = "medscore/") -> dict:
@@ -207,8 +210,7 @@ def run_with_capture(model, forward, positions, target_ids, layers, cu_seqlens=N
     """
     from medscore._capture import capture
 
-    packed = {} if cu_seqlens is None else {"cu_seqlens": cu_seqlens}
-    with capture(model, layers=layers, mode="answer", **packed) as cap:
-        cap.set_targets(positions, target_ids)
+    with capture(model, layers=layers, mode="answer") as cap:
+        cap.set_targets(positions, target_ids, cu_seqlens=cu_seqlens)
         result = forward()
     return result, cap.fingerprints
