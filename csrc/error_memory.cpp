@@ -143,6 +143,26 @@ std::vector<int64_t> Memory::key_ids(const int64_t* keys, int64_t n, std::vector
     return ids;
 }
 
+Memory::StoredRows Memory::stored_rows(const PointsView& x, const std::vector<int64_t>& ids,
+                                       const std::vector<uint8_t>& is_correct, const std::vector<uint8_t>& is_valid) const {
+    StoredRows out;
+    for (int64_t i = 0; i < x.rows; ++i) {
+        if (!is_valid[i] || (options_.store == StoreRule::wrong && is_correct[i])) continue;
+        int64_t group = options_.keyed ? ids[i] : 0;
+        if (options_.store == StoreRule::all) group = 2 * group + is_correct[i];
+        out.rows.push_back(i);
+        out.groups.push_back(group);
+    }
+    out.points.resize(out.rows.size() * static_cast<size_t>(x.cols));
+    for (size_t r = 0; r < out.rows.size(); ++r) {
+        const double* src = x.row(out.rows[r]);
+        const double norm = options_.normalize ? numpy_norm(src, x.cols) : 1.0;
+        if (norm == 0.0) bad_input("fingerprint row " + std::to_string(out.rows[r]) + " is all zeros and cannot be L2-normalised");
+        for (int64_t j = 0; j < x.cols; ++j) out.points[r * x.cols + j] = options_.normalize ? src[j] / norm : src[j];
+    }
+    return out;
+}
+
 Penalties Memory::penalize(const PointsView& x, const int64_t* keys, const uint8_t* correct, const uint8_t* valid,
                            int64_t step) {
     check_points(x, "Memory::penalize");
@@ -159,31 +179,17 @@ Penalties Memory::penalize(const PointsView& x, const int64_t* keys, const uint8
     if (step == -1) step = last_step_ + 1;
     if (step < last_step_) bad_input("step " + std::to_string(step) + " is before the memory's last step " + std::to_string(last_step_));
 
-    std::vector<int64_t> rows, groups;
-    for (int64_t i = 0; i < n; ++i) {
-        if (!is_valid[i] || (options_.store == StoreRule::wrong && is_correct[i])) continue;
-        int64_t group = options_.keyed ? ids[i] : 0;
-        if (options_.store == StoreRule::all) group = 2 * group + is_correct[i];
-        rows.push_back(i);
-        groups.push_back(group);
-    }
-    std::vector<double> stored(rows.size() * static_cast<size_t>(x.cols));
-    for (size_t r = 0; r < rows.size(); ++r) {
-        const double* src = x.row(rows[r]);
-        const double norm = options_.normalize ? numpy_norm(src, x.cols) : 1.0;
-        if (norm == 0.0) bad_input("fingerprint row " + std::to_string(rows[r]) + " is all zeros and cannot be L2-normalised");
-        for (int64_t j = 0; j < x.cols; ++j) stored[r * x.cols + j] = options_.normalize ? src[j] / norm : src[j];
-    }
-
+    const StoredRows stored = stored_rows(x, ids, is_correct, is_valid);
+    const std::vector<int64_t>& rows = stored.rows;
     Penalties out{std::vector<double>(n, 0.0), std::vector<int64_t>(n, -1), std::vector<int64_t>(n, 0)};
     if (!rows.empty()) {
-        const PointsView view{stored.data(), static_cast<int64_t>(rows.size()), x.cols};
+        const PointsView view{stored.points.data(), static_cast<int64_t>(rows.size()), x.cols};
         StepResult result;
         if (engine_) {
-            result = engine_->penalize_step(view, groups.data(), step);  // unchanged if it throws
+            result = engine_->penalize_step(view, stored.groups.data(), step);  // unchanged if it throws
         } else {
             KeyedMemory fresh = make_engine(x.cols);
-            result = fresh.penalize_step(view, groups.data(), step);
+            result = fresh.penalize_step(view, stored.groups.data(), step);
             engine_.emplace(std::move(fresh));
         }
         dim_ = x.cols;
