@@ -263,3 +263,124 @@ def test_worker_hook_fingerprints_survive_micro_batching_and_reordering(packed):
         torch.testing.assert_close(fps[row], want, rtol=1e-4, atol=1e-5)
     # Training micro-batches are untouched.
     assert "medscore_fingerprints" not in engine.forward_step(micro_batches[0], None, False)[1]["model_output"]
+
+
+def compute_advantage(data, **kwargs):
+    """Stand-in for veRL's module-level compute_advantage (the fit() below looks it up here)."""
+    return compute_advantage
+
+
+class FitOwner:
+    def fit(self):
+        return compute_advantage  # what fit() sees under this module's name during the run
+
+
+class LoggingEngine(PackedEngine):
+    """Also returns per-token log-probs and entropies as veRL's engine does (nested)."""
+
+    def forward_step(self, micro_batch, loss_function, forward_only):
+        loss, output = super().forward_step(micro_batch, loss_function, forward_only)
+        ids = micro_batch["input_ids"]
+        zeros = torch.nested.nested_tensor_from_jagged(torch.zeros(ids.values().shape), offsets=ids.offsets())
+        output["model_output"] = {**output["model_output"], "log_probs": zeros, "entropy": zeros}
+        output["model_output"].pop("logits_sum")
+        return loss, output
+
+
+class StubWorkerGroup:
+    """The actor worker group, in process: veRL's micro-batching around a hooked engine."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def compute_log_prob(self, td):
+        from verl.utils import tensordict_utils as tu
+        from verl.workers.engine.utils import postprocess_batch_func, prepare_micro_batches
+
+        tu.assign_non_tensor(td, use_dynamic_bsz=True, max_token_len_per_gpu=24, use_remove_padding=True)
+        micro_batches, indices = prepare_micro_batches(td, dp_group=None)
+        outputs = [self.engine.forward_step(mb, None, True)[1] for mb in micro_batches]
+        model_output = postprocess_batch_func(outputs, indices, td)["model_output"]
+        return tu.get_tensordict(tensor_dict=model_output, non_tensor_dict={"metrics": {"mfu": 0.0}})
+
+    def save_checkpoint(self, *args, **kwargs):
+        pass
+
+    def load_checkpoint(self, *args, **kwargs):
+        pass
+
+
+class StubLoader:
+    def __len__(self):
+        return 100
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+@pytest.mark.filterwarnings("ignore:.* engine is not available:UserWarning")
+@pytest.mark.filterwarnings("ignore:Ray state API is no longer experimental:DeprecationWarning")
+def test_trainer_mixin_on_veRLs_own_driver_code(tmp_path):
+    """RayPPOTrainer's real _compute_old_log_prob, compute_advantage and checkpoint code with
+    an in-process worker group (a full Ray/FSDP run needs GPUs)."""
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo import ray_trainer
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    from medscore.integrations.verl import (INDEX_KEY, MEMORY_FILE, install_fingerprint_hook, meds_trainer_class,
+                                            meds_worker_class)
+    from tiny_lm import tiny_qwen2
+
+    Trainer = meds_trainer_class()
+    assert issubclass(Trainer, RayPPOTrainer) and Trainer.__name__ == "MedsRayPPOTrainer"
+    assert "init_model" in vars(meds_worker_class())
+    trainer = Trainer.__new__(Trainer)
+    trainer.config = OmegaConf.create({
+        "medscore": {"layers": "last:2"},
+        "actor_rollout_ref": {"actor": {"checkpoint": {}}},
+        "trainer": {"default_local_dir": str(tmp_path), "default_hdfs_dir": None, "resume_mode": "auto",
+                    "del_local_ckpt_after_load": False},
+    })
+    from tiny_lm import tiny_tokenizer
+
+    trainer.tokenizer = tiny_tokenizer()
+    trainer._meds_setup()
+    trainer.meds_marker_ids = [MARKER]
+    engine = LoggingEngine(tiny_qwen2(64, seed=4))
+    install_fingerprint_hook(engine)
+    trainer.actor_rollout_wg = StubWorkerGroup(engine)
+    trainer.use_critic, trainer.train_dataloader = False, StubLoader()
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(2, 14))
+    for step in range(2):
+        trainer.global_steps = step + 1
+        data = make_batch([1, 0, 0, 0, 0, 0, 0, 0], modes(rng, 8, centres), [3] * 8, [8] * 8)
+        data.batch.pop(FINGERPRINT_KEY)
+        old_log_prob, _ = trainer._compute_old_log_prob(data)
+        assert INDEX_KEY not in data.batch.keys() and old_log_prob.batch[FINGERPRINT_KEY].shape == (8, 2)
+        data = data.union(old_log_prob)
+        out = trainer._meds_compute_advantage(ray_trainer.compute_advantage, data, adv_estimator="grpo",
+                                              num_repeat=4)
+        assert FINGERPRINT_KEY not in out.batch.keys() and "advantages" in out.batch.keys()
+    assert (trainer.meds_last_penalties[1:] > 0).all()  # step 2: the same answers recur
+    points = trainer.meds_memory.metrics()["points"]
+    assert points == 16  # the paper preset stores every rollout, by key and correctness
+
+    # fit() wraps compute_advantage of the module defining fit, and restores it after.
+    Wrapped = meds_trainer_class(FitOwner)
+    fitter = Wrapped.__new__(Wrapped)
+    fitter.meds_memory = object()
+    seen = fitter.fit()
+    assert seen.func == fitter._meds_compute_advantage and compute_advantage is globals()["compute_advantage"]
+
+    # The memory goes with veRL's checkpoint and comes back on resume.
+    trainer._save_checkpoint()
+    assert (tmp_path / "global_step_2" / MEMORY_FILE).exists()
+    trainer._meds_setup()
+    trainer.global_steps = 0
+    trainer._load_checkpoint()
+    assert trainer.global_steps == 2 and trainer.meds_memory.metrics()["points"] == points
