@@ -166,9 +166,11 @@ def _known_edges(c, members, cores, comp, seed_to, seed_dist, cached_to, cached_
 def _shallow_lower_bound(q, c, points, cores, tree_arrays, node_min_core, node_comp, stack, stack_lb):
     """A lower bound on every weight from ``q`` to a point outside component ``c``.
 
-    The minimum of the node bounds over the nodes at depth ``_SHALLOW_DEPTH`` (or leaves above
-    it) that are not entirely inside ``c``: cheap, and good enough to order a large
-    component's points so that its tightest edges are found first.
+    The minimum of the node bounds over a frontier of nodes not entirely inside ``c``: nodes
+    of a single other component at depth ``_SHALLOW_DEPTH``, and leaves. Nodes mixing
+    components are always opened (their bounding ball spans the gap between clusters, and
+    there are few of them). Cheap, and good enough to order a large component's points so
+    that its tightest edges are found first.
     """
     start, end, left, right, lo, hi, center, radius = tree_arrays
     out = np.inf
@@ -181,7 +183,7 @@ def _shallow_lower_bound(q, c, points, cores, tree_arrays, node_min_core, node_c
         top -= 1
         if node_comp[node] == c:
             continue
-        if left[node] < 0 or depth >= _SHALLOW_DEPTH:
+        if left[node] < 0 or (depth >= _SHALLOW_DEPTH and node_comp[node] >= 0):
             lb = max(cores[q], node_min_core[node], node_lower_bound(points, q, lo, hi, center, radius, node))
             out = min(out, lb)
             continue
