@@ -98,3 +98,20 @@ def test_sampling_is_seeded(tiny):
     _, _, fps = demo.sample_with_fingerprints(model, tokenizer, prefixes, 3, 2, seed=1, layers="last:2")
     _, _, again = demo.sample_with_fingerprints(model, tokenizer, prefixes, 3, 2, seed=1, layers="last:2")
     np.testing.assert_array_equal(fps.numpy(), again.numpy())  # seeded
+
+
+def test_a_model_without_findable_layers_is_a_clear_error():
+    from medscore.integrations._common import run_with_capture
+
+    zero = torch.zeros(1, dtype=torch.long)
+    with pytest.raises(ValueError, match="decoder layers"):
+        run_with_capture(torch.nn.Linear(2, 2), lambda: None, zero, zero, "last:2")
+
+
+def test_boxed_answers_are_checked_as_numbers_or_text():
+    from medscore.integrations import boxed_answer, extract_boxed
+
+    assert extract_boxed("so \\boxed{\\frac{1}{2}} and \\boxed{42}.") == "42"
+    assert extract_boxed("cut off \\boxed{4") is None and extract_boxed("no box") is None
+    assert boxed_answer("\\boxed{ 12.0 }", 12) and boxed_answer("$\\boxed{x+1}$", "x + 1")
+    assert not boxed_answer("\\boxed{13}", 12) and not boxed_answer("12", 12)
