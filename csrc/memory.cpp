@@ -412,8 +412,16 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
     try {
         if (keys_.size() <= static_cast<size_t>(max_key)) keys_.resize(static_cast<size_t>(max_key + 1));
         const int64_t n_jobs = static_cast<int64_t>(touched.size());
+        // Largest keys first: handed out dynamically, the small ones then fill the gaps.
+        std::vector<int64_t> order(touched.size());
+        for (size_t t = 0; t < order.size(); ++t) order[t] = static_cast<int64_t>(t);
+        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+            return old_sizes[a] + static_cast<int64_t>(rows_of[touched[a]].size()) >
+                   old_sizes[b] + static_cast<int64_t>(rows_of[touched[b]].size());
+        });
         parallel_for(n_jobs, params_.n_threads, 1, [&](int64_t begin, int64_t end) {
-            for (int64_t t = begin; t < end; ++t) {
+            for (int64_t i = begin; i < end; ++i) {
+                const int64_t t = order[i];
                 updates[t] = process_key(keys_[touched[t]], rows_of[touched[t]], points, step, params_, result);
             }
         });

@@ -7,12 +7,15 @@
 // holds an MST of A + B, since an edge of A outside T_A is no lighter than the T_A path
 // between its ends). An edge (q, a), q in B, that the MST of T_A + {edges of q} leaves out
 // is the heaviest edge of a cycle in H, and so is an edge within B that MST(B) leaves out.
-// So MST(H) is the Kruskal tree of T_A + MST(B) + the edges each q keeps alone with T_A.
+// So MST(H) is the Kruskal tree of T_A + MST(B) + any superset of the edges each q keeps
+// alone with T_A.
 //
-// The MST of T_A + {edges of q} is found in one post-order walk of T_A: merging a child
-// subtree into its parent closes exactly one cycle through q, and its heaviest edge leaves.
-// Each vertex carries the heaviest edge on its path to q in its partial tree. T_A is rooted
-// once per call, and each q costs O(|A|) after its |A| distances.
+// Which edges can q keep? Let b be q's nearest old point ((b, q) first in the strict order).
+// If (a, q) is kept, the T_A path from a to b has an edge that is not lighter than (a, q)
+// (else that path and (b, q) close a cycle on which (a, q) is heaviest). So q's candidates
+// are b and the a with |a - q| <= the heaviest edge weight on the T_A path from a to b:
+// usually a handful. Those path maxima come from one preorder pass over T_A (rooted once
+// per call), so each q costs O(|A|) cheap steps after its |A| distances.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -33,33 +36,19 @@ bool edge_less(const MstEdge& a, const MstEdge& b) noexcept {
     return a.v < b.v;
 }
 
-/// An edge's place in the strict order: weight, then u * M + v (M = number of vertices).
-/// `q_end` is the old vertex of a q-edge (a, q), n_old for an old tree edge.
-struct EdgeKey {
-    double weight;
-    int64_t tie;
-    int64_t q_end;
-};
-
-/// Without short-circuits, so the walk compiles to few branches (its outcomes are random).
-inline bool key_less(const EdgeKey& a, const EdgeKey& b) noexcept {
-    return (a.weight < b.weight) | ((a.weight == b.weight) & (a.tie < b.tie));
-}
-
-/// The old tree rooted at vertex 0: for each non-root vertex in post-order, the vertex, its
-/// parent and the key of the edge between them; reused by every walk of one call.
+/// The old tree rooted at vertex 0 (preorder, parents, weight of each parent edge); built
+/// once per call and shared by every new point.
 struct RootedTree {
-    std::vector<int64_t> start, fill, vertex, edge, order, parent, parent_edge, stack;
-    std::vector<int64_t> walk_child, walk_parent;
-    std::vector<EdgeKey> walk_edge;
+    std::vector<int64_t> start, fill, vertex, edge, order, parent, stack;
+    std::vector<double> parent_weight;
 };
 
 /// Buffers reused across calls on one thread (the memory's threads work key by key).
 struct Workspace {
     RootedTree tree;
-    std::vector<EdgeKey> path_max;   // [n_old] heaviest edge on each vertex's path to q
-    std::vector<double> to_q;        // [n_old]
-    std::vector<char> kept;          // [n_old] whether the edge (v, q) is still in
+    std::vector<double> to_q;        // [n_old] distances from the new point q
+    std::vector<double> path_max;    // [n_old] heaviest edge weight on the path to q's nearest
+    std::vector<int64_t> on_path;    // [n_old] q if the vertex is on the path from q's nearest to the root
     std::vector<MstEdge> candidates; // new edges that may enter the MST
     std::vector<double> best;        // Prim: lightest known edge into the tree
     std::vector<int64_t> best_from;
@@ -71,7 +60,7 @@ Workspace& workspace() {
     return w;
 }
 
-void build_adjacency(const std::vector<MstEdge>& mst, int64_t n, RootedTree& t) {
+void root_tree(const std::vector<MstEdge>& mst, int64_t n, RootedTree& t) {
     t.start.assign(static_cast<size_t>(n + 1), 0);
     for (const MstEdge& e : mst) { ++t.start[e.u + 1]; ++t.start[e.v + 1]; }
     for (int64_t v = 0; v < n; ++v) t.start[v + 1] += t.start[v];
@@ -83,13 +72,9 @@ void build_adjacency(const std::vector<MstEdge>& mst, int64_t n, RootedTree& t) 
         t.vertex[t.fill[e.u]] = e.v; t.edge[t.fill[e.u]++] = static_cast<int64_t>(i);
         t.vertex[t.fill[e.v]] = e.u; t.edge[t.fill[e.v]++] = static_cast<int64_t>(i);
     }
-}
-
-void root_tree(const std::vector<MstEdge>& mst, int64_t n, int64_t n_total, RootedTree& t) {
-    build_adjacency(mst, n, t);
     t.order.clear();
     t.parent.assign(static_cast<size_t>(n), -1);
-    t.parent_edge.assign(static_cast<size_t>(n), -1);
+    t.parent_weight.assign(static_cast<size_t>(n), 0.0);
     t.stack.assign(1, 0);
     t.parent[0] = 0;  // marks the root as seen; reset below
     while (!t.stack.empty()) {
@@ -100,48 +85,40 @@ void root_tree(const std::vector<MstEdge>& mst, int64_t n, int64_t n_total, Root
             const int64_t x = t.vertex[a];
             if (t.parent[x] >= 0) continue;
             t.parent[x] = v;
-            t.parent_edge[x] = t.edge[a];
+            t.parent_weight[x] = mst[t.edge[a]].weight;
             t.stack.push_back(x);
         }
     }
     t.parent[0] = -1;
     if (static_cast<int64_t>(t.order.size()) != n) throw std::logic_error("insert_into_mst: the MST is not connected");
-    t.walk_child.clear();
-    t.walk_parent.clear();
-    t.walk_edge.clear();
-    for (auto it = t.order.rbegin(); it != t.order.rend(); ++it) {  // children before parents
-        const int64_t v = *it;
-        if (t.parent[v] < 0) continue;
-        const MstEdge& e = mst[t.parent_edge[v]];
-        t.walk_child.push_back(v);
-        t.walk_parent.push_back(t.parent[v]);
-        t.walk_edge.push_back(EdgeKey{e.weight, e.u * n_total + e.v, n});
-    }
 }
 
-/// Appends to w.candidates the edges (a, q) of the MST of (old tree + every edge of q),
-/// where w.to_q holds the distances from q to the old vertices.
-void walk_for_vertex(int64_t q, int64_t n_total, Workspace& w) {
+/// Appends to w.candidates the edges (a, q) that q may keep (see the top of this file), where
+/// w.to_q holds the distances from q to the old vertices.
+void candidates_of_vertex(int64_t q, Workspace& w) {
     const RootedTree& t = w.tree;
     const int64_t n = static_cast<int64_t>(t.parent.size());
-    w.path_max.resize(static_cast<size_t>(n));
-    for (int64_t v = 0; v < n; ++v) w.path_max[v] = EdgeKey{w.to_q[v], v * n_total + q, v};
-    w.kept.assign(static_cast<size_t>(n + 1), 1);  // slot n: tree edges, never read
-    const size_t steps = t.walk_child.size();
-    for (size_t i = 0; i < steps; ++i) {
-        // The cycle closed by merging v's subtree into p: the heaviest of the three leaves.
-        // Only dropped q-edges are tracked: every old tree edge goes to the final Kruskal.
-        const int64_t v = t.walk_child[i], p = t.walk_parent[i];
-        const EdgeKey via_tree = t.walk_edge[i], from_child = w.path_max[v], from_parent = w.path_max[p];
-        const bool child_above_tree = key_less(via_tree, from_child);
-        const bool tree_heaviest = !(child_above_tree | key_less(via_tree, from_parent));
-        const bool child_heaviest = !tree_heaviest & key_less(from_parent, from_child);
-        const bool parent_heaviest = !tree_heaviest & !child_heaviest;
-        w.kept[child_heaviest ? from_child.q_end : (parent_heaviest ? from_parent.q_end : n)] = 0;
-        if (parent_heaviest) w.path_max[p] = child_above_tree ? from_child : via_tree;
+    int64_t nearest = 0;
+    for (int64_t a = 1; a < n; ++a) {
+        if (w.to_q[a] < w.to_q[nearest]) nearest = a;  // ties: the smaller index comes first
     }
-    for (int64_t v = 0; v < n; ++v) {
-        if (w.kept[v]) w.candidates.push_back(MstEdge{v, q, w.to_q[v]});
+    w.path_max.resize(static_cast<size_t>(n));
+    w.on_path.resize(static_cast<size_t>(n), -1);
+    // Path maxima towards `nearest`: up its root path first, then down every other branch.
+    double heaviest = 0.0;
+    w.path_max[nearest] = 0.0;
+    w.on_path[nearest] = q;
+    for (int64_t x = nearest; t.parent[x] >= 0; x = t.parent[x]) {
+        heaviest = std::max(heaviest, t.parent_weight[x]);
+        w.path_max[t.parent[x]] = heaviest;
+        w.on_path[t.parent[x]] = q;
+    }
+    for (const int64_t v : t.order) {
+        if (w.on_path[v] == q) continue;
+        w.path_max[v] = std::max(w.path_max[t.parent[v]], t.parent_weight[v]);
+    }
+    for (int64_t a = 0; a < n; ++a) {
+        if (a == nearest || w.to_q[a] <= w.path_max[a]) w.candidates.push_back(MstEdge{a, q, w.to_q[a]});
     }
 }
 
@@ -213,7 +190,8 @@ std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const Poin
     Workspace& w = workspace();
     w.candidates.clear();
     if (points.rows == n_old) return mst;
-    root_tree(mst, n_old, points.rows, w.tree);
+    root_tree(mst, n_old, w.tree);
+    w.on_path.assign(static_cast<size_t>(n_old), -1);
     w.to_q.resize(static_cast<size_t>(n_old));
     for (int64_t q = n_old; q < points.rows; ++q) {
         if (squared_to_old != nullptr) {
@@ -222,7 +200,7 @@ std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const Poin
         } else {
             for (int64_t a = 0; a < n_old; ++a) w.to_q[a] = euclidean_distance(points.row(a), points.row(q), points.cols);
         }
-        walk_for_vertex(q, points.rows, w);
+        candidates_of_vertex(q, w);
     }
     prim(points, n_old, points.rows - n_old, w, w.candidates);
     return kruskal(mst, w.candidates, points.rows);
