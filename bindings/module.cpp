@@ -7,4 +7,5 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "medscore's C++ core (exact HDBSCAN stages, error memory); see docs/SPEC.md";
     register_hdbscan(m);
     register_memory(m);
+    register_incremental(m);
 }

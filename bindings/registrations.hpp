@@ -7,3 +7,6 @@ void register_hdbscan(pybind11::module_& m);
 
 /// medscore::KeyedMemory: bindings/memory.cpp.
 void register_memory(pybind11::module_& m);
+
+/// Kernels of medscore.IncrementalHDBSCAN: bindings/incremental.cpp.
+void register_incremental(pybind11::module_& m);

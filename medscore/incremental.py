@@ -106,10 +106,13 @@ class IncrementalHDBSCAN:
         Most live points; an insert that would exceed it first evicts the oldest points
         (first in, first out; if the batch alone exceeds it, its own first rows too).
     knn : {"faiss", "exact"}, default "faiss"
-        Neighbour search: FAISS float32 candidates re-checked exactly in float64, or exact
-        brute force. Both give identical results.
+        Neighbour search of the Numba backend: FAISS float32 candidates re-checked exactly
+        in float64, or exact brute force. Both give identical results. The C++ backend
+        always uses its exact kd-tree searches (faster than FAISS on CPU), whatever ``knn``.
     backend : {"cpp", "numba"}, default "cpp"
-        Backend of the batch stages (linkage, condense, select, full MST).
+        "cpp": the whole insert repair (neighbours, core distances, MST) and the batch
+        stages run in native code (``_core.incremental_insert``). "numba": Numba kernels
+        and the Numba batch stages. Both give identical results.
 
     Attributes
     ----------
@@ -250,6 +253,12 @@ class IncrementalHDBSCAN:
             knn_index, knn_dist, core, mst = full_graph(self._stages, X, k)
             return replace(state, X=X, ids=all_ids, knn_index=knn_index, knn_dist=knn_dist,
                            core=core, mst=mst)
+        if self.backend == "cpp":
+            # Native repair: kd-tree searches are exact, so ``knn`` does not change the path.
+            knn_index, knn_dist, core, mst = _native().incremental_insert(
+                X, n_old, state.knn_index, state.knn_dist, state.mst)
+            return replace(state, X=X, ids=all_ids, knn_index=knn_index, knn_dist=knn_dist,
+                           core=core, mst=mst)
         search = make_search(self.knn, self._shift)
         kern = _kernels()
         new_index, new_dist = search.knn_of_rows(X, np.arange(n_old, X.shape[0]), k)
@@ -283,7 +292,9 @@ class IncrementalHDBSCAN:
         knn_index = position[state.knn_index[keep]]
         knn_dist = state.knn_dist[keep]
         rows = np.flatnonzero(stale)
-        if rows.size:
+        if rows.size and self.backend == "cpp":
+            knn_index[rows], knn_dist[rows] = _native().knn_of_rows(X, rows, k)
+        elif rows.size:
             search = make_search(self.knn, self._shift)
             knn_index[rows], knn_dist[rows] = search.knn_of_rows(X, rows, k)
         core = np.ascontiguousarray(knn_dist[:, -1])
@@ -319,3 +330,9 @@ def _kernels():
     from ._numba import incremental
 
     return incremental
+
+
+def _native():
+    from . import _core
+
+    return _core

@@ -216,3 +216,29 @@ def test_single_point_and_emptying():
     assert ids2.tolist() == [1, 2, 3]
     with pytest.raises(ValueError, match="features"):
         model.insert([[1.0, 2.0, 3.0]])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_native_insert_equals_refit_of_graph(seed):
+    """``_core.incremental_insert``: neighbour lists and core distances equal a refit bit for
+    bit and the MST has the refit's weights, with duplicates and ties (rounded points)."""
+    core_mod = load_backend("cpp")
+    rng = np.random.default_rng(seed)
+    dim = int(rng.integers(1, 40))
+    X = rng.normal(size=(260, dim)) * 3
+    if seed % 2:
+        X = np.round(X)
+    n_old, k = int(rng.integers(3, 200)), int(rng.integers(1, 3))
+    idx, dist = core_mod.nearest_neighbors(X[:n_old], k)
+    mst = core_mod.minimum_spanning_tree(X[:n_old], np.ascontiguousarray(dist[:, -1]))
+    got_idx, got_dist, core, got_mst = core_mod.incremental_insert(X, n_old, idx, dist, mst)
+    want_idx, want_dist = core_mod.nearest_neighbors(X, k)
+    np.testing.assert_array_equal(got_idx, want_idx)
+    np.testing.assert_array_equal(got_dist, want_dist)
+    np.testing.assert_array_equal(core, want_dist[:, -1])
+    want_mst = core_mod.minimum_spanning_tree(X, np.ascontiguousarray(want_dist[:, -1]))
+    np.testing.assert_array_equal(got_mst["weight"], want_mst["weight"])
+    rows = rng.choice(len(X), 7, replace=False)
+    knn_idx, knn_dist = core_mod.knn_of_rows(X, rows, k)
+    np.testing.assert_array_equal(knn_idx, want_idx[rows])
+    np.testing.assert_array_equal(knn_dist, want_dist[rows])

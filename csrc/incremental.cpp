@@ -1,0 +1,321 @@
+// Exact repair of the neighbour graph and MST after an insert (see medscore/incremental.hpp).
+//
+// Core distances only shrink when points are added. Steps, for old points P and new B:
+// 1. the new points' k nearest neighbours, by kd-tree search over all points;
+// 2. reverse neighbours: old u with a new point strictly closer than core_old[u] (the only
+//    way u's list changes), by kd-tree search pruned with each node's largest old core;
+// 3. T*: an MST of P under the new core distances, the Kruskal tree of the old MST with its
+//    weights recomputed plus the edges whose weight fell (an edge's weight falls only when it
+//    was set by a core that shrank, so its other end is inside that point's old core ball,
+//    i.e. in its old neighbour list; every other edge kept its weight and stays the heaviest
+//    edge of a cycle of the reweighted old MST);
+// 4. the MST of the new points among themselves, and the bridge edges of bridge_edges();
+// 5. Kruskal over T* + those edges. Every threshold graph of the full graph is preserved by
+//    this candidate set, so its MST is an MST of all points.
+#include "medscore/incremental.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "medscore/distance.hpp"
+#include "medscore/distance_batch.hpp"
+#include "medscore/kdtree.hpp"
+#include "medscore/mst.hpp"
+#include "medscore/thread_pool.hpp"
+#include "medscore/union_find.hpp"
+
+namespace medscore {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+/// (distance, row) ordered lexicographically: the neighbour order of docs/SPEC.md.
+using Neighbor = std::pair<double, int64_t>;
+using NodeStack = std::vector<std::pair<double, int32_t>>;
+
+bool edge_less(const MstEdge& a, const MstEdge& b) noexcept {
+    if (a.weight != b.weight) return a.weight < b.weight;
+    if (a.u != b.u) return a.u < b.u;
+    return a.v < b.v;
+}
+
+/// Exact k nearest other points of tree position `query`, sorted; `heap` is scratch.
+void knn_query(const KdTree& tree, int64_t query, int64_t k, std::vector<Neighbor>& heap, NodeStack& stack) {
+    heap.clear();
+    auto bound = [&] { return static_cast<int64_t>(heap.size()) < k ? kInf : heap.front().first; };
+    const auto& nodes = tree.nodes();
+    stack.assign(1, {0.0, 0});
+    const double* rows[KdTree::kLeafSize];
+    double squared[KdTree::kLeafSize];
+    int64_t origin[KdTree::kLeafSize];
+    while (!stack.empty()) {
+        const auto [lower, id] = stack.back();
+        stack.pop_back();
+        if (lower > bound()) continue;  // ties at the bound may still win on the index
+        const KdNode& node = nodes[id];
+        if (node.left < 0) {
+            int64_t count = 0;
+            for (int64_t pos = node.start; pos < node.end; ++pos) {
+                if (pos == query) continue;
+                rows[count] = tree.point(pos);
+                origin[count++] = tree.original(pos);
+            }
+            squared_distances(tree.point(query), rows, count, tree.dim(), squared);
+            for (int64_t j = 0; j < count; ++j) {
+                const Neighbor candidate{std::sqrt(squared[j]), origin[j]};
+                if (static_cast<int64_t>(heap.size()) < k) {
+                    heap.push_back(candidate);
+                    std::push_heap(heap.begin(), heap.end());
+                } else if (candidate < heap.front()) {
+                    std::pop_heap(heap.begin(), heap.end());
+                    heap.back() = candidate;
+                    std::push_heap(heap.begin(), heap.end());
+                }
+            }
+            continue;
+        }
+        const double left = tree.lower_bound(query, node.left, bound());
+        const double right = tree.lower_bound(query, node.right, bound());
+        if (left <= right) {  // the nearer child is searched first
+            stack.emplace_back(right, node.right);
+            stack.emplace_back(left, node.left);
+        } else {
+            stack.emplace_back(left, node.left);
+            stack.emplace_back(right, node.right);
+        }
+    }
+    std::sort_heap(heap.begin(), heap.end());
+}
+
+void knn_of_rows(const KdTree& tree, const int64_t* rows, int64_t count, int64_t k, int64_t* indices,
+                 double* distances, int n_threads) {
+    parallel_for(count, n_threads, 32, [&](int64_t begin, int64_t end) {
+        std::vector<Neighbor> heap;
+        NodeStack stack;
+        for (int64_t i = begin; i < end; ++i) {
+            knn_query(tree, tree.position(rows[i]), k, heap, stack);
+            for (int64_t j = 0; j < k; ++j) {
+                indices[i * k + j] = heap[j].second;
+                distances[i * k + j] = heap[j].first;
+            }
+        }
+    });
+}
+
+/// A new point strictly closer to old point u than core_old[u].
+struct Hit {
+    int64_t u;
+    double d;
+    int64_t p;
+};
+
+/// Per kd-tree node, the largest old core distance of its old points (-inf if none).
+std::vector<double> node_max_core(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old) {
+    const auto& nodes = tree.nodes();
+    std::vector<double> best(nodes.size(), -kInf);
+    for (auto id = static_cast<int64_t>(nodes.size()) - 1; id >= 0; --id) {  // children after parents
+        const KdNode& node = nodes[id];
+        if (node.left >= 0) {
+            best[id] = std::max(best[node.left], best[node.right]);
+            continue;
+        }
+        for (int64_t pos = node.start; pos < node.end; ++pos) {
+            const int64_t row = tree.original(pos);
+            if (row < n_old) best[id] = std::max(best[id], core_old[row]);
+        }
+    }
+    return best;
+}
+
+/// Appends to `hits` the old points u with d(p, u) < core_old[u], for new point row p.
+void reverse_query(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
+                   const std::vector<double>& max_core, int64_t p, std::vector<Hit>& hits, std::vector<int32_t>& stack) {
+    const int64_t query = tree.position(p);
+    const auto& nodes = tree.nodes();
+    stack.assign(1, 0);
+    while (!stack.empty()) {
+        const int32_t id = stack.back();
+        stack.pop_back();
+        // Every u below has core_old[u] <= max_core[id] <= lower bound <= d(p, u): no hit.
+        if (!(max_core[id] > tree.lower_bound(query, id, max_core[id]))) continue;
+        const KdNode& node = nodes[id];
+        if (node.left >= 0) {
+            stack.push_back(node.right);
+            stack.push_back(node.left);
+            continue;
+        }
+        for (int64_t pos = node.start; pos < node.end; ++pos) {
+            const int64_t u = tree.original(pos);
+            if (u >= n_old) continue;
+            const double d = euclidean_distance(tree.point(query), tree.point(pos), tree.dim());
+            if (d < core_old[u]) hits.push_back(Hit{u, d, p});
+        }
+    }
+}
+
+std::vector<Hit> reverse_neighbors(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
+                                   int n_threads) {
+    const std::vector<double> max_core = node_max_core(tree, n_old, core_old);
+    const int64_t n_new = tree.size() - n_old;
+    std::vector<std::vector<Hit>> parts(static_cast<size_t>(n_new));
+    parallel_for(n_new, n_threads, 32, [&](int64_t begin, int64_t end) {
+        std::vector<int32_t> stack;
+        for (int64_t j = begin; j < end; ++j) reverse_query(tree, n_old, core_old, max_core, n_old + j, parts[j], stack);
+    });
+    std::vector<Hit> hits;
+    for (const auto& part : parts) hits.insert(hits.end(), part.begin(), part.end());
+    std::sort(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) {
+        return std::tie(a.u, a.d, a.p) < std::tie(b.u, b.d, b.p);
+    });
+    return hits;
+}
+
+/// Merges the sorted hits of old row u (hits[first, last)) into its k-list, in place.
+void merge_row(int64_t* index, double* dist, int64_t k, const std::vector<Hit>& hits, size_t first, size_t last) {
+    std::vector<Neighbor> merged;
+    merged.reserve(static_cast<size_t>(k));
+    int64_t a = 0;
+    size_t b = first;
+    while (static_cast<int64_t>(merged.size()) < k) {
+        const bool take_old = b == last || (a < k && Neighbor{dist[a], index[a]} < Neighbor{hits[b].d, hits[b].p});
+        merged.push_back(take_old ? Neighbor{dist[a], index[a]} : Neighbor{hits[b].d, hits[b].p});
+        if (take_old) ++a; else ++b;
+    }
+    for (int64_t j = 0; j < k; ++j) { dist[j] = merged[j].first; index[j] = merged[j].second; }
+}
+
+std::vector<MstEdge> kruskal(const std::vector<MstEdge>& a, const std::vector<MstEdge>& b, int64_t n) {
+    std::vector<MstEdge> tree;
+    tree.reserve(static_cast<size_t>(n - 1));
+    UnionFind sets(n);
+    size_t i = 0, j = 0;
+    while (i < a.size() || j < b.size()) {
+        const bool take_a = j == b.size() || (i < a.size() && !edge_less(b[j], a[i]));
+        const MstEdge& e = take_a ? a[i++] : b[j++];
+        if (sets.unite(e.u, e.v)) tree.push_back(e);
+    }
+    if (static_cast<int64_t>(tree.size()) != n - 1) {
+        throw std::logic_error("insert_rows: the candidate edges do not span the points");
+    }
+    return tree;
+}
+
+MstEdge mutual_edge(const std::vector<double>& core, int64_t u, int64_t v, double d) {
+    return MstEdge{std::min(u, v), std::max(u, v), std::max({core[u], core[v], d})};
+}
+
+/// T*: an MST of the old points under the new core distances (step 3 above).
+std::vector<MstEdge> old_points_tree(const PointsView& points, int64_t n_old, const IncrementalGraph& old,
+                                     const std::vector<double>& core) {
+    const int64_t k = old.k;
+    std::vector<MstEdge> kept, changed_edges;
+    kept.reserve(old.mst.size());
+    for (const MstEdge& e : old.mst) {
+        if (core[e.u] == old.core[e.u] && core[e.v] == old.core[e.v]) {
+            kept.push_back(e);
+        } else {
+            const double d = euclidean_distance(points.row(e.u), points.row(e.v), points.cols);
+            changed_edges.push_back(mutual_edge(core, e.u, e.v, d));
+        }
+    }
+    for (int64_t u = 0; u < n_old; ++u) {
+        if (core[u] == old.core[u]) continue;
+        for (int64_t j = 0; j < k && old.knn_dist[u * k + j] < old.core[u]; ++j) {
+            changed_edges.push_back(mutual_edge(core, u, old.knn_index[u * k + j], old.knn_dist[u * k + j]));
+        }
+    }
+    if (changed_edges.empty()) return old.mst;
+    sort_edges(changed_edges);
+    return kruskal(kept, changed_edges, n_old);
+}
+
+/// The MST of the new rows among themselves, in global row numbers.
+std::vector<MstEdge> new_points_tree(const PointsView& points, int64_t n_old, const std::vector<double>& core,
+                                     int n_threads) {
+    const int64_t n_new = points.rows - n_old;
+    if (n_new < 2) return {};
+    const PointsView rows{points.row(n_old), n_new, points.cols};
+    const std::vector<double> own(core.begin() + n_old, core.end());
+    std::vector<MstEdge> tree = minimum_spanning_tree(rows, own, n_threads);
+    for (MstEdge& e : tree) { e.u += n_old; e.v += n_old; }
+    return tree;
+}
+
+void check_old_graph(const PointsView& points, int64_t n_old, const IncrementalGraph& old) {
+    check_points(points, "insert_rows");
+    const int64_t k = old.k;
+    if (n_old < 2 || n_old >= points.rows || k < 1 || k > n_old - 1) {
+        throw std::invalid_argument("insert_rows: need 2 <= n_old < N and 1 <= k <= n_old - 1, got n_old " +
+                                    std::to_string(n_old) + ", N " + std::to_string(points.rows) + ", k " +
+                                    std::to_string(k));
+    }
+    const auto cells = static_cast<size_t>(n_old * k);
+    if (old.knn_index.size() != cells || old.knn_dist.size() != cells ||
+        old.core.size() != static_cast<size_t>(n_old) || old.mst.size() != static_cast<size_t>(n_old - 1)) {
+        throw std::invalid_argument("insert_rows: the old graph's arrays do not match n_old and k");
+    }
+    for (size_t i = 0; i < cells; ++i) {
+        if (old.knn_index[i] < 0 || old.knn_index[i] >= n_old) {
+            throw std::invalid_argument("insert_rows: old neighbour index out of range");
+        }
+    }
+    for (const MstEdge& e : old.mst) {
+        if (e.u < 0 || e.v < 0 || e.u >= n_old || e.v >= n_old || e.u == e.v) {
+            throw std::invalid_argument("insert_rows: old MST edge out of range");
+        }
+    }
+}
+
+}  // namespace
+
+void nearest_neighbors_of_rows(const PointsView& points, const std::vector<int64_t>& rows, int64_t k,
+                               std::vector<int64_t>& indices, std::vector<double>& distances, int n_threads) {
+    check_points(points, "nearest_neighbors_of_rows");
+    if (k < 1 || k > points.rows - 1) throw std::invalid_argument("nearest_neighbors_of_rows: k must be in [1, N - 1]");
+    for (const int64_t r : rows) {
+        if (r < 0 || r >= points.rows) throw std::invalid_argument("nearest_neighbors_of_rows: row out of range");
+    }
+    indices.resize(rows.size() * static_cast<size_t>(k));
+    distances.resize(rows.size() * static_cast<size_t>(k));
+    if (rows.empty()) return;
+    const KdTree tree(points);
+    knn_of_rows(tree, rows.data(), static_cast<int64_t>(rows.size()), k, indices.data(), distances.data(), n_threads);
+}
+
+IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const IncrementalGraph& old, int n_threads) {
+    check_old_graph(points, n_old, old);
+    const int64_t n = points.rows, k = old.k;
+    IncrementalGraph g;
+    g.k = k;
+    g.knn_index = old.knn_index;
+    g.knn_dist = old.knn_dist;
+    g.knn_index.resize(static_cast<size_t>(n * k));
+    g.knn_dist.resize(static_cast<size_t>(n * k));
+    const KdTree tree(points);
+    std::vector<int64_t> new_rows(static_cast<size_t>(n - n_old));
+    for (int64_t j = 0; j < n - n_old; ++j) new_rows[j] = n_old + j;
+    knn_of_rows(tree, new_rows.data(), n - n_old, k, g.knn_index.data() + n_old * k, g.knn_dist.data() + n_old * k,
+                n_threads);
+    const std::vector<Hit> hits = reverse_neighbors(tree, n_old, old.core, n_threads);
+    for (size_t first = 0, last = 0; first < hits.size(); first = last) {
+        while (last < hits.size() && hits[last].u == hits[first].u) ++last;
+        const int64_t u = hits[first].u;
+        merge_row(g.knn_index.data() + u * k, g.knn_dist.data() + u * k, k, hits, first, last);
+    }
+    g.core.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) g.core[i] = g.knn_dist[i * k + k - 1];
+    const std::vector<MstEdge> tree_old = old_points_tree(points, n_old, old, g.core);
+    std::vector<MstEdge> added = bridge_edges(points, n_old, g.core, tree_old, n_threads);
+    const std::vector<MstEdge> among_new = new_points_tree(points, n_old, g.core, n_threads);
+    added.insert(added.end(), among_new.begin(), among_new.end());
+    sort_edges(added);
+    g.mst = kruskal(tree_old, added, n);
+    return g;
+}
+
+}  // namespace medscore
