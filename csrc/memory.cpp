@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -243,13 +244,52 @@ bool all_unit(const std::vector<double>& prior_norms, const PointsView& batch, c
     return true;
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+/// Two doubles in one SIMD register (GCC/Clang vector extension; SSE2 or NEON).
+typedef double DoublePair __attribute__((vector_size(16)));
+#endif
+
+/// squared_distance(x, row) (distance.hpp) for every row of `rows`. Lanes (0, 1) and (2, 3)
+/// of its four-lane sum are held in two 2-wide vectors: every lane sees the same operations
+/// in the same order (no contraction: -ffp-contract=off), so the bits are the same.
+void squared_distances(const double* x, const PointsView& rows, double* out) {
+    const int64_t d = rows.cols;
+    for (int64_t i = 0; i < rows.rows; ++i) {
+        const double* p = rows.row(i);
+        double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0;
+        int64_t k = 0;
+#if defined(__GNUC__) || defined(__clang__)
+        DoublePair low = {0.0, 0.0}, high = {0.0, 0.0};
+        for (; k + 4 <= d; k += 4) {
+            DoublePair xa, pa, xb, pb;
+            std::memcpy(&xa, x + k, sizeof xa);
+            std::memcpy(&pa, p + k, sizeof pa);
+            std::memcpy(&xb, x + k + 2, sizeof xb);
+            std::memcpy(&pb, p + k + 2, sizeof pb);
+            const DoublePair ta = xa - pa, tb = xb - pb;
+            low += ta * ta;
+            high += tb * tb;
+        }
+        l0 = low[0]; l1 = low[1]; l2 = high[0]; l3 = high[1];
+#endif
+        for (; k + 4 <= d; k += 4) {
+            const double t0 = x[k] - p[k], t1 = x[k + 1] - p[k + 1], t2 = x[k + 2] - p[k + 2], t3 = x[k + 3] - p[k + 3];
+            l0 += t0 * t0; l1 += t1 * t1; l2 += t2 * t2; l3 += t3 * t3;
+        }
+        if (k < d) { const double t = x[k] - p[k]; l0 += t * t; ++k; }
+        if (k < d) { const double t = x[k] - p[k]; l1 += t * t; ++k; }
+        if (k < d) { const double t = x[k] - p[k]; l2 += t * t; }
+        out[i] = (l0 + l1) + (l2 + l3);
+    }
+}
+
 /// Squared distances [m, n_prior] from the key's new rows to its prior rows into w.squared.
 void squared_to_prior(const PointsView& prior, const PointsView& batch, const std::vector<int64_t>& rows,
                       VoteWorkspace& w) {
     w.squared.resize(rows.size() * static_cast<size_t>(prior.rows));
     for (size_t j = 0; j < rows.size(); ++j) {
         double* out = w.squared.data() + j * static_cast<size_t>(prior.rows);
-        for (int64_t i = 0; i < prior.rows; ++i) out[i] = squared_distance(batch.row(rows[j]), prior.row(i), prior.cols);
+        squared_distances(batch.row(rows[j]), prior, out);
     }
 }
 

@@ -254,6 +254,19 @@ def test_numba_engine_equals_cpp_bit_for_bit(options):
         assert np.array_equal(sa[key], sb[key]) if isinstance(sa[key], np.ndarray) else sa[key] == sb[key], key
 
 
+@pytest.mark.parametrize("dim", [1, 4, 7])
+def test_engines_agree_on_every_distance_bit(dim):
+    """The C++ engine sums squared distances two lanes per SIMD register; the stored MST
+    weights must still equal the Numba engine's scalar ones bit for bit, tails included."""
+    pytest.importorskip("numba")
+    cpp, numba_memory = _memory("cpp", preset="paper"), _memory("numba", preset="paper")
+    for X, keys, correct in simulated_run(n_prompts=6, epochs=3, prompts_per_step=6, seed=8, dim=dim):
+        np.testing.assert_array_equal(cpp.penalize(medscore.Batch(X, keys, correct)),
+                                      numba_memory.penalize(medscore.Batch(X, keys, correct)))
+    sa, sb = cpp.state_dict()["engine"], numba_memory.state_dict()["engine"]
+    assert sa["mst_weight"].size > 0 and sa["mst_weight"].tobytes() == sb["mst_weight"].tobytes()
+
+
 def test_numba_engine_loads_a_cpp_state():
     pytest.importorskip("numba")
     cpp = _memory("cpp", preset="paper")
