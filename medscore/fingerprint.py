@@ -20,7 +20,10 @@ Layouts accepted for ``hidden`` (every layer has the same layout):
 
 Positions are token indices inside each sequence (for padded input: the column in the
 padded row, so left padding needs no correction). A position of ``-1`` marks a sequence
-without an answer: its fingerprint is NaN.
+without an answer: its fingerprint is NaN. MEDS reads the hidden state at the answer
+token's own position (what :func:`find_answer_positions` returns) with the answer token as
+target; to read the position that *predicts* the answer token (the classic logit lens),
+pass ``positions - 1`` with the same targets (``capture(read_at="before")`` does this).
 
 Backends: ``"torch"`` (any device, the reference), ``"triton"`` (CUDA tensors, needs the
 ``triton`` extra), ``"auto"`` (triton on CUDA tensors when it imports, torch otherwise).
