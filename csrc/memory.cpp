@@ -173,9 +173,12 @@ int64_t majority(std::vector<int64_t>& votes) {
 inline void keep_k_smallest(std::vector<std::pair<double, int64_t>>& best, std::pair<double, int64_t> cand,
                             int64_t k) {
     // Rows come in increasing index, so a candidate tied with the k-th is never closer.
-    if (static_cast<int64_t>(best.size()) == k && !(cand.first < best.back().first)) return;
-    best.insert(std::upper_bound(best.begin(), best.end(), cand), cand);
-    if (static_cast<int64_t>(best.size()) > k) best.pop_back();
+    const auto size = static_cast<int64_t>(best.size());
+    if (size == k && !(cand.first < best.back().first)) return;
+    if (size < k) best.push_back(cand);
+    int64_t i = std::min(size, k - 1);  // shift larger entries up; best has k <= vote_k entries
+    for (; i > 0 && cand < best[i - 1]; --i) best[i] = best[i - 1];
+    best[i] = cand;
 }
 
 /// Writes the majority label of the prior points in w.best and that cluster's size.

@@ -15,7 +15,7 @@
 // (else that path and (b, q) close a cycle on which (a, q) is heaviest). So q's candidates
 // are b and the a with |a - q| <= the heaviest edge weight on the T_A path from a to b:
 // usually a handful. Those path maxima come from one preorder pass over T_A (rooted once
-// per call), so each q costs O(|A|) cheap steps after its |A| distances.
+// per call), so each q costs O(|A|) cheap steps after its |A| squared distances.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -46,7 +46,7 @@ struct RootedTree {
 /// Buffers reused across calls on one thread (the memory's threads work key by key).
 struct Workspace {
     RootedTree tree;
-    std::vector<double> to_q;        // [n_old] distances from the new point q
+    std::vector<double> to_q;        // [n_old] squared distances from the new point q
     std::vector<double> path_max;    // [n_old] heaviest edge weight on the path to q's nearest
     std::vector<int64_t> on_path;    // [n_old] q if the vertex is on the path from q's nearest to the root
     std::vector<MstEdge> candidates; // new edges that may enter the MST
@@ -93,17 +93,23 @@ void root_tree(const std::vector<MstEdge>& mst, int64_t n, RootedTree& t) {
     if (static_cast<int64_t>(t.order.size()) != n) throw std::logic_error("insert_into_mst: the MST is not connected");
 }
 
-/// Appends to w.candidates the edges (a, q) that q may keep (see the top of this file), where
-/// w.to_q holds the distances from q to the old vertices.
-void candidates_of_vertex(int64_t q, Workspace& w) {
+/// Relative slack on squared comparisons: they stand in for comparisons of their square
+/// roots, and may only let extra candidates through, never drop one.
+constexpr double kSquaredSlack = 1e-12;
+
+/// Appends to w.candidates the edges (a, q) that q may keep (see the top of this file), given
+/// the squared distances `squared` [n_old] from q to the old vertices. Works on squared
+/// distances (a square root only per candidate): the point with the smallest squared
+/// distance serves as q's nearest b, and every a whose distance may tie with b's is a
+/// candidate too (then (a, q) may come before (b, q) in the strict order).
+void candidates_of_vertex(int64_t q, const double* squared, Workspace& w) {
     const RootedTree& t = w.tree;
     const int64_t n = static_cast<int64_t>(t.parent.size());
     int64_t nearest = 0;
     for (int64_t a = 1; a < n; ++a) {
-        if (w.to_q[a] < w.to_q[nearest]) nearest = a;  // ties: the smaller index comes first
+        if (squared[a] < squared[nearest]) nearest = a;
     }
     w.path_max.resize(static_cast<size_t>(n));
-    w.on_path.resize(static_cast<size_t>(n), -1);
     // Path maxima towards `nearest`: up its root path first, then down every other branch.
     double heaviest = 0.0;
     w.path_max[nearest] = 0.0;
@@ -117,8 +123,11 @@ void candidates_of_vertex(int64_t q, Workspace& w) {
         if (w.on_path[v] == q) continue;
         w.path_max[v] = std::max(w.path_max[t.parent[v]], t.parent_weight[v]);
     }
+    const double near_tie = squared[nearest] * (1.0 + kSquaredSlack);
     for (int64_t a = 0; a < n; ++a) {
-        if (a == nearest || w.to_q[a] <= w.path_max[a]) w.candidates.push_back(MstEdge{a, q, w.to_q[a]});
+        if (squared[a] <= near_tie || squared[a] <= w.path_max[a] * w.path_max[a] * (1.0 + kSquaredSlack)) {
+            w.candidates.push_back(MstEdge{a, q, std::sqrt(squared[a])});
+        }
     }
 }
 
@@ -194,13 +203,11 @@ std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const Poin
     w.on_path.assign(static_cast<size_t>(n_old), -1);
     w.to_q.resize(static_cast<size_t>(n_old));
     for (int64_t q = n_old; q < points.rows; ++q) {
-        if (squared_to_old != nullptr) {
-            const double* squared = squared_to_old + (q - n_old) * n_old;
-            for (int64_t a = 0; a < n_old; ++a) w.to_q[a] = std::sqrt(squared[a]);
-        } else {
-            for (int64_t a = 0; a < n_old; ++a) w.to_q[a] = euclidean_distance(points.row(a), points.row(q), points.cols);
+        const double* squared = squared_to_old != nullptr ? squared_to_old + (q - n_old) * n_old : w.to_q.data();
+        if (squared_to_old == nullptr) {
+            for (int64_t a = 0; a < n_old; ++a) w.to_q[a] = squared_distance(points.row(a), points.row(q), points.cols);
         }
-        candidates_of_vertex(q, w);
+        candidates_of_vertex(q, squared, w);
     }
     prim(points, n_old, points.rows - n_old, w, w.candidates);
     return kruskal(mst, w.candidates, points.rows);
