@@ -88,7 +88,7 @@ py::tuple nearest_neighbors_py(const Points& x, int64_t k, int n_threads) {
     return py::make_tuple(to_numpy(std::move(nn.indices), shape), to_numpy(std::move(nn.distances), shape));
 }
 
-py::array_t<MstEdge> minimum_spanning_tree_py(const Points& x, const py::array_t<double, py::array::forcecast>& core,
+py::array_t<MstEdge> minimum_spanning_tree_py(const Points& x, const py::array_t<double, py::array::c_style | py::array::forcecast>& core,
                                               int n_threads, const py::object& initial_forest) {
     const PointsView view = points_view(x);
     if (core.ndim() != 1) throw std::invalid_argument("core must be 1-dimensional [N]");

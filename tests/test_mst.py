@@ -63,3 +63,17 @@ def test_initial_forest_is_kept(backend):
     assert ref.is_minimum_spanning_tree(mst, X, core)
     have = set(zip(mst["u"].tolist(), mst["v"].tolist()))
     assert set(zip(forest["u"].tolist(), forest["v"].tolist())) <= have
+
+
+def test_strided_core_distances_are_read_by_value(backend):
+    # A column view of the kNN distances is the natural way to pass core distances; the
+    # binding once read such a strided view as if it were contiguous.
+    X = make_points("blobs", 200, 4, seed=3)
+    core = ref.core_distances(X, 4)
+    wide = np.repeat(core[:, None], 3, axis=1)
+    strided = wide[:, 1]
+    assert not strided.flags["C_CONTIGUOUS"]
+    got = backend.minimum_spanning_tree(X, strided)
+    want = backend.minimum_spanning_tree(X, np.ascontiguousarray(core))
+    np.testing.assert_array_equal(np.sort(got["weight"]), np.sort(want["weight"]))
+    assert ref.is_minimum_spanning_tree(got, X, core)
