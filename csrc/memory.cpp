@@ -73,16 +73,16 @@ Clustering cluster_from_mst(std::vector<MstEdge> mst, const PointsView& points, 
 /// which beats building a kd-tree there.
 constexpr int64_t kPrimMaxPoints = 256;
 
-/// Batch HDBSCAN of `points` (one thread: the caller parallelises across keys).
-Clustering refit(const PointsView& points, const int64_t* steps, const HdbscanParams& params) {
+/// Batch HDBSCAN of `points` on `n_threads` threads (1 when the caller runs keys in parallel).
+Clustering refit(const PointsView& points, const int64_t* steps, const HdbscanParams& params, int n_threads) {
     if (points.rows == 0) return Clustering{};
     if (points.rows == 1) return single_point();
     if (params.min_samples == 1 && points.rows <= kPrimMaxPoints) {
         return cluster_from_mst(euclidean_mst(points), points, steps, params);
     }
-    HdbscanParams one_thread = params;
-    one_thread.n_threads = 1;
-    HdbscanResult result = hdbscan(points, one_thread);
+    HdbscanParams threaded = params;
+    threaded.n_threads = n_threads;
+    HdbscanResult result = hdbscan(points, threaded);
     Clustering c;
     c.labels = std::move(result.selection.labels);
     c.sizes = number_clusters(c.labels, points, steps, c.noise);
@@ -296,10 +296,41 @@ void squared_to_prior(const PointsView& prior, const PointsView& batch, const st
     }
 }
 
+/// The MEDS vote of every new row of a key against its prior rows, into `result`. Returns
+/// whether w.squared now holds the [m, n_prior] squared distances (unit vectors only).
+bool vote_new_rows(const PointsView& prior, const int64_t* labels, const std::vector<int64_t>& sizes, int64_t noise,
+                   const PointsView& batch, const std::vector<int64_t>& rows, int64_t k, VoteWorkspace& w,
+                   StepResult& result) {
+    norms_of(prior, w.norms);
+    const bool unit = all_unit(w.norms, batch, rows);
+    if (unit) squared_to_prior(prior, batch, rows, w);
+    for (size_t j = 0; j < rows.size(); ++j) {
+        const int64_t r = rows[j];
+        if (unit) {
+            vote_unit(prior, labels, sizes, noise, batch.row(r), w.squared.data() + j * static_cast<size_t>(prior.rows),
+                      k, w, result.labels[r], result.sizes[r]);
+        } else {
+            vote(prior, labels, sizes, noise, batch.row(r), k, w, result.labels[r], result.sizes[r]);
+        }
+    }
+    return unit;
+}
+
+/// assign == exact: each new row's label and cluster size once the key is re-clustered. New
+/// row j sits at position first_new + j of the kept rows (before 0: dropped by the capacity).
+void report_exact(const Clustering& c, const std::vector<int64_t>& rows, int64_t first_new, StepResult& result) {
+    for (size_t j = 0; j < rows.size(); ++j) {
+        const int64_t pos = first_new + static_cast<int64_t>(j);
+        const int64_t label = pos >= 0 ? c.labels[pos] : -1;
+        result.labels[rows[j]] = label;
+        result.sizes[rows[j]] = pos < 0 ? 0 : (label < 0 ? c.noise : c.sizes[label]);
+    }
+}
+
 /// Appends the key's rows, votes, inserts and re-clusters. Leaves `key`'s old rows, labels
 /// and MST untouched (only appends to points/steps, which the caller truncates on failure).
 KeyUpdate process_key(KeyState& key, const std::vector<int64_t>& rows, const PointsView& batch, int64_t step,
-                      const MemoryParams& params, StepResult& result) {
+                      const MemoryParams& params, int refit_threads, StepResult& result) {
     const int64_t dim = params.dim, n_old = key.size(), m = static_cast<int64_t>(rows.size());
     for (int64_t r : rows) {
         key.points.insert(key.points.end(), batch.row(r), batch.row(r) + dim);
@@ -309,31 +340,15 @@ KeyUpdate process_key(KeyState& key, const std::vector<int64_t>& rows, const Poi
     while (params.max_age >= 0 && aged < n_old && step - key.steps[aged] > params.max_age) ++aged;
     const int64_t n_prior = n_old - aged;
     Clustering refitted;
-    if (aged > 0) refitted = refit(slice(key, dim, aged, n_prior), key.steps.data() + aged, params.hdbscan);
+    if (aged > 0) refitted = refit(slice(key, dim, aged, n_prior), key.steps.data() + aged, params.hdbscan, refit_threads);
     const Clustering* prior_fit = aged > 0 ? &refitted : nullptr;
     const int64_t* prior_labels = prior_fit ? prior_fit->labels.data() : key.labels.data();
     const std::vector<int64_t>& prior_sizes = prior_fit ? prior_fit->sizes : key.cluster_sizes;
     const int64_t prior_noise = prior_fit ? prior_fit->noise : key.noise;
     VoteWorkspace& w = vote_workspace();
-    bool have_squared = false;  // w.squared holds new row -> prior row squared distances
-    if (params.assign == AssignRule::paper) {
-        const PointsView prior = slice(key, dim, aged, n_prior);
-        norms_of(prior, w.norms);
-        const bool unit = all_unit(w.norms, batch, rows);
-        if (unit) {
-            squared_to_prior(prior, batch, rows, w);
-            have_squared = true;
-        }
-        for (int64_t j = 0; j < m; ++j) {
-            if (unit) {
-                vote_unit(prior, prior_labels, prior_sizes, prior_noise, batch.row(rows[j]),
-                          w.squared.data() + j * n_prior, params.vote_k, w, result.labels[rows[j]], result.sizes[rows[j]]);
-            } else {
-                vote(prior, prior_labels, prior_sizes, prior_noise, batch.row(rows[j]), params.vote_k, w,
-                     result.labels[rows[j]], result.sizes[rows[j]]);
-            }
-        }
-    }
+    const bool have_squared = params.assign == AssignRule::paper &&
+        vote_new_rows(slice(key, dim, aged, n_prior), prior_labels, prior_sizes, prior_noise, batch, rows, params.vote_k,
+                      w, result);
     const int64_t over = params.capacity >= 0 ? std::max<int64_t>(0, n_prior + m - params.capacity) : 0;
     const int64_t start = aged + over, n_final = n_old + m - start;
     KeyUpdate update;
@@ -345,21 +360,13 @@ KeyUpdate process_key(KeyState& key, const std::vector<int64_t>& rows, const Poi
     if (incremental) {
         const std::vector<MstEdge>& prior_mst = prior_fit ? prior_fit->mst : key.mst;
         const PointsView final_points = slice(key, dim, aged, n_final);
-        update.clustering = cluster_from_mst(
-            insert_into_mst(prior_mst, final_points, n_prior, have_squared ? w.squared.data() : nullptr), final_points,
+        const double* squared = have_squared ? w.squared.data() : nullptr;
+        update.clustering = cluster_from_mst(insert_into_mst(prior_mst, final_points, n_prior, squared), final_points,
                                              key.steps.data() + aged, params.hdbscan);
     } else {
-        update.clustering = refit(slice(key, dim, start, n_final), key.steps.data() + start, params.hdbscan);
+        update.clustering = refit(slice(key, dim, start, n_final), key.steps.data() + start, params.hdbscan, refit_threads);
     }
-    if (params.assign == AssignRule::exact) {
-        const Clustering& c = update.clustering;
-        for (int64_t j = 0; j < m; ++j) {
-            const int64_t pos = n_prior + j - over;
-            const int64_t label = pos >= 0 ? c.labels[pos] : -1;
-            result.labels[rows[j]] = label;
-            result.sizes[rows[j]] = pos < 0 ? 0 : (label < 0 ? c.noise : c.sizes[label]);
-        }
-    }
+    if (params.assign == AssignRule::exact) report_exact(update.clustering, rows, n_prior - over, result);
     return update;
 }
 
@@ -455,6 +462,8 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
     try {
         if (keys_.size() <= static_cast<size_t>(max_key)) keys_.resize(static_cast<size_t>(max_key + 1));
         const int64_t n_jobs = static_cast<int64_t>(touched.size());
+        // One key (a global memory) gets every thread for a refit; else threads go across keys.
+        const int refit_threads = n_jobs == 1 ? params_.n_threads : 1;
         // Largest keys first: handed out dynamically, the small ones then fill the gaps.
         std::vector<int64_t> order(touched.size());
         for (size_t t = 0; t < order.size(); ++t) order[t] = static_cast<int64_t>(t);
@@ -465,7 +474,8 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         parallel_for(n_jobs, params_.n_threads, 1, [&](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) {
                 const int64_t t = order[i];
-                updates[t] = process_key(keys_[touched[t]], rows_of[touched[t]], points, step, params_, result);
+                updates[t] = process_key(keys_[touched[t]], rows_of[touched[t]], points, step, params_, refit_threads,
+                                         result);
             }
         });
     } catch (...) {
