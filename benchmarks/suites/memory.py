@@ -6,10 +6,13 @@ For every epoch the suite times one ``penalize`` step of medscore (cpp, and numb
 imports) and of the reference procedure (real ``hdbscan`` refit per group + scikit-learn
 3-NN vote; only on the epochs listed in REFERENCE_EPOCHS, it takes seconds per step) and
 records the speed-up. It also records a global memory (one key) grown to G points: the time
-of one step of 16 rollouts on it and the peak memory per stored point.
+of one step of 16 rollouts on it and the peak memory per stored point. Its cases, ``step``
+and ``global_step``, can be picked with ``--case``; each step also records its CPU seconds
+(all threads) and the 1-minute load average, since the machine may be shared.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,9 +44,11 @@ def run(bench, quick: bool) -> None:
     """Record per-epoch step times, speed-ups and the global-memory figures."""
     bench.describe(NAME, DESCRIPTION)
     sizes = _sizes(quick)
-    _run_epochs(bench, sizes)
-    for n in sizes["global_points"]:
-        _run_global(bench, n)
+    if bench.wants_case("step"):
+        _run_epochs(bench, sizes)
+    if bench.wants_case("global_step"):
+        for n in sizes["global_points"]:
+            _run_global(bench, n)
 
 
 def _run_epochs(bench, sizes) -> None:
@@ -57,12 +62,13 @@ def _run_epochs(bench, sizes) -> None:
     run = ref.simulated_run(sizes["prompts"], epochs=sizes["epochs"], seed=0)
     for epoch, (X, keys, correct) in enumerate(bench.progress(run, desc="epochs"), start=1):
         batch = medscore.Batch(X, keys, correct)
-        times = {}
+        times, cpu = {}, {}
         for name, memory in list(memories.items()):
             try:
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 memory.penalize(batch)
                 times[name] = time.perf_counter() - start
+                cpu[name] = time.process_time() - start_cpu
             except ImportError as exc:
                 bench.record(NAME, "step", f"medscore {name}", None, status=f"not installed: {exc}", params=params)
                 del memories[name]
@@ -73,7 +79,10 @@ def _run_epochs(bench, sizes) -> None:
         else:
             reference.step(X, keys, correct)  # keep its memory in step, untimed
         for name, seconds in times.items():
-            extra = {}
+            # CPU seconds (all threads) and the load show how much a shared machine slowed the wall time.
+            extra = {"load_1min": round(os.getloadavg()[0], 2)}
+            if name in cpu:
+                extra["cpu_seconds"] = cpu[name]
             if name != "reference" and "reference" in times:
                 extra["speedup_vs_reference"] = times["reference"] / seconds
             library = "reference (hdbscan + sklearn)" if name == "reference" else f"medscore {name}"
