@@ -248,32 +248,39 @@ bool all_unit(const std::vector<double>& prior_norms, const PointsView& batch, c
 }
 
 #if defined(__GNUC__) || defined(__clang__)
-/// Two doubles in one SIMD register (GCC/Clang vector extension; SSE2 or NEON).
-typedef double DoublePair __attribute__((vector_size(16)));
+#define MEDSCORE_VECTOR_EXTENSIONS 1
+/// Four doubles as one vector (GCC/Clang extension): one AVX register, or two SSE2/NEON ones.
+typedef double DoubleQuad __attribute__((vector_size(32)));
+#endif
+// An AVX2 clone chosen at load time where the CPU has it; the default build stays portable.
+#if defined(MEDSCORE_VECTOR_EXTENSIONS) && defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones) && defined(__linux__)
+#define MEDSCORE_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef MEDSCORE_CLONES
+#define MEDSCORE_CLONES
 #endif
 
-/// squared_distance(x, row) (distance.hpp) for every row of `rows`. Lanes (0, 1) and (2, 3)
-/// of its four-lane sum are held in two 2-wide vectors: every lane sees the same operations
-/// in the same order (no contraction: -ffp-contract=off), so the bits are the same.
-void squared_distances(const double* x, const PointsView& rows, double* out) {
+/// squared_distance(x, row) (distance.hpp) for every row of `rows`. Its four lanes (lane j
+/// sums the terms k = j mod 4) are the four entries of one vector: every lane sees the same
+/// operations in the same order (no contraction: -ffp-contract=off), so the bits are the same.
+MEDSCORE_CLONES void squared_distances(const double* x, const PointsView& rows, double* out) {
     const int64_t d = rows.cols;
     for (int64_t i = 0; i < rows.rows; ++i) {
         const double* p = rows.row(i);
         double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0;
         int64_t k = 0;
-#if defined(__GNUC__) || defined(__clang__)
-        DoublePair low = {0.0, 0.0}, high = {0.0, 0.0};
+#ifdef MEDSCORE_VECTOR_EXTENSIONS
+        DoubleQuad lanes = {0.0, 0.0, 0.0, 0.0};
         for (; k + 4 <= d; k += 4) {
-            DoublePair xa, pa, xb, pb;
-            std::memcpy(&xa, x + k, sizeof xa);
-            std::memcpy(&pa, p + k, sizeof pa);
-            std::memcpy(&xb, x + k + 2, sizeof xb);
-            std::memcpy(&pb, p + k + 2, sizeof pb);
-            const DoublePair ta = xa - pa, tb = xb - pb;
-            low += ta * ta;
-            high += tb * tb;
+            DoubleQuad xk, pk;
+            std::memcpy(&xk, x + k, sizeof xk);
+            std::memcpy(&pk, p + k, sizeof pk);
+            const DoubleQuad t = xk - pk;
+            lanes += t * t;
         }
-        l0 = low[0]; l1 = low[1]; l2 = high[0]; l3 = high[1];
+        l0 = lanes[0]; l1 = lanes[1]; l2 = lanes[2]; l3 = lanes[3];
 #endif
         for (; k + 4 <= d; k += 4) {
             const double t0 = x[k] - p[k], t1 = x[k + 1] - p[k + 1], t2 = x[k + 2] - p[k + 2], t3 = x[k + 3] - p[k + 3];
