@@ -109,6 +109,9 @@ class Memory:
         What a row of NaN means when ``Batch.valid`` is not given: an error, or "no
         fingerprint" (no penalty, nothing stored).
     backend : {"cpp", "numba"}, default "cpp"
+        The C++ engine, or the Numba one (``medscore._numba.memory``: the same labels, sizes
+        and penalties bit for bit; slower, and its refits are O(n^2) per key, so it does not
+        suit one very large global memory).
     n_threads : int, default 0 (every hardware thread)
 
     Notes
