@@ -69,16 +69,19 @@ Clustering cluster_from_mst(std::vector<MstEdge> mst, const PointsView& points, 
     return c;
 }
 
-/// Below this many points a key with min_samples == 1 is refitted by Prim's O(n^2) MST,
-/// which beats building a kd-tree there.
+/// Below this many points a key is refitted by Prim's O(n^2) MST (on mutual reachability
+/// when min_samples > 1), which beats building a kd-tree there and gives the one MST that is
+/// minimal under (weight, u, v), as the Numba engine does.
 constexpr int64_t kPrimMaxPoints = 256;
 
 /// Batch HDBSCAN of `points` on `n_threads` threads (1 when the caller runs keys in parallel).
 Clustering refit(const PointsView& points, const int64_t* steps, const HdbscanParams& params, int n_threads) {
     if (points.rows == 0) return Clustering{};
     if (points.rows == 1) return single_point();
-    if (params.min_samples == 1 && points.rows <= kPrimMaxPoints) {
-        return cluster_from_mst(euclidean_mst(points), points, steps, params);
+    if (points.rows <= kPrimMaxPoints) {
+        if (params.min_samples == 1) return cluster_from_mst(euclidean_mst(points), points, steps, params);
+        const std::vector<double> core = core_distances(points, params.min_samples, 1);
+        return cluster_from_mst(euclidean_mst(points, &core), points, steps, params);
     }
     HdbscanParams threaded = params;
     threaded.n_threads = n_threads;

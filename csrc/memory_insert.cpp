@@ -132,8 +132,10 @@ void candidates_of_vertex(int64_t q, const double* squared, Workspace& w) {
 }
 
 /// Prim's algorithm on rows [first, first + count) of `points` under the strict edge order;
-/// appends the tree's edges (global row indices) to `out`, unsorted.
-void prim(const PointsView& points, int64_t first, int64_t count, Workspace& w, std::vector<MstEdge>& out) {
+/// appends the tree's edges (global row indices) to `out`, unsorted. With `core` (one entry
+/// per row of the range) the weights are mutual reachabilities max(core_a, core_b, d).
+void prim(const PointsView& points, int64_t first, int64_t count, const double* core, Workspace& w,
+          std::vector<MstEdge>& out) {
     if (count < 2) return;
     w.best.assign(static_cast<size_t>(count), HUGE_VAL);
     w.best_from.assign(static_cast<size_t>(count), -1);
@@ -145,7 +147,8 @@ void prim(const PointsView& points, int64_t first, int64_t count, Workspace& w, 
         MstEdge next_edge{0, 0, HUGE_VAL};
         for (int64_t v = 0; v < count; ++v) {
             if (w.in_tree[v]) continue;
-            const double d = euclidean_distance(points.row(first + last), points.row(first + v), points.cols);
+            double d = euclidean_distance(points.row(first + last), points.row(first + v), points.cols);
+            if (core != nullptr) d = std::max(std::max(core[last], core[v]), d);
             const MstEdge via_last{std::min(last, v) + first, std::max(last, v) + first, d};
             const MstEdge known{std::min(w.best_from[v], v) + first, std::max(w.best_from[v], v) + first, w.best[v]};
             if (w.best_from[v] < 0 || edge_less(via_last, known)) { w.best[v] = d; w.best_from[v] = last; }
@@ -177,12 +180,15 @@ std::vector<MstEdge> kruskal(const std::vector<MstEdge>& old_sorted, std::vector
 
 }  // namespace
 
-std::vector<MstEdge> euclidean_mst(const PointsView& points) {
+std::vector<MstEdge> euclidean_mst(const PointsView& points, const std::vector<double>* core) {
     if (points.rows < 1 || points.cols < 1) throw std::invalid_argument("euclidean_mst: expected a non-empty [N, D] matrix");
+    if (core != nullptr && static_cast<int64_t>(core->size()) != points.rows) {
+        throw std::invalid_argument("euclidean_mst: core must have one entry per point");
+    }
     Workspace& w = workspace();
     std::vector<MstEdge> tree;
     tree.reserve(static_cast<size_t>(points.rows - 1));
-    prim(points, 0, points.rows, w, tree);
+    prim(points, 0, points.rows, core == nullptr ? nullptr : core->data(), w, tree);
     std::sort(tree.begin(), tree.end(), edge_less);
     return tree;
 }
@@ -209,7 +215,7 @@ std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const Poin
         }
         candidates_of_vertex(q, squared, w);
     }
-    prim(points, n_old, points.rows - n_old, w, w.candidates);
+    prim(points, n_old, points.rows - n_old, nullptr, w, w.candidates);
     return kruskal(mst, w.candidates, points.rows);
 }
 

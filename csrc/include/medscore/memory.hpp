@@ -121,8 +121,10 @@ std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsV
 std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points,
                                      int64_t n_old, const double* squared_to_old = nullptr);
 
-/// Euclidean minimum spanning tree [N - 1] of `points` by Prim's algorithm (O(N^2 D)), the
-/// one tree that is minimal under the strict order (weight, u, v); sorted by that order.
-std::vector<MstEdge> euclidean_mst(const PointsView& points);
+/// Minimum spanning tree [N - 1] of `points` by Prim's algorithm (O(N^2 D)): the one tree
+/// that is minimal under the strict order (weight, u, v), sorted by that order. Weights are
+/// Euclidean distances, or with `core` ([N] core distances) mutual reachabilities
+/// max(core[a], core[b], d(a, b)).
+std::vector<MstEdge> euclidean_mst(const PointsView& points, const std::vector<double>* core = nullptr);
 
 }  // namespace medscore
