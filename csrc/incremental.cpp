@@ -310,7 +310,7 @@ IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const Incr
     g.core.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) g.core[i] = g.knn_dist[i * k + k - 1];
     const std::vector<MstEdge> tree_old = old_points_tree(points, n_old, old, g.core);
-    std::vector<MstEdge> added = bridge_edges(points, n_old, g.core, tree_old, n_threads);
+    std::vector<MstEdge> added = bridge_edges(points, n_old, g.core, tree_old, tree, n_threads);
     const std::vector<MstEdge> among_new = new_points_tree(points, n_old, g.core, n_threads);
     added.insert(added.end(), among_new.begin(), among_new.end());
     sort_edges(added);

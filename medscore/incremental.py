@@ -67,13 +67,8 @@ def match_labels(old_labels, new_raw, n_raw, next_label):
     -------
     (int64 ndarray mapping raw label j -> stable label, new next_label)
     """
-    both = (old_labels >= 0) & (new_raw >= 0)
-    if both.any():
-        pairs, counts = np.unique(np.stack([old_labels[both], new_raw[both]]), axis=1,
-                                  return_counts=True)
-        order = np.lexsort((pairs[1], pairs[0], -counts))
-    else:
-        pairs, order = np.empty((2, 0), np.int64), np.empty(0, np.int64)
+    pairs, counts = _pair_counts(old_labels, new_raw, n_raw)
+    order = np.lexsort((pairs[1], pairs[0], -counts))
     mapping = np.full(n_raw, -1, np.int64)
     used_old = set()
     for t in order.tolist():
@@ -85,6 +80,28 @@ def match_labels(old_labels, new_raw, n_raw, next_label):
         mapping[raw] = next_label
         next_label += 1
     return mapping, next_label
+
+
+def _pair_counts(old_labels, new_raw, n_raw):
+    """The pairs (L, j) with L >= 0 and j >= 0 that some points share, and their counts.
+
+    Returns (int64 [2, P], int64 [P]), pairs in increasing (L, j). A pair is the key
+    ``L * n_raw + j``; counted with ``bincount`` when the key range is small (one O(M) pass,
+    no sort: this runs on every update over all live points), else by sorting the keys.
+    """
+    both = (old_labels >= 0) & (new_raw >= 0)
+    if not both.any():
+        return np.empty((2, 0), np.int64), np.empty(0, np.int64)
+    old = old_labels[both].astype(np.int64)
+    keys = old * n_raw + new_raw[both]
+    n_keys = (int(old.max()) + 1) * n_raw
+    if n_keys <= 4 * keys.size + 1024:
+        counts = np.bincount(keys, minlength=n_keys)
+        unique = np.flatnonzero(counts)
+        counts = counts[unique]
+    else:
+        unique, counts = np.unique(keys, return_counts=True)
+    return np.stack([unique // n_raw, unique % n_raw]), counts
 
 
 class IncrementalHDBSCAN:

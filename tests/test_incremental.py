@@ -205,6 +205,29 @@ def test_match_labels_rule():
     assert mapping.tolist() == [1, 0, 5] and nxt == 6
 
 
+@pytest.mark.parametrize("n_old_labels", [3, 5000])
+def test_match_labels_counting_paths_agree_with_a_direct_count(n_old_labels):
+    """Pair counts by bincount (few labels) and by sorting (old labels up to 5000, more keys
+    than points) both give the greedy rule applied to counts taken in pure Python."""
+    rng = np.random.default_rng(n_old_labels)
+    old = rng.integers(-1, n_old_labels, 400)
+    raw = np.where(rng.random(400) < 0.7, old % 4, rng.integers(-1, 4, 400))
+    counts = {}
+    for a, b in zip(old.tolist(), raw.tolist()):
+        if a >= 0 and b >= 0:
+            counts[(a, b)] = counts.get((a, b), 0) + 1
+    want, used, nxt = {}, set(), n_old_labels
+    for (a, b), _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        if a not in used and b not in want:
+            want[b] = a
+            used.add(a)
+    for b in range(4):
+        if b not in want:
+            want[b], nxt = nxt, nxt + 1
+    mapping, got_next = match_labels(old, raw, 4, next_label=n_old_labels)
+    assert mapping.tolist() == [want[b] for b in range(4)] and got_next == nxt
+
+
 def test_single_point_and_emptying():
     load_backend("cpp")
     model = IncrementalHDBSCAN(min_cluster_size=2, knn="exact")

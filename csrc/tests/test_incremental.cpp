@@ -1,5 +1,6 @@
 // ctest for the incremental kernels: insert_rows() equals a refit (neighbour lists, core
-// distances, MST weights by Prim), with duplicates and tied distances; bad sizes throw.
+// distances, MST weights by Prim), with duplicates and tied distances; bad sizes throw;
+// bridge_edges() (range-filtered) equals its defining rule evaluated by brute force.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -72,6 +73,85 @@ void test_duplicates_and_ties() {
     check_insert(x, n, d, 3, 2);
 }
 
+/// The bridge rule of csrc/incremental_bridges.cpp by brute force: (q, p) is kept iff no other
+/// old q' with minimax_T(q, q') < W(q, p) has (W(q', p), q') < (W(q, p), q).
+std::vector<MstEdge> brute_bridges(const PointsView& x, int64_t n_old, const std::vector<double>& core,
+                                   const std::vector<MstEdge>& tree) {
+    // minimax[a * n_old + b]: the height at which T joins a and b (Kruskal over sorted T).
+    std::vector<double> minimax(static_cast<size_t>(n_old * n_old), 0.0);
+    std::vector<int64_t> comp(static_cast<size_t>(n_old));
+    for (int64_t i = 0; i < n_old; ++i) comp[i] = i;
+    for (const MstEdge& e : tree) {
+        const int64_t a = comp[e.u], b = comp[e.v];
+        for (int64_t i = 0; i < n_old; ++i) {
+            for (int64_t j = 0; j < n_old; ++j) {
+                if (comp[i] == a && comp[j] == b) minimax[i * n_old + j] = minimax[j * n_old + i] = e.weight;
+            }
+        }
+        for (int64_t& c : comp) c = c == b ? a : c;
+    }
+    std::vector<MstEdge> kept;
+    for (int64_t p = n_old; p < x.rows; ++p) {
+        std::vector<double> w(static_cast<size_t>(n_old));
+        for (int64_t q = 0; q < n_old; ++q) {
+            w[q] = std::max({core[p], core[q], euclidean_distance(x.row(p), x.row(q), x.cols)});
+        }
+        for (int64_t q = 0; q < n_old; ++q) {
+            bool beaten = false;
+            for (int64_t r = 0; r < n_old && !beaten; ++r) {
+                beaten = r != q && minimax[q * n_old + r] < w[q] && std::tie(w[r], r) < std::tie(w[q], q);
+            }
+            if (!beaten) kept.push_back(MstEdge{q, p, w[q]});
+        }
+    }
+    return kept;
+}
+
+bool same_edges(std::vector<MstEdge> a, std::vector<MstEdge> b) {
+    auto key = [](const MstEdge& e) { return std::tie(e.v, e.u, e.weight); };
+    auto less = [&](const MstEdge& e, const MstEdge& f) { return key(e) < key(f); };
+    std::sort(a.begin(), a.end(), less);
+    std::sort(b.begin(), b.end(), less);
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [&](const MstEdge& e, const MstEdge& f) {
+               return key(e) == key(f);
+           });
+}
+
+void check_bridges(const std::vector<double>& data, int64_t n, int64_t d, int64_t n_old, int64_t k) {
+    const PointsView all{data.data(), n, d};
+    const IncrementalGraph g = graph_of(all, k);  // the new core distances of all points
+    const PointsView old_rows{data.data(), n_old, d};
+    const std::vector<double> old_core(g.core.begin(), g.core.begin() + n_old);
+    const std::vector<MstEdge> tree = minimum_spanning_tree(old_rows, old_core, 2);
+    CHECK(same_edges(bridge_edges(all, n_old, g.core, tree, 2), brute_bridges(all, n_old, g.core, tree)));
+}
+
+void test_bridges_match_their_rule() {
+    for (uint64_t seed = 0; seed < 8; ++seed) {
+        // Blobs in 1 to 33 dimensions (projected kd-tree bounds above 16), spread wide enough
+        // that the range filter R = max(w0, root height) cuts off whole blobs.
+        const int64_t d = 1 + static_cast<int64_t>(seed) * 4, n = 160;
+        check_bridges(blobs(n, d, 4, 12.0, seed), n, d, 120, 1 + static_cast<int64_t>(seed % 3));
+    }
+}
+
+void test_bridges_at_the_range_margin() {
+    // Integer points on a line: weights tie with each other and with the root height R.
+    // Old points 0, 1, 2, 10 (k = 1: root height 8); new point 18 has W = 8 = R to point 10,
+    // and 26 duplicates it; new 6 ties with 2 and 10 (distance 4).
+    const std::vector<double> line{0, 1, 2, 10, 18, 26, 6, 18};
+    check_bridges(line, 8, 1, 4, 1);
+    check_bridges(line, 8, 1, 5, 1);
+    // Every point twice on a small grid: duplicates (W = core) and many equal weights.
+    std::vector<double> grid;
+    for (int64_t i = 0; i < 120; ++i) {
+        grid.push_back(static_cast<double>((i / 2) % 6) * 3.0);
+        grid.push_back(static_cast<double>((i / 2) / 6 % 4) * 4.0);
+    }
+    for (const int64_t k : {1, 2, 3}) check_bridges(grid, 120, 2, 70, k);
+    check_bridges(grid, 120, 2, 2, 1);
+}
+
 void test_bad_sizes_throw() {
     const std::vector<double> x = blobs(20, 3, 2, 4.0, 1);
     const PointsView all{x.data(), 20, 3};
@@ -93,6 +173,8 @@ void test_bad_sizes_throw() {
 int main() {
     RUN(test_matches_refit);
     RUN(test_duplicates_and_ties);
+    RUN(test_bridges_match_their_rule);
+    RUN(test_bridges_at_the_range_margin);
     RUN(test_bad_sizes_throw);
     return report("test_incremental");
 }

@@ -14,6 +14,8 @@
 
 namespace medscore {
 
+class KdTree;
+
 /// Neighbour lists, core distances and MST of a memory's points.
 struct IncrementalGraph {
     int64_t k = 0;                    ///< neighbours per point (the effective min_samples)
@@ -40,5 +42,9 @@ void nearest_neighbors_of_rows(const PointsView& points, const std::vector<int64
 /// of the old rows under `core` (new core distances of all N rows), sorted by (weight, u, v).
 std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,
                                   const std::vector<MstEdge>& tree, int n_threads = 0);
+
+/// bridge_edges() with a kd-tree `kd` already built over all rows of `points`.
+std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,
+                                  const std::vector<MstEdge>& tree, const KdTree& kd, int n_threads = 0);
 
 }  // namespace medscore
