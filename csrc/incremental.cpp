@@ -149,11 +149,19 @@ void reverse_query(const KdTree& tree, int64_t n_old, const std::vector<double>&
             stack.push_back(node.left);
             continue;
         }
+        const double* rows[KdTree::kLeafSize];
+        int64_t origin[KdTree::kLeafSize];
+        double squared[KdTree::kLeafSize];
+        int64_t count = 0;
         for (int64_t pos = node.start; pos < node.end; ++pos) {
-            const int64_t u = tree.original(pos);
-            if (u >= n_old) continue;
-            const double d = euclidean_distance(tree.point(query), tree.point(pos), tree.dim());
-            if (d < core_old[u]) hits.push_back(Hit{u, d, p});
+            if (tree.original(pos) >= n_old) continue;
+            rows[count] = tree.point(pos);
+            origin[count++] = tree.original(pos);
+        }
+        squared_distances(tree.point(query), rows, count, tree.dim(), squared);
+        for (int64_t j = 0; j < count; ++j) {
+            const double d = std::sqrt(squared[j]);
+            if (d < core_old[origin[j]]) hits.push_back(Hit{origin[j], d, p});
         }
     }
 }

@@ -22,6 +22,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -89,7 +91,7 @@ public:
                  const KdTree& kd)
         : points_(points), n_old_(n_old), core_(core), g_(g), kd_(kd),
           root_height_(g.n > 1 ? g.height.back() : 0.0),
-          lowest_(static_cast<size_t>(2 * g.n - 1), kInf), stamp_(static_cast<size_t>(2 * g.n - 1), 0) {}
+          slots_(static_cast<size_t>(2 * g.n - 1), Slot{kInf, 0}) {}
 
     /// Appends the kept edges (q, p) of new point p to `out`.
     void run(int64_t p, std::vector<MstEdge>& out) {
@@ -105,7 +107,7 @@ public:
 private:
     /// Bit-defined weight from p to old point q (a leaf) or the smallest one below node x;
     /// +inf for nodes without a point in range (their edges are all heavier than R).
-    double lowest(int64_t x) const noexcept { return stamp_[x] == generation_ ? lowest_[x] : kInf; }
+    double lowest(int64_t x) const noexcept { return slots_[x].stamp == generation_ ? slots_[x].lowest : kInf; }
 
     /// W(q0, p) for an old point q0 near p: the closest old point of the smallest kd-tree
     /// node above p that holds one (any old point gives a valid R; a near one a small R).
@@ -172,14 +174,13 @@ private:
 
     /// Records weight w of old point q and lowers the minima of its ancestors.
     void raise_to_root(int64_t q, double w) {
-        stamp_[q] = generation_;
-        lowest_[q] = w;
+        slots_[q] = Slot{w, generation_};
         for (int64_t x = g_.parent[q]; x >= 0; x = g_.parent[x]) {
-            if (stamp_[x] != generation_) {
-                stamp_[x] = generation_;
-                lowest_[x] = w;
-            } else if (w < lowest_[x]) {
-                lowest_[x] = w;
+            Slot& slot = slots_[x];
+            if (slot.stamp != generation_) {
+                slot = Slot{w, generation_};
+            } else if (w < slot.lowest) {
+                slot.lowest = w;
             } else {
                 break;  // this node and all above it already hold something <= w
             }
@@ -237,8 +238,13 @@ private:
     const Dendrogram& g_;
     const KdTree& kd_;
     double root_height_;
-    std::vector<double> lowest_;
-    std::vector<uint32_t> stamp_;  // lowest_[x] is set for this point iff stamp_[x] == generation_
+    /// A node's smallest weight, valid for the current point iff stamp == generation_ (one
+    /// cache line holds both, and nothing is cleared between points).
+    struct Slot {
+        double lowest;
+        uint32_t stamp;
+    };
+    std::vector<Slot> slots_;
     uint32_t generation_ = 0;
 
     std::vector<Frame> stack_;
@@ -264,9 +270,19 @@ std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const
     if (n_new == 0) return {};
     const Dendrogram g = dendrogram_of(tree, n_old);
     std::vector<std::vector<MstEdge>> found(static_cast<size_t>(n_new));
+    // Searches are reused across chunks: each holds O(n_old) scratch that is not cleared.
+    std::vector<std::unique_ptr<BridgeSearch>> idle;
+    std::mutex idle_mutex;
     parallel_for(n_new, n_threads, 16, [&](int64_t begin, int64_t end) {
-        BridgeSearch search(points, n_old, core, g, kd);
-        for (int64_t j = begin; j < end; ++j) search.run(n_old + j, found[j]);
+        std::unique_ptr<BridgeSearch> search;
+        {
+            const std::lock_guard<std::mutex> lock(idle_mutex);
+            if (!idle.empty()) { search = std::move(idle.back()); idle.pop_back(); }
+        }
+        if (!search) search = std::make_unique<BridgeSearch>(points, n_old, core, g, kd);
+        for (int64_t j = begin; j < end; ++j) search->run(n_old + j, found[j]);
+        const std::lock_guard<std::mutex> lock(idle_mutex);
+        idle.push_back(std::move(search));
     });
     std::vector<MstEdge> edges;
     for (const auto& part : found) edges.insert(edges.end(), part.begin(), part.end());
