@@ -40,36 +40,58 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-/// The single-linkage tree of a sorted spanning tree: node x < n is point x, node n + i is
-/// joined by edge i, whose weight is its height.
+/// The single-linkage tree of a sorted spanning tree, nodes numbered in depth-first preorder
+/// (root 0, left subtree first): a subtree, e.g. a cluster, is one contiguous range, so the
+/// per-point searches touch memory in few places. Internal nodes are the tree's edges, with
+/// the edge weight as height.
 struct Dendrogram {
     int64_t n = 0;
-    std::vector<int64_t> left, right;  // [n - 1] children of node n + i
-    std::vector<double> height;        // [n - 1]
-    std::vector<int64_t> parent;       // [2n - 1] node -> its parent, -1 for the root
+    std::vector<int64_t> left, right;  // [2n - 1] children, -1 for a leaf
+    std::vector<int64_t> point;        // [2n - 1] the row of a leaf, -1 for an internal node
+    std::vector<double> height;        // [2n - 1] (0 for a leaf)
+    std::vector<int64_t> parent;       // [2n - 1] -1 for the root
+    std::vector<int64_t> leaf_of;      // [n] row -> its leaf
+    double root_height = 0.0;
 };
 
 Dendrogram dendrogram_of(const std::vector<MstEdge>& tree, int64_t n) {
-    Dendrogram g;
-    g.n = n;
+    // Merge order first (node n + i joins edge i's components), then the preorder renumbering.
     UnionFind sets(n);
-    std::vector<int64_t> node_of(static_cast<size_t>(n));
+    std::vector<int64_t> node_of(static_cast<size_t>(n)), kids(static_cast<size_t>(2 * (n - 1)));
     for (int64_t i = 0; i < n; ++i) node_of[i] = i;
-    g.left.resize(static_cast<size_t>(n - 1));
-    g.right.resize(static_cast<size_t>(n - 1));
-    g.height.resize(static_cast<size_t>(n - 1));
     for (int64_t i = 0; i < n - 1; ++i) {
-        const MstEdge& e = tree[i];
-        const int64_t ru = sets.find(e.u), rv = sets.find(e.v);
+        const int64_t ru = sets.find(tree[i].u), rv = sets.find(tree[i].v);
         if (ru == rv) throw std::logic_error("bridge_edges: the old tree has a cycle");
-        g.left[i] = node_of[ru];
-        g.right[i] = node_of[rv];
-        g.height[i] = e.weight;
+        kids[2 * i] = node_of[ru];
+        kids[2 * i + 1] = node_of[rv];
         sets.unite(ru, rv);
         node_of[sets.find(ru)] = n + i;
     }
-    g.parent.assign(static_cast<size_t>(2 * n - 1), -1);
-    for (int64_t i = 0; i < n - 1; ++i) g.parent[g.left[i]] = g.parent[g.right[i]] = n + i;
+    Dendrogram g;
+    g.n = n;
+    const auto m = static_cast<size_t>(2 * n - 1);
+    g.left.assign(m, -1);
+    g.right.assign(m, -1);
+    g.point.assign(m, -1);
+    g.height.assign(m, 0.0);
+    g.parent.assign(m, -1);
+    g.leaf_of.resize(static_cast<size_t>(n));
+    g.root_height = n > 1 ? tree[n - 2].weight : 0.0;
+    std::vector<std::pair<int64_t, int64_t>> stack{{2 * n - 2, -1}};  // (merge-order node, parent id)
+    for (int64_t id = 0; !stack.empty(); ++id) {
+        const auto [x, up] = stack.back();
+        stack.pop_back();
+        g.parent[id] = up;
+        if (up >= 0) (g.left[up] < 0 ? g.left[up] : g.right[up]) = id;
+        if (x < n) {
+            g.point[id] = x;
+            g.leaf_of[x] = id;
+            continue;
+        }
+        g.height[id] = tree[x - n].weight;
+        stack.emplace_back(kids[2 * (x - n) + 1], id);
+        stack.emplace_back(kids[2 * (x - n)], id);  // popped first: the left child gets id + 1
+    }
     return g;
 }
 
@@ -88,9 +110,9 @@ struct Frame {
 class BridgeSearch {
 public:
     BridgeSearch(const PointsView& points, int64_t n_old, const std::vector<double>& core, const Dendrogram& g,
-                 const KdTree& kd)
-        : points_(points), n_old_(n_old), core_(core), g_(g), kd_(kd),
-          root_height_(g.n > 1 ? g.height.back() : 0.0),
+                 const KdTree& kd, const std::vector<double>& core_at)
+        : points_(points), n_old_(n_old), core_(core), g_(g), kd_(kd), core_at_(core_at),
+          root_height_(g.root_height),
           slots_(static_cast<size_t>(2 * g.n - 1), Slot{kInf, 0}) {}
 
     /// Appends the kept edges (q, p) of new point p to `out`.
@@ -100,12 +122,12 @@ public:
         ++generation_;
         in_range_weights();
         stack_.clear();
-        push(2 * g_.n - 2, kInf, kInf);
+        push(0, kInf, kInf);
         while (!stack_.empty()) step(out);
     }
 
 private:
-    /// Bit-defined weight from p to old point q (a leaf) or the smallest one below node x;
+    /// Bit-defined weight from p to the old point of leaf x, or the smallest one below node x;
     /// +inf for nodes without a point in range (their edges are all heavier than R).
     double lowest(int64_t x) const noexcept { return slots_[x].stamp == generation_ ? slots_[x].lowest : kInf; }
 
@@ -139,14 +161,15 @@ private:
         const double range = std::max(nearby_weight(pos), root_height_);
         const auto& nodes = kd_.nodes();
         const double* rows[KdTree::kLeafSize];
-        int64_t origin[KdTree::kLeafSize];
-        double squared[KdTree::kLeafSize];
+        int64_t position[KdTree::kLeafSize];
+        double squared[KdTree::kLeafSize], old_core[KdTree::kLeafSize];
         kd_stack_.assign(1, 0);
         survivors_.clear();
         while (!kd_stack_.empty()) {
             const int32_t id = kd_stack_.back();
             kd_stack_.pop_back();
-            if (kd_.lower_bound(pos, id, range) > range) continue;  // every point there has d > R
+            // (No early-exit bound: with +inf, lower_bound skips the nextafter of its threshold.)
+            if (kd_.lower_bound(pos, id, kInf) > range) continue;  // every point there has d > R
             const KdNode& node = nodes[id];
             if (node.left >= 0) {
                 kd_stack_.push_back(node.right);
@@ -155,14 +178,15 @@ private:
             }
             int64_t count = 0;
             for (int64_t at = node.start; at < node.end; ++at) {
-                if (kd_.original(at) >= n_old_) continue;
+                if (core_at_[at] < 0.0) continue;  // a new point
                 rows[count] = kd_.point(at);
-                origin[count++] = kd_.original(at);
+                old_core[count] = core_at_[at];
+                position[count++] = at;
             }
             squared_distances(kd_.point(pos), rows, count, points_.cols, squared);
             for (int64_t j = 0; j < count; ++j) {
-                const double w = std::max({core_p_, core_[origin[j]], std::sqrt(squared[j])});
-                if (w <= range) survivors_.emplace_back(w, origin[j]);
+                const double w = std::max({core_p_, old_core[j], std::sqrt(squared[j])});
+                if (w <= range) survivors_.emplace_back(w, kd_.original(position[j]));
             }
         }
         // The lightest first: its walk up sets every ancestor to the overall minimum, so the
@@ -174,8 +198,9 @@ private:
 
     /// Records weight w of old point q and lowers the minima of its ancestors.
     void raise_to_root(int64_t q, double w) {
-        slots_[q] = Slot{w, generation_};
-        for (int64_t x = g_.parent[q]; x >= 0; x = g_.parent[x]) {
+        const int64_t leaf = g_.leaf_of[q];
+        slots_[leaf] = Slot{w, generation_};
+        for (int64_t x = g_.parent[leaf]; x >= 0; x = g_.parent[x]) {
             Slot& slot = slots_[x];
             if (slot.stamp != generation_) {
                 slot = Slot{w, generation_};
@@ -200,11 +225,10 @@ private:
     void step(std::vector<MstEdge>& out) {
         Frame& f = stack_.back();
         if (f.phase == 0 && (f.lower > f.search_bound || f.lower == kInf)) return finish(kInf, -1);
-        if (f.node < g_.n) return leaf(f, out);
-        const int64_t i = f.node - g_.n;
-        const double h = g_.height[i];
+        if (g_.left[f.node] < 0) return leaf(f, out);
+        const double h = g_.height[f.node];
         if (f.phase == 0) {
-            int64_t near = g_.left[i], far = g_.right[i];
+            int64_t near = g_.left[f.node], far = g_.right[f.node];
             if (lowest(far) < lowest(near)) std::swap(near, far);
             f.phase = 1;
             f.far = far;
@@ -226,8 +250,8 @@ private:
     }
 
     void leaf(const Frame& f, std::vector<MstEdge>& out) {
-        const int64_t q = f.node;
-        const double w = lowest(q);
+        const int64_t q = g_.point[f.node];
+        const double w = lowest(f.node);
         if (w <= f.emit_bound) out.push_back(MstEdge{q, p_, w});
         finish(w, q);
     }
@@ -237,6 +261,7 @@ private:
     const std::vector<double>& core_;
     const Dendrogram& g_;
     const KdTree& kd_;
+    const std::vector<double>& core_at_;  // [N] core distance of the old point at each kd position, -1 if new
     double root_height_;
     /// A node's smallest weight, valid for the current point iff stamp == generation_ (one
     /// cache line holds both, and nothing is cleared between points).
@@ -269,6 +294,11 @@ std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const
     const int64_t n_new = points.rows - n_old;
     if (n_new == 0) return {};
     const Dendrogram g = dendrogram_of(tree, n_old);
+    std::vector<double> core_at(static_cast<size_t>(points.rows));
+    for (int64_t at = 0; at < points.rows; ++at) {
+        const int64_t row = kd.original(at);
+        core_at[at] = row < n_old ? core[row] : -1.0;
+    }
     std::vector<std::vector<MstEdge>> found(static_cast<size_t>(n_new));
     // Searches are reused across chunks: each holds O(n_old) scratch that is not cleared.
     std::vector<std::unique_ptr<BridgeSearch>> idle;
@@ -279,7 +309,7 @@ std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const
             const std::lock_guard<std::mutex> lock(idle_mutex);
             if (!idle.empty()) { search = std::move(idle.back()); idle.pop_back(); }
         }
-        if (!search) search = std::make_unique<BridgeSearch>(points, n_old, core, g, kd);
+        if (!search) search = std::make_unique<BridgeSearch>(points, n_old, core, g, kd, core_at);
         for (int64_t j = begin; j < end; ++j) search->run(n_old + j, found[j]);
         const std::lock_guard<std::mutex> lock(idle_mutex);
         idle.push_back(std::move(search));
