@@ -3,7 +3,7 @@
 MEDS fingerprints a rollout by the logit-lens logit of its answer token at each of the
 last decoder layers. The reference recipe runs the full-vocabulary ``lm_head`` on every
 layer to read one column of it; these functions compute the same numbers exactly from
-the hidden states, using three identities (``docs`` in ``/work/shared/MEDS.md``):
+the hidden states, using three exact identities:
 
 - one logit is one dot product: ``(W_U n(h))[t] = dot(W_U[t], n(h))``;
 - an RMS norm folds into the unembedding row: ``dot(u, w * h * s) = s * dot(u * w, h)``
