@@ -152,6 +152,22 @@ void test_bridges_at_the_range_margin() {
     check_bridges(grid, 120, 2, 2, 1);
 }
 
+void test_bridges_with_integer_ties() {
+    // Small integer coordinates: weights tie with the nearby edge w0 and with tree heights,
+    // on both sides of the (weight, index) order, so the filters are checked at their bounds.
+    for (uint64_t seed = 0; seed < 24; ++seed) {
+        const int64_t d = 1 + static_cast<int64_t>(seed % 2), n = 48;
+        std::vector<double> x(static_cast<size_t>(n * d));
+        uint64_t state = seed * 2654435761u + 12345u;
+        for (double& v : x) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            v = static_cast<double>((state >> 33) % 5);
+        }
+        const int64_t n_old = 8 + static_cast<int64_t>(seed * 5 % 32), k = 1 + static_cast<int64_t>(seed % 3);
+        check_bridges(x, n, d, n_old, k);
+    }
+}
+
 void test_bad_sizes_throw() {
     const std::vector<double> x = blobs(20, 3, 2, 4.0, 1);
     const PointsView all{x.data(), 20, 3};
@@ -175,6 +191,7 @@ int main() {
     RUN(test_duplicates_and_ties);
     RUN(test_bridges_match_their_rule);
     RUN(test_bridges_at_the_range_margin);
+    RUN(test_bridges_with_integer_ties);
     RUN(test_bad_sizes_throw);
     return report("test_incremental");
 }
