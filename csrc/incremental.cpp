@@ -3,7 +3,9 @@
 // Core distances only shrink when points are added. Steps, for old points P and new B:
 // 1. the new points' k nearest neighbours, by kd-tree search over all points;
 // 2. reverse neighbours: old u with a new point strictly closer than core_old[u] (the only
-//    way u's list changes), by kd-tree search pruned with each node's largest old core;
+//    way u's list changes), by kd-tree search pruned with each node's largest old core; the
+//    same pass keeps each new point's old neighbourhood for step 4 (its distances to the old
+//    points within an upper bound of its bridge range), so step 4 computes no distance;
 // 3. T*: an MST of P under the new core distances, the Kruskal tree of the old MST with its
 //    weights recomputed plus the edges whose weight fell (an edge's weight falls only when it
 //    was set by a core that shrank, so its other end is inside that point's old core ball,
@@ -132,26 +134,31 @@ std::vector<double> node_max_core(const KdTree& tree, int64_t n_old, const std::
     return best;
 }
 
-/// Appends to `hits` the old points u with d(p, u) < core_old[u], for new point row p.
-void reverse_query(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
-                   const std::vector<double>& max_core, int64_t p, std::vector<Hit>& hits, std::vector<int32_t>& stack) {
+/// One kd-tree pass per new point p for two things: `hits`, the old u with d(p, u) < core_old[u]
+/// (p enters u's neighbour list), and `near`, the old q with d(p, q) <= `reach` (p's bridge
+/// candidates; see old_reach()).
+void reverse_and_near_query(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
+                            const std::vector<double>& max_core, int64_t p, double reach, std::vector<Hit>& hits,
+                            std::vector<std::pair<double, int64_t>>& near, std::vector<int32_t>& stack) {
     const int64_t query = tree.position(p);
     const auto& nodes = tree.nodes();
     stack.assign(1, 0);
+    const double* rows[KdTree::kLeafSize];
+    int64_t origin[KdTree::kLeafSize];
+    double squared[KdTree::kLeafSize];
     while (!stack.empty()) {
         const int32_t id = stack.back();
         stack.pop_back();
-        // Every u below has core_old[u] <= max_core[id] <= lower bound <= d(p, u): no hit.
-        if (!(max_core[id] > tree.lower_bound(query, id, max_core[id]))) continue;
+        // Skipped when no u below can be a hit (core_old[u] <= max_core <= lower bound <= d)
+        // and none is within reach.
+        const double lower = tree.lower_bound(query, id, std::max(max_core[id], reach));
+        if (lower > reach && !(max_core[id] > lower)) continue;
         const KdNode& node = nodes[id];
         if (node.left >= 0) {
             stack.push_back(node.right);
             stack.push_back(node.left);
             continue;
         }
-        const double* rows[KdTree::kLeafSize];
-        int64_t origin[KdTree::kLeafSize];
-        double squared[KdTree::kLeafSize];
         int64_t count = 0;
         for (int64_t pos = node.start; pos < node.end; ++pos) {
             if (tree.original(pos) >= n_old) continue;
@@ -162,18 +169,58 @@ void reverse_query(const KdTree& tree, int64_t n_old, const std::vector<double>&
         for (int64_t j = 0; j < count; ++j) {
             const double d = std::sqrt(squared[j]);
             if (d < core_old[origin[j]]) hits.push_back(Hit{origin[j], d, p});
+            if (d <= reach) near.emplace_back(d, origin[j]);
         }
     }
 }
 
-std::vector<Hit> reverse_neighbors(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
-                                   int n_threads) {
-    const std::vector<double> max_core = node_max_core(tree, n_old, core_old);
-    const int64_t n_new = tree.size() - n_old;
+/// An upper bound of the range R of p's bridge search, max(W(q0, p), new root height) for
+/// the lightest old q0 (bridge_edges()): max(old root height, max(core_p, core_old[q], d))
+/// for one old q, as cores only shrink and so does the bottleneck of the old points' MST.
+/// q is p's nearest old neighbour if its list has one, else the closest old point of the
+/// smallest kd-tree node above p that holds one.
+double old_reach(const KdTree& tree, int64_t n_old, const IncrementalGraph& old, const int64_t* knn_index,
+                 const double* knn_dist, int64_t p) {
+    const double core_p = knn_dist[old.k - 1], root = old.mst.back().weight;
+    for (int64_t j = 0; j < old.k; ++j) {
+        const int64_t q = knn_index[j];
+        if (q < n_old) return std::max({root, core_p, old.core[q], knn_dist[j]});
+    }
+    const auto& nodes = tree.nodes();
+    const int64_t pos = tree.position(p);
+    std::vector<int32_t> path{0};
+    while (nodes[path.back()].left >= 0) {
+        const KdNode& node = nodes[path.back()];
+        path.push_back(pos < nodes[node.left].end ? node.left : node.right);
+    }
+    for (auto it = path.rbegin(); it != path.rend(); ++it) {
+        double best = kInf;
+        for (int64_t at = nodes[*it].start; at < nodes[*it].end; ++at) {
+            const int64_t q = tree.original(at);
+            if (q >= n_old) continue;
+            const double d = std::sqrt(squared_distance(tree.point(pos), tree.point(at), tree.dim()));
+            best = std::min(best, std::max({core_p, old.core[q], d}));
+        }
+        if (best < kInf) return std::max(root, best);
+    }
+    throw std::logic_error("insert_rows: no old point in the kd-tree");
+}
+
+/// Reverse neighbours of the new points, sorted by (u, d, p), and each new point's old
+/// neighbourhood for bridge_edges(); `g` holds the new points' neighbour lists.
+std::vector<Hit> reverse_neighbors(const KdTree& tree, int64_t n_old, const IncrementalGraph& old,
+                                   const IncrementalGraph& g, OldNeighborhoods& near, int n_threads) {
+    const std::vector<double> max_core = node_max_core(tree, n_old, old.core);
+    const int64_t n_new = tree.size() - n_old, k = old.k;
     std::vector<std::vector<Hit>> parts(static_cast<size_t>(n_new));
+    near.assign(static_cast<size_t>(n_new), {});
     parallel_for(n_new, n_threads, 32, [&](int64_t begin, int64_t end) {
         std::vector<int32_t> stack;
-        for (int64_t j = begin; j < end; ++j) reverse_query(tree, n_old, core_old, max_core, n_old + j, parts[j], stack);
+        for (int64_t j = begin; j < end; ++j) {
+            const int64_t p = n_old + j;
+            const double reach = old_reach(tree, n_old, old, g.knn_index.data() + p * k, g.knn_dist.data() + p * k, p);
+            reverse_and_near_query(tree, n_old, old.core, max_core, p, reach, parts[j], near[j], stack);
+        }
     });
     std::vector<Hit> hits;
     for (const auto& part : parts) hits.insert(hits.end(), part.begin(), part.end());
@@ -309,7 +356,8 @@ IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const Incr
     for (int64_t j = 0; j < n - n_old; ++j) new_rows[j] = n_old + j;
     knn_of_rows(tree, new_rows.data(), n - n_old, k, g.knn_index.data() + n_old * k, g.knn_dist.data() + n_old * k,
                 n_threads);
-    const std::vector<Hit> hits = reverse_neighbors(tree, n_old, old.core, n_threads);
+    OldNeighborhoods near;
+    const std::vector<Hit> hits = reverse_neighbors(tree, n_old, old, g, near, n_threads);
     for (size_t first = 0, last = 0; first < hits.size(); first = last) {
         while (last < hits.size() && hits[last].u == hits[first].u) ++last;
         const int64_t u = hits[first].u;
@@ -318,7 +366,7 @@ IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const Incr
     g.core.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) g.core[i] = g.knn_dist[i * k + k - 1];
     const std::vector<MstEdge> tree_old = old_points_tree(points, n_old, old, g.core);
-    std::vector<MstEdge> added = bridge_edges(points, n_old, g.core, tree_old, tree, n_threads);
+    std::vector<MstEdge> added = bridge_edges(n_old, g.core, tree_old, near, n_threads);
     const std::vector<MstEdge> among_new = new_points_tree(points, n_old, g.core, n_threads);
     added.insert(added.end(), among_new.begin(), among_new.end());
     sort_edges(added);

@@ -114,33 +114,49 @@ struct Frame {
     int64_t near_q;
 };
 
-class BridgeSearch {
+/// The old rows within distance R_p = max(W(q0, p), height of the old tree's root) of new row
+/// p, for a nearby old q0 (see the file comment): a kd-tree range search with exact bounds.
+class NearbyOld {
 public:
-    BridgeSearch(const PointsView& points, int64_t n_old, const std::vector<double>& core, const Dendrogram& g,
-                 const KdTree& kd, const std::vector<double>& core_at)
-        : points_(points), n_old_(n_old), core_(core), g_(g), kd_(kd), core_at_(core_at),
-          root_height_(g.root_height),
-          slots_(static_cast<size_t>(2 * g.n - 1), Slot{kInf, 0}) {}
+    NearbyOld(const PointsView& points, int64_t n_old, const std::vector<double>& core, const KdTree& kd,
+              double root_height)
+        : points_(points), n_old_(n_old), core_(core), kd_(kd), root_height_(root_height) {}
 
-    /// Appends the kept edges (q, p) of new point p to `out`.
-    void run(int64_t p, std::vector<MstEdge>& out) {
-        p_ = p;
-        core_p_ = core_[p];
-        ++generation_;
-        in_range_weights();
-        stack_.clear();
-        push(0, kInf, kInf);
-        while (!stack_.empty()) step(out);
+    void run(int64_t p, std::vector<std::pair<double, int64_t>>& out) {
+        const int64_t pos = kd_.position(p);
+        const double range = std::max(nearby_weight(p, pos), root_height_);
+        const auto& nodes = kd_.nodes();
+        const double* rows[KdTree::kLeafSize];
+        int64_t origin[KdTree::kLeafSize];
+        double squared[KdTree::kLeafSize];
+        stack_.assign(1, 0);
+        while (!stack_.empty()) {
+            const int32_t id = stack_.back();
+            stack_.pop_back();
+            if (kd_.lower_bound(pos, id, kInf) > range) continue;  // every point there has d > R_p
+            const KdNode& node = nodes[id];
+            if (node.left >= 0) {
+                stack_.push_back(node.right);
+                stack_.push_back(node.left);
+                continue;
+            }
+            int64_t count = 0;
+            for (int64_t at = node.start; at < node.end; ++at) {
+                if (kd_.original(at) >= n_old_) continue;
+                rows[count] = kd_.point(at);
+                origin[count++] = kd_.original(at);
+            }
+            squared_distances(kd_.point(pos), rows, count, points_.cols, squared);
+            for (int64_t j = 0; j < count; ++j) {
+                const double d = std::sqrt(squared[j]);
+                if (d <= range) out.emplace_back(d, origin[j]);
+            }
+        }
     }
 
 private:
-    /// Bit-defined weight from p to the old point of leaf x, or the smallest one below node x;
-    /// +inf for nodes without a point in range (their edges are all heavier than R).
-    double lowest(int64_t x) const noexcept { return slots_[x].stamp == generation_ ? slots_[x].lowest : kInf; }
-
-    /// W(q0, p) for an old point q0 near p: the closest old point of the smallest kd-tree
-    /// node above p that holds one (any old point gives a valid R; a near one a small R).
-    double nearby_weight(int64_t pos) {
+    /// W(q0, p) for the closest old point q0 of the smallest kd-tree node above p holding one.
+    double nearby_weight(int64_t p, int64_t pos) {
         const auto& nodes = kd_.nodes();
         path_.assign(1, 0);
         while (nodes[path_.back()].left >= 0) {
@@ -154,48 +170,57 @@ private:
                 const int64_t q = kd_.original(at);
                 if (q >= n_old_) continue;
                 const double d = std::sqrt(squared_distance(kd_.point(pos), kd_.point(at), points_.cols));
-                best = std::min(best, std::max({core_p_, core_[q], d}));
+                best = std::min(best, std::max({core_[p], core_[q], d}));
             }
             if (best < kInf) return best;
         }
         return kInf;  // unreachable with n_old >= 1; +inf only disables the filter
     }
 
-    /// Exact weights of the old points with W <= R (see the file comment), and the minima of
-    /// the dendrogram nodes above them.
-    void in_range_weights() {
-        const int64_t pos = kd_.position(p_);
-        const double range = std::max(nearby_weight(pos), root_height_);
-        const auto& nodes = kd_.nodes();
-        const double* rows[KdTree::kLeafSize];
-        int64_t position[KdTree::kLeafSize];
-        double squared[KdTree::kLeafSize], old_core[KdTree::kLeafSize];
-        kd_stack_.assign(1, 0);
+    const PointsView& points_;
+    int64_t n_old_;
+    const std::vector<double>& core_;
+    const KdTree& kd_;
+    double root_height_;
+    std::vector<int32_t> stack_, path_;
+};
+
+class BridgeSearch {
+public:
+    BridgeSearch(const std::vector<double>& core, const Dendrogram& g)
+        : core_(core), g_(g), root_height_(g.root_height),
+          slots_(static_cast<size_t>(2 * g.n - 1), Slot{kInf, 0}) {}
+
+    /// Appends the kept edges (q, p) of new point p to `out`, given p's old neighbourhood.
+    void run(int64_t p, const std::vector<std::pair<double, int64_t>>& near, std::vector<MstEdge>& out) {
+        p_ = p;
+        core_p_ = core_[p];
+        ++generation_;
+        in_range_weights(near);
+        stack_.clear();
+        push(0, kInf, kInf);
+        while (!stack_.empty()) step(out);
+    }
+
+private:
+    /// Bit-defined weight from p to the old point of leaf x, or the smallest one below node x;
+    /// +inf for nodes without a point in range (their edges are all heavier than R).
+    double lowest(int64_t x) const noexcept { return slots_[x].stamp == generation_ ? slots_[x].lowest : kInf; }
+
+    /// Weights of the old points with W <= R = max(smallest W, root height) (see the file
+    /// comment; `near` holds all of them), and the minima of the dendrogram nodes above them.
+    void in_range_weights(const std::vector<std::pair<double, int64_t>>& near) {
         survivors_.clear();
-        while (!kd_stack_.empty()) {
-            const int32_t id = kd_stack_.back();
-            kd_stack_.pop_back();
-            // (No early-exit bound: with +inf, lower_bound skips the nextafter of its threshold.)
-            if (kd_.lower_bound(pos, id, kInf) > range) continue;  // every point there has d > R
-            const KdNode& node = nodes[id];
-            if (node.left >= 0) {
-                kd_stack_.push_back(node.right);
-                kd_stack_.push_back(node.left);
-                continue;
-            }
-            int64_t count = 0;
-            for (int64_t at = node.start; at < node.end; ++at) {
-                if (core_at_[at] < 0.0) continue;  // a new point
-                rows[count] = kd_.point(at);
-                old_core[count] = core_at_[at];
-                position[count++] = at;
-            }
-            squared_distances(kd_.point(pos), rows, count, points_.cols, squared);
-            for (int64_t j = 0; j < count; ++j) {
-                const double w = std::max({core_p_, old_core[j], std::sqrt(squared[j])});
-                if (w <= range) survivors_.emplace_back(w, kd_.original(position[j]));
-            }
+        double lightest = kInf;
+        for (const auto& [d, q] : near) {
+            const double w = std::max({core_p_, core_[q], d});
+            lightest = std::min(lightest, w);
+            survivors_.emplace_back(w, q);
         }
+        const double range = std::max(lightest, root_height_);
+        survivors_.erase(std::remove_if(survivors_.begin(), survivors_.end(),
+                                        [&](const std::pair<double, int64_t>& s) { return s.first > range; }),
+                         survivors_.end());
         // The lightest first: its walk up sets every ancestor to the overall minimum, so the
         // others stop early (a walk stops at a node already holding a weight <= its own).
         if (survivors_.empty()) return;
@@ -263,12 +288,8 @@ private:
         finish(w, q);
     }
 
-    const PointsView& points_;
-    int64_t n_old_;
     const std::vector<double>& core_;
     const Dendrogram& g_;
-    const KdTree& kd_;
-    const std::vector<double>& core_at_;  // [N] core distance of the old point at each kd position, -1 if new
     double root_height_;
     /// A node's smallest weight, valid for the current point iff stamp == generation_ (one
     /// cache line holds both, and nothing is cleared between points).
@@ -280,7 +301,6 @@ private:
     uint32_t generation_ = 0;
 
     std::vector<Frame> stack_;
-    std::vector<int32_t> kd_stack_, path_;
     std::vector<std::pair<double, int64_t>> survivors_;
     int64_t p_ = 0;
     double core_p_ = 0.0;
@@ -290,22 +310,23 @@ private:
 
 }  // namespace
 
-std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,
-                                  const std::vector<MstEdge>& tree, const KdTree& kd, int n_threads) {
-    check_points(points, "bridge_edges");
-    if (n_old < 1 || n_old > points.rows || static_cast<int64_t>(tree.size()) != n_old - 1 ||
-        static_cast<int64_t>(core.size()) != points.rows || kd.size() != points.rows || kd.dim() != points.cols) {
-        throw std::invalid_argument("bridge_edges: expected 1 <= n_old <= N, a tree of n_old - 1 edges, N core "
-                                    "distances and a kd-tree of the N points");
+std::vector<MstEdge> bridge_edges(int64_t n_old, const std::vector<double>& core, const std::vector<MstEdge>& tree,
+                                  const OldNeighborhoods& near, int n_threads) {
+    const auto n = static_cast<int64_t>(core.size());
+    if (n_old < 1 || n_old > n || static_cast<int64_t>(tree.size()) != n_old - 1 ||
+        static_cast<int64_t>(near.size()) != n - n_old) {
+        throw std::invalid_argument("bridge_edges: expected 1 <= n_old <= N, a tree of n_old - 1 edges and a "
+                                    "neighbourhood per new point");
     }
-    const int64_t n_new = points.rows - n_old;
+    for (const auto& list : near) {
+        if (list.empty()) throw std::invalid_argument("bridge_edges: a new point without old neighbours");
+        for (const auto& [d, q] : list) {
+            if (q < 0 || q >= n_old) throw std::invalid_argument("bridge_edges: neighbour is not an old row");
+        }
+    }
+    const int64_t n_new = n - n_old;
     if (n_new == 0) return {};
     const Dendrogram g = dendrogram_of(tree, n_old);
-    std::vector<double> core_at(static_cast<size_t>(points.rows));
-    for (int64_t at = 0; at < points.rows; ++at) {
-        const int64_t row = kd.original(at);
-        core_at[at] = row < n_old ? core[row] : -1.0;
-    }
     std::vector<std::vector<MstEdge>> found(static_cast<size_t>(n_new));
     // Searches are reused across chunks: each holds O(n_old) scratch that is not cleared.
     std::vector<std::unique_ptr<BridgeSearch>> idle;
@@ -316,14 +337,32 @@ std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const
             const std::lock_guard<std::mutex> lock(idle_mutex);
             if (!idle.empty()) { search = std::move(idle.back()); idle.pop_back(); }
         }
-        if (!search) search = std::make_unique<BridgeSearch>(points, n_old, core, g, kd, core_at);
-        for (int64_t j = begin; j < end; ++j) search->run(n_old + j, found[j]);
+        if (!search) search = std::make_unique<BridgeSearch>(core, g);
+        for (int64_t j = begin; j < end; ++j) search->run(n_old + j, near[j], found[j]);
         const std::lock_guard<std::mutex> lock(idle_mutex);
         idle.push_back(std::move(search));
     });
     std::vector<MstEdge> edges;
     for (const auto& part : found) edges.insert(edges.end(), part.begin(), part.end());
     return edges;
+}
+
+std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,
+                                  const std::vector<MstEdge>& tree, const KdTree& kd, int n_threads) {
+    check_points(points, "bridge_edges");
+    if (n_old < 1 || n_old > points.rows || static_cast<int64_t>(tree.size()) != n_old - 1 ||
+        static_cast<int64_t>(core.size()) != points.rows || kd.size() != points.rows || kd.dim() != points.cols) {
+        throw std::invalid_argument("bridge_edges: expected 1 <= n_old <= N, a tree of n_old - 1 edges, N core "
+                                    "distances and a kd-tree of the N points");
+    }
+    const int64_t n_new = points.rows - n_old;
+    OldNeighborhoods near(static_cast<size_t>(n_new));
+    const double root_height = n_old > 1 ? tree.back().weight : 0.0;
+    parallel_for(n_new, n_threads, 16, [&](int64_t begin, int64_t end) {
+        NearbyOld search(points, n_old, core, kd, root_height);
+        for (int64_t j = begin; j < end; ++j) search.run(n_old + j, near[j]);
+    });
+    return bridge_edges(n_old, core, tree, near, n_threads);
 }
 
 std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,

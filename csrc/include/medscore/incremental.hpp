@@ -7,6 +7,7 @@
 // and an MST of the same weights (any MST under ties, as the SPEC allows).
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "medscore/matrix.hpp"
@@ -42,6 +43,17 @@ void nearest_neighbors_of_rows(const PointsView& points, const std::vector<int64
 /// of the old rows under `core` (new core distances of all N rows), sorted by (weight, u, v).
 std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,
                                   const std::vector<MstEdge>& tree, int n_threads = 0);
+
+/// Old rows near each new row, with bit-defined Euclidean distances: `near[j]` lists (distance,
+/// old row) pairs for new row n_old + j, in any order.
+using OldNeighborhoods = std::vector<std::vector<std::pair<double, int64_t>>>;
+
+/// bridge_edges() from precomputed neighbourhoods: `near[j]` must be non-empty and hold every
+/// old row q with distance <= max(min W over near[j], height of the root of `tree`), where
+/// W(q, p) = max(core[p], core[q], distance). (insert_rows() gathers them in the same kd-tree
+/// pass as the reverse neighbours.) Throws std::invalid_argument on inconsistent sizes.
+std::vector<MstEdge> bridge_edges(int64_t n_old, const std::vector<double>& core, const std::vector<MstEdge>& tree,
+                                  const OldNeighborhoods& near, int n_threads = 0);
 
 /// bridge_edges() with a kd-tree `kd` already built over all rows of `points`.
 std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,
