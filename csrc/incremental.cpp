@@ -1,11 +1,11 @@
 // Exact repair of the neighbour graph and MST after an insert (see medscore/incremental.hpp).
 //
 // Core distances only shrink when points are added. Steps, for old points P and new B:
-// 1. the new points' k nearest neighbours, by kd-tree search over all points;
+// 1. the new points' k nearest neighbours, and
 // 2. reverse neighbours: old u with a new point strictly closer than core_old[u] (the only
-//    way u's list changes), by kd-tree search pruned with each node's largest old core; the
-//    same pass keeps each new point's old neighbourhood for step 4 (its distances to the old
-//    points within an upper bound of its bridge range), so step 4 computes no distance;
+//    way u's list changes), and each new point's old neighbourhood for step 4 (its distances
+//    to the old points within an upper bound of its bridge range), all in one kd-tree range
+//    search per new point, pruned by that bound and by each node's largest old core;
 // 3. T*: an MST of P under the new core distances, the Kruskal tree of the old MST with its
 //    weights recomputed plus the edges whose weight fell (an edge's weight falls only when it
 //    was set by a core that shrank, so its other end is inside that point's old core ball,
@@ -134,14 +134,16 @@ std::vector<double> node_max_core(const KdTree& tree, int64_t n_old, const std::
     return best;
 }
 
-/// One kd-tree pass per new point p for two things: `hits`, the old u with d(p, u) < core_old[u]
-/// (p enters u's neighbour list), and `near`, the old q with d(p, q) <= `reach` (p's bridge
-/// candidates; see old_reach()).
-void reverse_and_near_query(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
-                            const std::vector<double>& max_core, int64_t p, double reach, std::vector<Hit>& hits,
-                            std::vector<std::pair<double, int64_t>>& near, std::vector<int32_t>& stack) {
+/// One kd-tree pass per new point p for three things: `heap`, p's k nearest other points (all
+/// of them lie within `reach`, see reach_upper()); `hits`, the old u with d(p, u) < core_old[u]
+/// (p enters u's neighbour list); `near`, the old q with d(p, q) <= `reach` (p's bridge
+/// candidates, bridge_edges()).
+void one_pass_query(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
+                    const std::vector<double>& max_core, int64_t p, int64_t k, double reach, std::vector<Neighbor>& heap,
+                    std::vector<Hit>& hits, std::vector<std::pair<double, int64_t>>& near, std::vector<int32_t>& stack) {
     const int64_t query = tree.position(p);
     const auto& nodes = tree.nodes();
+    heap.clear();
     stack.assign(1, 0);
     const double* rows[KdTree::kLeafSize];
     int64_t origin[KdTree::kLeafSize];
@@ -161,65 +163,84 @@ void reverse_and_near_query(const KdTree& tree, int64_t n_old, const std::vector
         }
         int64_t count = 0;
         for (int64_t pos = node.start; pos < node.end; ++pos) {
-            if (tree.original(pos) >= n_old) continue;
+            if (pos == query) continue;
             rows[count] = tree.point(pos);
             origin[count++] = tree.original(pos);
         }
         squared_distances(tree.point(query), rows, count, tree.dim(), squared);
         for (int64_t j = 0; j < count; ++j) {
             const double d = std::sqrt(squared[j]);
+            const Neighbor candidate{d, origin[j]};
+            if (static_cast<int64_t>(heap.size()) < k) {
+                heap.push_back(candidate);
+                std::push_heap(heap.begin(), heap.end());
+            } else if (candidate < heap.front()) {
+                std::pop_heap(heap.begin(), heap.end());
+                heap.back() = candidate;
+                std::push_heap(heap.begin(), heap.end());
+            }
+            if (origin[j] >= n_old) continue;
             if (d < core_old[origin[j]]) hits.push_back(Hit{origin[j], d, p});
             if (d <= reach) near.emplace_back(d, origin[j]);
         }
     }
+    std::sort_heap(heap.begin(), heap.end());
 }
 
-/// An upper bound of the range R of p's bridge search, max(W(q0, p), new root height) for
-/// the lightest old q0 (bridge_edges()): max(old root height, max(core_p, core_old[q], d))
-/// for one old q, as cores only shrink and so does the bottleneck of the old points' MST.
-/// q is p's nearest old neighbour if its list has one, else the closest old point of the
-/// smallest kd-tree node above p that holds one.
-double old_reach(const KdTree& tree, int64_t n_old, const IncrementalGraph& old, const int64_t* knn_index,
-                 const double* knn_dist, int64_t p) {
-    const double core_p = knn_dist[old.k - 1], root = old.mst.back().weight;
-    for (int64_t j = 0; j < old.k; ++j) {
-        const int64_t q = knn_index[j];
-        if (q < n_old) return std::max({root, core_p, old.core[q], knn_dist[j]});
-    }
+/// An upper bound of both p's core distance and the range R of its bridge search,
+/// max(W(q0, p), new root height) for the lightest old q0 (bridge_edges()):
+/// max(old root height, c, core_old[q], d(p, q)) for one old q and c the k-th smallest
+/// distance from p to k other points, as cores only shrink and so does the bottleneck of the
+/// old points' MST. The points are those of the smallest kd-tree nodes above p that hold k
+/// others and an old one (at most 4096 of a node are looked at).
+double reach_upper(const KdTree& tree, int64_t n_old, const IncrementalGraph& old, int64_t p,
+                   std::vector<double>& scratch) {
     const auto& nodes = tree.nodes();
-    const int64_t pos = tree.position(p);
+    const int64_t pos = tree.position(p), k = old.k;
     std::vector<int32_t> path{0};
     while (nodes[path.back()].left >= 0) {
         const KdNode& node = nodes[path.back()];
         path.push_back(pos < nodes[node.left].end ? node.left : node.right);
     }
-    for (auto it = path.rbegin(); it != path.rend(); ++it) {
-        double best = kInf;
-        for (int64_t at = nodes[*it].start; at < nodes[*it].end; ++at) {
-            const int64_t q = tree.original(at);
-            if (q >= n_old) continue;
+    double kth = kInf, old_weight = kInf;
+    for (auto it = path.rbegin(); it != path.rend() && (kth == kInf || old_weight == kInf); ++it) {
+        scratch.clear();
+        const KdNode& node = nodes[*it];
+        for (int64_t at = node.start; at < node.end && at - node.start < 4096; ++at) {
+            if (at == pos) continue;
             const double d = std::sqrt(squared_distance(tree.point(pos), tree.point(at), tree.dim()));
-            best = std::min(best, std::max({core_p, old.core[q], d}));
+            scratch.push_back(d);
+            const int64_t q = tree.original(at);
+            if (q < n_old) old_weight = std::min(old_weight, std::max(old.core[q], d));
         }
-        if (best < kInf) return std::max(root, best);
+        if (static_cast<int64_t>(scratch.size()) >= k) {
+            std::nth_element(scratch.begin(), scratch.begin() + (k - 1), scratch.end());
+            kth = std::min(kth, scratch[k - 1]);
+        }
     }
-    throw std::logic_error("insert_rows: no old point in the kd-tree");
+    return std::max({old.mst.back().weight, kth, old_weight});
 }
 
-/// Reverse neighbours of the new points, sorted by (u, d, p), and each new point's old
-/// neighbourhood for bridge_edges(); `g` holds the new points' neighbour lists.
-std::vector<Hit> reverse_neighbors(const KdTree& tree, int64_t n_old, const IncrementalGraph& old,
-                                   const IncrementalGraph& g, OldNeighborhoods& near, int n_threads) {
+/// Reverse neighbours of the new points, sorted by (u, d, p); the new points' neighbour lists
+/// (into `g`); and each new point's old neighbourhood for bridge_edges().
+std::vector<Hit> one_pass(const KdTree& tree, int64_t n_old, const IncrementalGraph& old, IncrementalGraph& g,
+                          OldNeighborhoods& near, int n_threads) {
     const std::vector<double> max_core = node_max_core(tree, n_old, old.core);
     const int64_t n_new = tree.size() - n_old, k = old.k;
     std::vector<std::vector<Hit>> parts(static_cast<size_t>(n_new));
     near.assign(static_cast<size_t>(n_new), {});
     parallel_for(n_new, n_threads, 32, [&](int64_t begin, int64_t end) {
         std::vector<int32_t> stack;
+        std::vector<Neighbor> heap;
+        std::vector<double> scratch;
         for (int64_t j = begin; j < end; ++j) {
             const int64_t p = n_old + j;
-            const double reach = old_reach(tree, n_old, old, g.knn_index.data() + p * k, g.knn_dist.data() + p * k, p);
-            reverse_and_near_query(tree, n_old, old.core, max_core, p, reach, parts[j], near[j], stack);
+            const double reach = reach_upper(tree, n_old, old, p, scratch);
+            one_pass_query(tree, n_old, old.core, max_core, p, k, reach, heap, parts[j], near[j], stack);
+            for (int64_t i = 0; i < k; ++i) {
+                g.knn_index[p * k + i] = heap[i].second;
+                g.knn_dist[p * k + i] = heap[i].first;
+            }
         }
     });
     std::vector<Hit> hits;
@@ -352,12 +373,8 @@ IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const Incr
     g.knn_index.resize(static_cast<size_t>(n * k));
     g.knn_dist.resize(static_cast<size_t>(n * k));
     const KdTree tree(points);
-    std::vector<int64_t> new_rows(static_cast<size_t>(n - n_old));
-    for (int64_t j = 0; j < n - n_old; ++j) new_rows[j] = n_old + j;
-    knn_of_rows(tree, new_rows.data(), n - n_old, k, g.knn_index.data() + n_old * k, g.knn_dist.data() + n_old * k,
-                n_threads);
     OldNeighborhoods near;
-    const std::vector<Hit> hits = reverse_neighbors(tree, n_old, old, g, near, n_threads);
+    const std::vector<Hit> hits = one_pass(tree, n_old, old, g, near, n_threads);
     for (size_t first = 0, last = 0; first < hits.size(); first = last) {
         while (last < hits.size() && hits[last].u == hits[first].u) ++last;
         const int64_t u = hits[first].u;
