@@ -61,6 +61,16 @@ void test_matches_refit() {
     }
 }
 
+void test_new_cluster_far_away() {
+    // The new points form their own blob: their k nearest neighbours are all new, so the
+    // one-pass range bound takes its old point from a kd-tree node far above them.
+    const int64_t d = 3, n = 200;
+    std::vector<double> x = blobs(n, d, 1, 1.0, 7);
+    for (int64_t i = 120 * d; i < n * d; ++i) x[i] += 50.0;
+    check_insert(x, n, d, 120, 4);
+    check_insert(x, n, d, 120, 1);
+}
+
 void test_duplicates_and_ties() {
     // Points on a coarse grid: many equal distances, and every point repeated.
     const int64_t d = 2, n = 240;
@@ -188,6 +198,7 @@ void test_bad_sizes_throw() {
 
 int main() {
     RUN(test_matches_refit);
+    RUN(test_new_cluster_far_away);
     RUN(test_duplicates_and_ties);
     RUN(test_bridges_match_their_rule);
     RUN(test_bridges_at_the_range_margin);
