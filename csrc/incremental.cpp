@@ -46,6 +46,18 @@ bool edge_less(const MstEdge& a, const MstEdge& b) noexcept {
     return a.v < b.v;
 }
 
+/// Keeps in the max-heap `heap` the k smallest neighbours seen.
+void keep_nearest(std::vector<Neighbor>& heap, int64_t k, const Neighbor& candidate) {
+    if (static_cast<int64_t>(heap.size()) < k) {
+        heap.push_back(candidate);
+        std::push_heap(heap.begin(), heap.end());
+    } else if (candidate < heap.front()) {
+        std::pop_heap(heap.begin(), heap.end());
+        heap.back() = candidate;
+        std::push_heap(heap.begin(), heap.end());
+    }
+}
+
 /// Exact k nearest other points of tree position `query`, sorted; `heap` is scratch.
 void knn_query(const KdTree& tree, int64_t query, int64_t k, std::vector<Neighbor>& heap, NodeStack& stack) {
     heap.clear();
@@ -68,17 +80,7 @@ void knn_query(const KdTree& tree, int64_t query, int64_t k, std::vector<Neighbo
                 origin[count++] = tree.original(pos);
             }
             squared_distances(tree.point(query), rows, count, tree.dim(), squared);
-            for (int64_t j = 0; j < count; ++j) {
-                const Neighbor candidate{std::sqrt(squared[j]), origin[j]};
-                if (static_cast<int64_t>(heap.size()) < k) {
-                    heap.push_back(candidate);
-                    std::push_heap(heap.begin(), heap.end());
-                } else if (candidate < heap.front()) {
-                    std::pop_heap(heap.begin(), heap.end());
-                    heap.back() = candidate;
-                    std::push_heap(heap.begin(), heap.end());
-                }
-            }
+            for (int64_t j = 0; j < count; ++j) keep_nearest(heap, k, Neighbor{std::sqrt(squared[j]), origin[j]});
             continue;
         }
         const double left = tree.lower_bound(query, node.left, bound());
@@ -139,8 +141,9 @@ std::vector<double> node_max_core(const KdTree& tree, int64_t n_old, const std::
 /// (p enters u's neighbour list); `near`, the old q with d(p, q) <= `reach` (p's bridge
 /// candidates, bridge_edges()).
 void one_pass_query(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
-                    const std::vector<double>& max_core, int64_t p, int64_t k, double reach, std::vector<Neighbor>& heap,
-                    std::vector<Hit>& hits, std::vector<std::pair<double, int64_t>>& near, std::vector<int32_t>& stack) {
+                    const std::vector<double>& max_core, int64_t p, int64_t k, double reach,
+                    std::vector<Neighbor>& heap, std::vector<Hit>& hits,
+                    std::vector<std::pair<double, int64_t>>& near, std::vector<int32_t>& stack) {
     const int64_t query = tree.position(p);
     const auto& nodes = tree.nodes();
     heap.clear();
@@ -170,15 +173,7 @@ void one_pass_query(const KdTree& tree, int64_t n_old, const std::vector<double>
         squared_distances(tree.point(query), rows, count, tree.dim(), squared);
         for (int64_t j = 0; j < count; ++j) {
             const double d = std::sqrt(squared[j]);
-            const Neighbor candidate{d, origin[j]};
-            if (static_cast<int64_t>(heap.size()) < k) {
-                heap.push_back(candidate);
-                std::push_heap(heap.begin(), heap.end());
-            } else if (candidate < heap.front()) {
-                std::pop_heap(heap.begin(), heap.end());
-                heap.back() = candidate;
-                std::push_heap(heap.begin(), heap.end());
-            }
+            keep_nearest(heap, k, Neighbor{d, origin[j]});
             if (origin[j] >= n_old) continue;
             if (d < core_old[origin[j]]) hits.push_back(Hit{origin[j], d, p});
             if (d <= reach) near.emplace_back(d, origin[j]);
