@@ -97,7 +97,8 @@ def _run_stream(bench, stream, quick):
 
     points = blobs(stream.n, stream.d, seed=1)[np.random.default_rng(1).permutation(stream.n)]
     model = medscore.IncrementalHDBSCAN(min_cluster_size=5, knn="faiss")
-    FISHDBC, fish_reason = _fishdbc() if stream.fishdbc else (None, "skipped")
+    wants_fishdbc = stream.fishdbc and bench.wants_library("fishdbc")
+    FISHDBC, fish_reason = _fishdbc() if wants_fishdbc else (None, "skipped")
     fish = FISHDBC.from_metric(min_samples=5) if FISHDBC else None
     model.insert(points[:32])  # compile (or load) the Numba kernels outside the timings
     model.remove(model.ids_)
@@ -128,7 +129,7 @@ def _run_stream(bench, stream, quick):
                          peak_bytes=peak.bytes)
         if stream.refits and n in stream.checkpoints:
             _refits(bench, stream, points[:n], seconds[0], model.labels_)
-    if fish_reason and stream.fishdbc:
+    if fish_reason and wants_fishdbc:
         bench.record(NAME, stream.name, "fishdbc", None, status=fish_reason)
 
 
