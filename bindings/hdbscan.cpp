@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "medscore/hdbscan.hpp"
+#include "arrays.hpp"
 #include "registrations.hpp"
 
 namespace py = pybind11;
@@ -20,41 +21,10 @@ using medscore::MstEdge;
 namespace {
 using namespace medscore;
 
-using Points = py::array_t<double, py::array::c_style | py::array::forcecast>;
-
-PointsView points_view(const Points& x) {
-    if (x.ndim() != 2) {
-        throw std::invalid_argument("X must be 2-dimensional [N, D], got ndim " + std::to_string(x.ndim()));
-    }
-    return PointsView{x.data(), x.shape(0), x.shape(1)};
-}
-
-/// Moves a vector into a numpy array of the given shape without copying.
-template <class T>
-py::array_t<T> to_numpy(std::vector<T>&& values, std::vector<py::ssize_t> shape) {
-    auto* owned = new std::vector<T>(std::move(values));
-    py::capsule free_when_done(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
-    return py::array_t<T>(shape, owned->data(), free_when_done);
-}
-
-template <class T>
-py::array_t<T> to_numpy(std::vector<T>&& values) {
-    const auto n = static_cast<py::ssize_t>(values.size());
-    return to_numpy(std::move(values), {n});
-}
-
-/// Copies a 1-d structured numpy array of dtype T (exactly) into a vector.
-template <class T>
-std::vector<T> from_numpy(const py::array& array, const char* name) {
-    if (!array.dtype().equal(py::dtype::of<T>())) {
-        throw std::invalid_argument(std::string(name) + " must have dtype " +
-                                    py::str(py::dtype::of<T>()).cast<std::string>() + ", got " +
-                                    py::str(array.dtype()).cast<std::string>());
-    }
-    if (array.ndim() != 1) throw std::invalid_argument(std::string(name) + " must be 1-dimensional");
-    const auto contiguous = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(array);
-    return std::vector<T>(contiguous.data(), contiguous.data() + contiguous.size());
-}
+using medscore_bindings::from_numpy;
+using medscore_bindings::Points;
+using medscore_bindings::points_view;
+using medscore_bindings::to_numpy;
 
 SelectionMethod method_of(const std::string& method) {
     if (method == "eom") return SelectionMethod::eom;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "medscore/incremental.hpp"
+#include "arrays.hpp"
 #include "registrations.hpp"
 
 namespace py = pybind11;
@@ -17,34 +18,14 @@ using medscore::PointsView;
 
 namespace {
 
-using Points = py::array_t<double, py::array::c_style | py::array::forcecast>;
-using Int64s = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
-using Doubles = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using medscore_bindings::Doubles;
+using medscore_bindings::Int64s;
+using medscore_bindings::Points;
+using medscore_bindings::points_view;
+using medscore_bindings::to_numpy;
+using medscore_bindings::to_vector;
 
-PointsView points_view(const Points& x) {
-    if (x.ndim() != 2) throw std::invalid_argument("X must be 2-dimensional [N, D], got ndim " + std::to_string(x.ndim()));
-    return PointsView{x.data(), x.shape(0), x.shape(1)};
-}
-
-template <class T>
-py::array_t<T> to_numpy(std::vector<T>&& values, std::vector<py::ssize_t> shape) {
-    auto* owned = new std::vector<T>(std::move(values));
-    py::capsule free_when_done(owned, [](void* p) { delete static_cast<std::vector<T>*>(p); });
-    return py::array_t<T>(shape, owned->data(), free_when_done);
-}
-
-template <class T, class Array>
-std::vector<T> to_vector(const Array& a) {
-    return std::vector<T>(a.data(), a.data() + a.size());
-}
-
-std::vector<MstEdge> edges_of(const py::array& mst) {
-    if (!mst.dtype().equal(py::dtype::of<MstEdge>()) || mst.ndim() != 1) {
-        throw std::invalid_argument("mst must be a 1-d MST_EDGE array");
-    }
-    const auto edges = py::array_t<MstEdge, py::array::c_style | py::array::forcecast>::ensure(mst);
-    return to_vector<MstEdge>(edges);
-}
+std::vector<MstEdge> edges_of(const py::array& mst) { return medscore_bindings::from_numpy<MstEdge>(mst, "mst"); }
 
 py::tuple insert_rows_py(const Points& x, int64_t n_old, const Int64s& knn_index, const Doubles& knn_dist,
                          const py::array& mst, int n_threads) {
