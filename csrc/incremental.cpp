@@ -58,29 +58,42 @@ void keep_nearest(std::vector<Neighbor>& heap, int64_t k, const Neighbor& candid
     }
 }
 
+/// Squared distances from tree position `query` to the other points of leaf `node`, with
+/// their original indices (the batched kernel gives the bits of squared_distance()).
+struct LeafDistances {
+    const double* rows[KdTree::kLeafSize];
+    double squared[KdTree::kLeafSize];
+    int64_t origin[KdTree::kLeafSize];
+    int64_t count = 0;
+
+    void compute(const KdTree& tree, const KdNode& node, int64_t query) {
+        count = 0;
+        for (int64_t pos = node.start; pos < node.end; ++pos) {
+            if (pos == query) continue;
+            rows[count] = tree.point(pos);
+            origin[count++] = tree.original(pos);
+        }
+        squared_distances(tree.point(query), rows, count, tree.dim(), squared);
+    }
+};
+
 /// Exact k nearest other points of tree position `query`, sorted; `heap` is scratch.
 void knn_query(const KdTree& tree, int64_t query, int64_t k, std::vector<Neighbor>& heap, NodeStack& stack) {
     heap.clear();
     auto bound = [&] { return static_cast<int64_t>(heap.size()) < k ? kInf : heap.front().first; };
     const auto& nodes = tree.nodes();
     stack.assign(1, {0.0, 0});
-    const double* rows[KdTree::kLeafSize];
-    double squared[KdTree::kLeafSize];
-    int64_t origin[KdTree::kLeafSize];
+    LeafDistances leaf;
     while (!stack.empty()) {
         const auto [lower, id] = stack.back();
         stack.pop_back();
         if (lower > bound()) continue;  // ties at the bound may still win on the index
         const KdNode& node = nodes[id];
         if (node.left < 0) {
-            int64_t count = 0;
-            for (int64_t pos = node.start; pos < node.end; ++pos) {
-                if (pos == query) continue;
-                rows[count] = tree.point(pos);
-                origin[count++] = tree.original(pos);
+            leaf.compute(tree, node, query);
+            for (int64_t j = 0; j < leaf.count; ++j) {
+                keep_nearest(heap, k, Neighbor{std::sqrt(leaf.squared[j]), leaf.origin[j]});
             }
-            squared_distances(tree.point(query), rows, count, tree.dim(), squared);
-            for (int64_t j = 0; j < count; ++j) keep_nearest(heap, k, Neighbor{std::sqrt(squared[j]), origin[j]});
             continue;
         }
         const double left = tree.lower_bound(query, node.left, bound());
@@ -148,9 +161,7 @@ void one_pass_query(const KdTree& tree, int64_t n_old, const std::vector<double>
     const auto& nodes = tree.nodes();
     heap.clear();
     stack.assign(1, 0);
-    const double* rows[KdTree::kLeafSize];
-    int64_t origin[KdTree::kLeafSize];
-    double squared[KdTree::kLeafSize];
+    LeafDistances leaf;
     while (!stack.empty()) {
         const int32_t id = stack.back();
         stack.pop_back();
@@ -164,19 +175,13 @@ void one_pass_query(const KdTree& tree, int64_t n_old, const std::vector<double>
             stack.push_back(node.left);
             continue;
         }
-        int64_t count = 0;
-        for (int64_t pos = node.start; pos < node.end; ++pos) {
-            if (pos == query) continue;
-            rows[count] = tree.point(pos);
-            origin[count++] = tree.original(pos);
-        }
-        squared_distances(tree.point(query), rows, count, tree.dim(), squared);
-        for (int64_t j = 0; j < count; ++j) {
-            const double d = std::sqrt(squared[j]);
-            keep_nearest(heap, k, Neighbor{d, origin[j]});
-            if (origin[j] >= n_old) continue;
-            if (d < core_old[origin[j]]) hits.push_back(Hit{origin[j], d, p});
-            if (d <= reach) near.emplace_back(d, origin[j]);
+        leaf.compute(tree, node, query);
+        for (int64_t j = 0; j < leaf.count; ++j) {
+            const double d = std::sqrt(leaf.squared[j]);
+            keep_nearest(heap, k, Neighbor{d, leaf.origin[j]});
+            if (leaf.origin[j] >= n_old) continue;
+            if (d < core_old[leaf.origin[j]]) hits.push_back(Hit{leaf.origin[j], d, p});
+            if (d <= reach) near.emplace_back(d, leaf.origin[j]);
         }
     }
     std::sort_heap(heap.begin(), heap.end());

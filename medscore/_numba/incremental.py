@@ -45,7 +45,7 @@ def _finish_row(best_dist, best_index, out_dist, out_index):
         out_index[j] = -1 if best_index[j] == _NO_INDEX else best_index[j]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def knn_of_rows(X, rows, k, lo, hi):
     """Exact k nearest points of ``X[rows[i]]`` among rows ``lo..hi-1`` of X (itself excluded).
 
@@ -60,18 +60,8 @@ def knn_of_rows(X, rows, k, lo, hi):
     -------
     (int64 [M, k], float64 [M, k]) ordered by (distance, index); (-1, inf) where fewer exist.
     """
-    m = rows.shape[0]
-    out_index = np.empty((m, k), np.int64)
-    out_dist = np.empty((m, k), np.float64)
-    for i in prange(m):
-        best_dist = np.full(k, np.inf)
-        best_index = np.full(k, _NO_INDEX, np.int64)
-        r = rows[i]
-        for j in range(lo, hi):
-            if j != r:
-                _push_sorted(best_dist, best_index, distance(X[r], X[j]), j)
-        _finish_row(best_dist, best_index, out_dist[i], out_index[i])
-    return out_index, out_dist
+    # Every finite distance is strictly below an infinite bound: the plain k nearest.
+    return closer_rows_in_range(X, rows, np.full(rows.shape[0], np.inf), k, lo, hi)
 
 
 @numba.njit(cache=True, parallel=True)
