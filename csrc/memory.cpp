@@ -184,6 +184,22 @@ inline void keep_k_smallest(std::vector<std::pair<double, int64_t>>& best, std::
     best[i] = cand;
 }
 
+/// The k smallest (value, index) pairs of values[0 .. n) into `best`, sorted (ties: smaller
+/// index first); k <= n. The same pairs as keep_k_smallest over every entry, but once `best`
+/// is full an entry costs one comparison with the k-th smallest unless it enters.
+void k_smallest(const double* values, int64_t n, int64_t k, std::vector<std::pair<double, int64_t>>& best) {
+    best.clear();
+    int64_t i = 0;
+    for (; i < k; ++i) keep_k_smallest(best, {values[i], i}, k);
+    double kth = best.back().first;
+    for (; i < n; ++i) {
+        if (values[i] < kth) {
+            keep_k_smallest(best, {values[i], i}, k);
+            kth = best.back().first;
+        }
+    }
+}
+
 /// Writes the majority label of the prior points in w.best and that cluster's size.
 void count_votes(const int64_t* labels, const std::vector<int64_t>& sizes, int64_t noise, VoteWorkspace& w,
                  int64_t& out_label, int64_t& out_size) {
@@ -202,8 +218,7 @@ void vote(const PointsView& prior, const int64_t* labels, const std::vector<int6
     if (k == 0) { out_label = -1; out_size = 0; return; }
     w.distances.resize(static_cast<size_t>(prior.rows));
     cosine_distances(prior, w.norms.data(), x, norm_of(x, prior.cols), w.distances.data());
-    w.best.clear();
-    for (int64_t i = 0; i < prior.rows; ++i) keep_k_smallest(w.best, {w.distances[i], i}, k);
+    k_smallest(w.distances.data(), prior.rows, k, w.best);
     count_votes(labels, sizes, noise, w, out_label, out_size);
 }
 
@@ -222,8 +237,7 @@ void vote_unit(const PointsView& prior, const int64_t* labels, const std::vector
                int64_t& out_size) {
     k = std::min(k, prior.rows);
     if (k == 0) { out_label = -1; out_size = 0; return; }
-    w.best.clear();
-    for (int64_t i = 0; i < prior.rows; ++i) keep_k_smallest(w.best, {squared[i], i}, k);
+    k_smallest(squared, prior.rows, k, w.best);
     const double bound = w.best.back().first + kFilterMargin;
     w.candidates.clear();
     for (int64_t i = 0; i < prior.rows; ++i) {

@@ -25,7 +25,6 @@
 #include "medscore/distance.hpp"
 #include "medscore/memory.hpp"
 #include "medscore/mst.hpp"
-#include "medscore/union_find.hpp"
 
 namespace medscore {
 namespace {
@@ -53,6 +52,8 @@ struct Workspace {
     std::vector<double> best;        // Prim: lightest known edge into the tree
     std::vector<int64_t> best_from;
     std::vector<char> in_tree;
+    std::vector<int64_t> set_parent; // Kruskal's disjoint sets (path halving, union by size)
+    std::vector<int64_t> set_size;
 };
 
 Workspace& workspace() {
@@ -119,14 +120,21 @@ void candidates_of_vertex(int64_t q, const double* squared, Workspace& w) {
         w.path_max[t.parent[x]] = heaviest;
         w.on_path[t.parent[x]] = q;
     }
-    for (const int64_t v : t.order) {
-        if (w.on_path[v] == q) continue;
-        w.path_max[v] = std::max(w.path_max[t.parent[v]], t.parent_weight[v]);
-    }
+    // One preorder pass: a vertex's path maximum is known once its parent's is, and is
+    // tested at once (the candidates' order does not matter: Kruskal sorts them).
     const double near_tie = squared[nearest] * (1.0 + kSquaredSlack);
-    for (int64_t a = 0; a < n; ++a) {
-        if (squared[a] <= near_tie || squared[a] <= w.path_max[a] * w.path_max[a] * (1.0 + kSquaredSlack)) {
-            w.candidates.push_back(MstEdge{a, q, std::sqrt(squared[a])});
+    double* path_max = w.path_max.data();
+    const int64_t* on_path = w.on_path.data();
+    const int64_t* parent = t.parent.data();
+    const double* parent_weight = t.parent_weight.data();
+    for (const int64_t v : t.order) {
+        double pm = path_max[v];
+        if (on_path[v] != q) {
+            pm = std::max(path_max[parent[v]], parent_weight[v]);
+            path_max[v] = pm;
+        }
+        if (squared[v] <= near_tie || squared[v] <= pm * pm * (1.0 + kSquaredSlack)) {
+            w.candidates.push_back(MstEdge{v, q, std::sqrt(squared[v])});
         }
     }
 }
@@ -163,16 +171,32 @@ void prim(const PointsView& points, int64_t first, int64_t count, const double* 
 
 /// Kruskal over `old_sorted` and the (unsorted) `added` edges on n vertices: the spanning
 /// tree sorted by the strict order. Throws std::logic_error if they do not span.
-std::vector<MstEdge> kruskal(const std::vector<MstEdge>& old_sorted, std::vector<MstEdge>& added, int64_t n) {
+std::vector<MstEdge> kruskal(const std::vector<MstEdge>& old_sorted, std::vector<MstEdge>& added, int64_t n,
+                             Workspace& w) {
     std::sort(added.begin(), added.end(), edge_less);
     std::vector<MstEdge> tree;
     tree.reserve(static_cast<size_t>(n - 1));
-    UnionFind sets(n);
+    // Disjoint sets in the workspace (no allocation once grown); the tree does not depend on them.
+    w.set_parent.resize(static_cast<size_t>(n));
+    w.set_size.assign(static_cast<size_t>(n), 1);
+    int64_t* parent = w.set_parent.data();
+    int64_t* size = w.set_size.data();
+    for (int64_t v = 0; v < n; ++v) parent[v] = v;
+    auto find = [parent](int64_t x) {
+        while (parent[x] != x) { parent[x] = parent[parent[x]]; x = parent[x]; }
+        return x;
+    };
     size_t i = 0, j = 0;
     while (i < old_sorted.size() || j < added.size()) {
         const bool take_old = j == added.size() || (i < old_sorted.size() && edge_less(old_sorted[i], added[j]));
         const MstEdge& e = take_old ? old_sorted[i++] : added[j++];
-        if (sets.unite(e.u, e.v)) tree.push_back(e);
+        int64_t a = find(e.u), b = find(e.v);
+        if (a == b) continue;
+        if (size[a] < size[b]) std::swap(a, b);
+        parent[b] = a;
+        size[a] += size[b];
+        tree.push_back(e);
+        if (static_cast<int64_t>(tree.size()) == n - 1) break;  // spanning: later edges all close cycles
     }
     if (static_cast<int64_t>(tree.size()) != n - 1) throw std::logic_error("insert_into_mst: the edges do not span");
     return tree;
@@ -216,7 +240,7 @@ std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const Poin
         candidates_of_vertex(q, squared, w);
     }
     prim(points, n_old, points.rows - n_old, nullptr, w, w.candidates);
-    return kruskal(mst, w.candidates, points.rows);
+    return kruskal(mst, w.candidates, points.rows, w);
 }
 
 }  // namespace medscore
