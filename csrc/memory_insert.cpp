@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "medscore/distance.hpp"
+#include "medscore/incremental.hpp"
 #include "medscore/memory.hpp"
 #include "medscore/mst.hpp"
 
@@ -202,7 +203,58 @@ std::vector<MstEdge> kruskal(const std::vector<MstEdge>& old_sorted, std::vector
     return tree;
 }
 
+/// Below this many rows mst_by_halves runs Prim's O(n^2) directly.
+constexpr int64_t kHalvesLeafRows = 512;
+
+/// The strict MST of rows [first, first + count) of `points`, in local indices (row first + i
+/// is vertex i), sorted. Divide and conquer: the MSTs of the two halves and the kd-tree
+/// candidate edges between them (bridge_edges of incremental.hpp, with core distances 0 so
+/// that its weights are plain distances) hold the MST of the whole (the argument at the top
+/// of this file, with the first half as A and the second as B); Kruskal picks it.
+std::vector<MstEdge> mst_by_halves(const PointsView& points, int64_t first, int64_t count, int n_threads) {
+    Workspace& w = workspace();
+    const PointsView rows{points.row(first), count, points.cols};
+    std::vector<MstEdge> tree;
+    if (count <= kHalvesLeafRows) {
+        tree.reserve(static_cast<size_t>(std::max<int64_t>(count - 1, 0)));
+        prim(rows, 0, count, nullptr, w, tree);
+        std::sort(tree.begin(), tree.end(), edge_less);
+        return tree;
+    }
+    const int64_t half = count / 2;
+    const std::vector<MstEdge> left = mst_by_halves(points, first, half, n_threads);
+    std::vector<MstEdge> added = mst_by_halves(points, first + half, count - half, n_threads);
+    for (MstEdge& e : added) { e.u += half; e.v += half; }
+    const std::vector<MstEdge> bridges = bridge_edges(rows, half, std::vector<double>(static_cast<size_t>(count), 0.0),
+                                                      left, n_threads);
+    for (const MstEdge& e : bridges) added.push_back(MstEdge{std::min(e.u, e.v), std::max(e.u, e.v), e.weight});
+    return kruskal(left, added, count, w);
+}
+
 }  // namespace
+
+std::vector<MstEdge> euclidean_mst_by_halves(const PointsView& points, int n_threads) {
+    if (points.rows < 1 || points.cols < 1) {
+        throw std::invalid_argument("euclidean_mst_by_halves: expected a non-empty [N, D] matrix");
+    }
+    return mst_by_halves(points, 0, points.rows, n_threads);
+}
+
+std::vector<MstEdge> insert_into_mst_by_kdtree(const std::vector<MstEdge>& mst, const PointsView& points,
+                                               int64_t n_old, int n_threads) {
+    if (n_old < 1 || points.rows < n_old || static_cast<int64_t>(mst.size()) != n_old - 1) {
+        throw std::invalid_argument("insert_into_mst_by_kdtree: expected an MST of n_old - 1 edges over n_old >= 1 of the " +
+                                    std::to_string(points.rows) + " points");
+    }
+    if (points.rows == n_old) return mst;
+    const int64_t m = points.rows - n_old;
+    std::vector<MstEdge> added = mst_by_halves(points, n_old, m, n_threads);
+    for (MstEdge& e : added) { e.u += n_old; e.v += n_old; }
+    const std::vector<MstEdge> bridges =
+        bridge_edges(points, n_old, std::vector<double>(static_cast<size_t>(points.rows), 0.0), mst, n_threads);
+    for (const MstEdge& e : bridges) added.push_back(MstEdge{std::min(e.u, e.v), std::max(e.u, e.v), e.weight});
+    return kruskal(mst, added, points.rows, workspace());
+}
 
 std::vector<MstEdge> euclidean_mst(const PointsView& points, const std::vector<double>* core) {
     if (points.rows < 1 || points.cols < 1) throw std::invalid_argument("euclidean_mst: expected a non-empty [N, D] matrix");

@@ -121,6 +121,18 @@ std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsV
 std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points,
                                      int64_t n_old, const double* squared_to_old = nullptr);
 
+/// insert_into_mst without the O(m * n_old) distances: the new rows' own MST (by halves, as
+/// euclidean_mst_by_halves) and, from a kd-tree over all rows, only the candidate edges from
+/// new to old rows that the cycle rule can keep (bridge_edges of incremental.hpp). The same
+/// tree as insert_into_mst; for large memories (a global memory grown in big chunks).
+std::vector<MstEdge> insert_into_mst_by_kdtree(const std::vector<MstEdge>& mst, const PointsView& points,
+                                               int64_t n_old, int n_threads);
+
+/// The same tree as euclidean_mst(points) (Euclidean weights, minimal under (weight, u, v),
+/// sorted) in about O(N log^2 N) for clustered data: the MSTs of the two halves joined by the
+/// kd-tree candidate edges between them, recursively (Prim below 512 rows).
+std::vector<MstEdge> euclidean_mst_by_halves(const PointsView& points, int n_threads);
+
 /// Minimum spanning tree [N - 1] of `points` by Prim's algorithm (O(N^2 D)): the one tree
 /// that is minimal under the strict order (weight, u, v), sorted by that order. Weights are
 /// Euclidean distances, or with `core` ([N] core distances) mutual reachabilities
