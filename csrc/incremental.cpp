@@ -4,8 +4,9 @@
 // 1. the new points' k nearest neighbours, and
 // 2. reverse neighbours: old u with a new point strictly closer than core_old[u] (the only
 //    way u's list changes), and each new point's old neighbourhood for step 4 (its distances
-//    to the old points within an upper bound of its bridge range), all in one kd-tree range
-//    search per new point, pruned by that bound and by each node's largest old core;
+//    to the old points within an upper bound of its bridge range, less those that a nearby
+//    old point provably rules out), all in one kd-tree range search shared by a group of
+//    nearby new points, pruned by that bound and by each node's largest old core;
 // 3. T*: an MST of P under the new core distances, the Kruskal tree of the old MST with its
 //    weights recomputed plus the edges whose weight fell (an edge's weight falls only when it
 //    was set by a core that shrank, so its other end is inside that point's old core ball,
@@ -24,6 +25,7 @@
 #include <tuple>
 #include <utility>
 
+#include "medscore/dendrogram.hpp"
 #include "medscore/distance.hpp"
 #include "medscore/distance_batch.hpp"
 #include "medscore/kdtree.hpp"
@@ -149,52 +151,22 @@ std::vector<double> node_max_core(const KdTree& tree, int64_t n_old, const std::
     return best;
 }
 
-/// One kd-tree pass per new point p for three things: `heap`, p's k nearest other points (all
-/// of them lie within `reach`, see reach_upper()); `hits`, the old u with d(p, u) < core_old[u]
-/// (p enters u's neighbour list); `near`, the old q with d(p, q) <= `reach` (p's bridge
-/// candidates, bridge_edges()).
-void one_pass_query(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
-                    const std::vector<double>& max_core, int64_t p, int64_t k, double reach,
-                    std::vector<Neighbor>& heap, std::vector<Hit>& hits,
-                    std::vector<std::pair<double, int64_t>>& near, std::vector<int32_t>& stack) {
-    const int64_t query = tree.position(p);
-    const auto& nodes = tree.nodes();
-    heap.clear();
-    stack.assign(1, 0);
-    LeafDistances leaf;
-    while (!stack.empty()) {
-        const int32_t id = stack.back();
-        stack.pop_back();
-        // Skipped when no u below can be a hit (core_old[u] <= max_core <= lower bound <= d)
-        // and none is within reach.
-        const double lower = tree.lower_bound(query, id, std::max(max_core[id], reach));
-        if (lower > reach && !(max_core[id] > lower)) continue;
-        const KdNode& node = nodes[id];
-        if (node.left >= 0) {
-            stack.push_back(node.right);
-            stack.push_back(node.left);
-            continue;
-        }
-        leaf.compute(tree, node, query);
-        for (int64_t j = 0; j < leaf.count; ++j) {
-            const double d = std::sqrt(leaf.squared[j]);
-            keep_nearest(heap, k, Neighbor{d, leaf.origin[j]});
-            if (leaf.origin[j] >= n_old) continue;
-            if (d < core_old[leaf.origin[j]]) hits.push_back(Hit{leaf.origin[j], d, p});
-            if (d <= reach) near.emplace_back(d, leaf.origin[j]);
-        }
-    }
-    std::sort_heap(heap.begin(), heap.end());
-}
+/// Bounds for one new point p from the points near it in the kd-tree: `range`, an upper bound
+/// of both p's core distance and the range R of its bridge search, max(W(q0, p), new root
+/// height) for the lightest old q0 (bridge_edges()); and `ref`, an old point with
+/// W(ref, p) <= `ref_weight` after the insert. For one old q, W(q, p) = max(core[p], core[q],
+/// d(p, q)) <= max(c, core_old[q], d(p, q)) with c the k-th smallest distance from p to k other
+/// points, as cores only shrink, and so does the bottleneck of the old points' MST. The points
+/// are those of the smallest kd-tree nodes above p that hold k others and an old one (at most
+/// 4096 of a node are looked at).
+struct Reach {
+    double range;
+    double ref_weight;
+    int64_t ref;
+};
 
-/// An upper bound of both p's core distance and the range R of its bridge search,
-/// max(W(q0, p), new root height) for the lightest old q0 (bridge_edges()):
-/// max(old root height, c, core_old[q], d(p, q)) for one old q and c the k-th smallest
-/// distance from p to k other points, as cores only shrink and so does the bottleneck of the
-/// old points' MST. The points are those of the smallest kd-tree nodes above p that hold k
-/// others and an old one (at most 4096 of a node are looked at).
-double reach_upper(const KdTree& tree, int64_t n_old, const IncrementalGraph& old, int64_t p,
-                   std::vector<double>& scratch) {
+Reach reach_upper(const KdTree& tree, int64_t n_old, const IncrementalGraph& old, int64_t p,
+                  std::vector<double>& scratch) {
     const auto& nodes = tree.nodes();
     const int64_t pos = tree.position(p), k = old.k;
     std::vector<int32_t> path{0};
@@ -203,6 +175,7 @@ double reach_upper(const KdTree& tree, int64_t n_old, const IncrementalGraph& ol
         path.push_back(pos < nodes[node.left].end ? node.left : node.right);
     }
     double kth = kInf, old_weight = kInf;
+    int64_t ref = -1;
     for (auto it = path.rbegin(); it != path.rend() && (kth == kInf || old_weight == kInf); ++it) {
         scratch.clear();
         const KdNode& node = nodes[*it];
@@ -211,14 +184,100 @@ double reach_upper(const KdTree& tree, int64_t n_old, const IncrementalGraph& ol
             const double d = std::sqrt(squared_distance(tree.point(pos), tree.point(at), tree.dim()));
             scratch.push_back(d);
             const int64_t q = tree.original(at);
-            if (q < n_old) old_weight = std::min(old_weight, std::max(old.core[q], d));
+            if (q < n_old && std::max(old.core[q], d) < old_weight) {
+                old_weight = std::max(old.core[q], d);
+                ref = q;
+            }
         }
         if (static_cast<int64_t>(scratch.size()) >= k) {
             std::nth_element(scratch.begin(), scratch.begin() + (k - 1), scratch.end());
             kth = std::min(kth, scratch[k - 1]);
         }
     }
-    return std::max({old.mst.back().weight, kth, old_weight});
+    const double ref_weight = std::max(kth, old_weight);
+    return Reach{std::max(old.mst.back().weight, ref_weight), ref_weight, ref};
+}
+
+/// One new point of a kd-tree pass and what the pass gathers for it: `heap`, its k nearest
+/// other points (all within `reach.range`); `hits`, the old u with d(p, u) < core_old[u] (p
+/// enters u's neighbour list); `near`, p's bridge candidates for bridge_edges(): the old q
+/// with d(p, q) <= `reach.range`, less those that `reach.ref` beats (see below).
+struct PassMember {
+    int64_t p = 0;
+    int64_t query = 0;  // p's kd-tree position
+    Reach reach{};
+    AncestorChain ref_chain;  // of reach.ref in the old points' dendrogram
+    std::vector<Neighbor> heap;
+    std::vector<Hit> hits;
+    std::vector<std::pair<double, int64_t>> near;
+};
+
+/// New points handled by one walk of the kd-tree. In 32 dimensions a point's range holds its
+/// whole blob, and one walk per point streamed every leaf from memory once per point; a group
+/// of points close in tree order shares the walk, so a leaf is loaded once for all members
+/// that reach it and its distances are computed from cache.
+constexpr int64_t kGroupSize = 32;
+
+/// Whether old point q, at distance d from member m, may be left out of m's bridge candidates:
+/// ref beats q after the insert. W(ref, p) <= ref_weight < d <= W(q, p), and bottleneck_T*(q,
+/// ref) <= bottleneck_T(q, ref) < d (weights only fall, T* is the old points' MST after them).
+bool beaten_by_ref(const PassMember& m, const Dendrogram& old_tree, int64_t q, double d) noexcept {
+    return m.reach.ref >= 0 && d > m.reach.ref_weight && m.ref_chain.bottleneck_below(old_tree, q, d);
+}
+
+/// One kd-tree walk for a group of new points, gathering each member's PassResult exactly as
+/// a walk per point would. A node is entered for a member unless no u below can be a hit
+/// (core_old[u] <= max_core <= lower bound <= d) and none is within reach.
+void group_pass(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
+                const std::vector<double>& max_core, const Dendrogram& old_tree, int64_t k,
+                std::vector<PassMember>& members) {
+    const auto& nodes = tree.nodes();
+    const auto count = static_cast<int32_t>(members.size());
+    // Members still active at each node: the segment [begin, begin + size) of `active`. A
+    // node's children share its segment; segments of finished subtrees are dropped (LIFO).
+    struct Frame {
+        int32_t node;
+        int64_t begin, size;
+    };
+    std::vector<int32_t> active(static_cast<size_t>(count));
+    for (int32_t j = 0; j < count; ++j) active[j] = j;
+    std::vector<Frame> stack{{0, 0, count}};
+    LeafDistances leaf;
+    while (!stack.empty()) {
+        const Frame f = stack.back();
+        stack.pop_back();
+        active.resize(static_cast<size_t>(f.begin + f.size));
+        const auto begin = static_cast<int64_t>(active.size());
+        for (int64_t i = f.begin; i < f.begin + f.size; ++i) {
+            const PassMember& m = members[active[i]];
+            const double reach = m.reach.range;
+            const double lower = tree.lower_bound(m.query, f.node, std::max(max_core[f.node], reach));
+            if (!(lower > reach && !(max_core[f.node] > lower))) active.push_back(active[i]);
+        }
+        const int64_t size = static_cast<int64_t>(active.size()) - begin;
+        if (size == 0) continue;
+        const KdNode& node = nodes[f.node];
+        if (node.left >= 0) {
+            stack.push_back(Frame{node.right, begin, size});
+            stack.push_back(Frame{node.left, begin, size});
+            continue;
+        }
+        for (int64_t i = begin; i < begin + size; ++i) {
+            PassMember& m = members[active[i]];
+            leaf.compute(tree, node, m.query);
+            for (int64_t t = 0; t < leaf.count; ++t) {
+                const double d = std::sqrt(leaf.squared[t]);
+                const int64_t q = leaf.origin[t];
+                if (static_cast<int64_t>(m.heap.size()) < k || d <= m.heap.front().first) {
+                    keep_nearest(m.heap, k, Neighbor{d, q});
+                }
+                if (q >= n_old) continue;
+                if (d < core_old[q]) m.hits.push_back(Hit{q, d, m.p});
+                if (d <= m.reach.range && !beaten_by_ref(m, old_tree, q, d)) m.near.emplace_back(d, q);
+            }
+        }
+    }
+    for (PassMember& m : members) std::sort_heap(m.heap.begin(), m.heap.end());
 }
 
 /// Reverse neighbours of the new points, sorted by (u, d, p); the new points' neighbour lists
@@ -226,20 +285,38 @@ double reach_upper(const KdTree& tree, int64_t n_old, const IncrementalGraph& ol
 std::vector<Hit> one_pass(const KdTree& tree, int64_t n_old, const IncrementalGraph& old, IncrementalGraph& g,
                           OldNeighborhoods& near, int n_threads) {
     const std::vector<double> max_core = node_max_core(tree, n_old, old.core);
+    const Dendrogram old_tree = dendrogram_of(old.mst, n_old);
     const int64_t n_new = tree.size() - n_old, k = old.k;
+    std::vector<int64_t> order(static_cast<size_t>(n_new));
+    for (int64_t j = 0; j < n_new; ++j) order[j] = n_old + j;
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return tree.position(a) < tree.position(b); });
     std::vector<std::vector<Hit>> parts(static_cast<size_t>(n_new));
     near.assign(static_cast<size_t>(n_new), {});
-    parallel_for(n_new, n_threads, 32, [&](int64_t begin, int64_t end) {
-        std::vector<int32_t> stack;
-        std::vector<Neighbor> heap;
+    const int64_t n_groups = (n_new + kGroupSize - 1) / kGroupSize;
+    parallel_for(n_groups, n_threads, 1, [&](int64_t first, int64_t last) {
         std::vector<double> scratch;
-        for (int64_t j = begin; j < end; ++j) {
-            const int64_t p = n_old + j;
-            const double reach = reach_upper(tree, n_old, old, p, scratch);
-            one_pass_query(tree, n_old, old.core, max_core, p, k, reach, heap, parts[j], near[j], stack);
-            for (int64_t i = 0; i < k; ++i) {
-                g.knn_index[p * k + i] = heap[i].second;
-                g.knn_dist[p * k + i] = heap[i].first;
+        std::vector<PassMember> members;
+        for (int64_t group = first; group < last; ++group) {
+            const int64_t begin = group * kGroupSize, end = std::min(n_new, begin + kGroupSize);
+            members.resize(static_cast<size_t>(end - begin));
+            for (int64_t j = begin; j < end; ++j) {
+                PassMember& m = members[j - begin];
+                m.p = order[j];
+                m.query = tree.position(m.p);
+                m.reach = reach_upper(tree, n_old, old, m.p, scratch);
+                if (m.reach.ref >= 0) m.ref_chain.assign(old_tree, m.reach.ref, m.reach.ref_weight, m.reach.range);
+                m.heap.clear();
+            }
+            group_pass(tree, n_old, old.core, max_core, old_tree, k, members);
+            for (PassMember& m : members) {
+                for (int64_t i = 0; i < k; ++i) {
+                    g.knn_index[m.p * k + i] = m.heap[i].second;
+                    g.knn_dist[m.p * k + i] = m.heap[i].first;
+                }
+                parts[m.p - n_old] = std::move(m.hits);
+                near[m.p - n_old] = std::move(m.near);
+                m.hits.clear();
+                m.near.clear();
             }
         }
     });

@@ -38,9 +38,10 @@ void nearest_neighbors_of_rows(const PointsView& points, const std::vector<int64
                                std::vector<int64_t>& indices, std::vector<double>& distances, int n_threads = 0);
 
 /// Candidate edges between the appended rows [n_old, N) and the old rows [0, n_old): for each
-/// new row p, the edges (q, p) that the MST of `tree` + every edge of p keeps (the others are
-/// the strictly heaviest edge of a cycle under the (weight, u, v) order). `tree` is an MST
-/// of the old rows under `core` (new core distances of all N rows), sorted by (weight, u, v).
+/// new row p, every edge (q, p) that the MST of `tree` + every edge of p keeps (the others are
+/// the strictly heaviest edge of a cycle under the (weight, u, v) order), plus the few others
+/// that the lightest old point alone does not rule out; weights are bit-defined. `tree` is an
+/// MST of the old rows under `core` (new core distances of all N rows), sorted by (weight, u, v).
 std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,
                                   const std::vector<MstEdge>& tree, int n_threads = 0);
 
@@ -50,8 +51,9 @@ using OldNeighborhoods = std::vector<std::vector<std::pair<double, int64_t>>>;
 
 /// bridge_edges() from precomputed neighbourhoods: `near[j]` must be non-empty and hold every
 /// old row q with distance <= max(min W over near[j], height of the root of `tree`), where
-/// W(q, p) = max(core[p], core[q], distance). (insert_rows() gathers them in the same kd-tree
-/// pass as the reverse neighbours.) Throws std::invalid_argument on inconsistent sizes.
+/// W(q, p) = max(core[p], core[q], distance), except rows that a row it holds rules out
+/// (csrc/incremental_bridges.cpp). (insert_rows() gathers them in the same kd-tree pass as the
+/// reverse neighbours.) Throws std::invalid_argument on inconsistent sizes.
 std::vector<MstEdge> bridge_edges(int64_t n_old, const std::vector<double>& core, const std::vector<MstEdge>& tree,
                                   const OldNeighborhoods& near, int n_threads = 0);
 

@@ -1,0 +1,67 @@
+// Single-linkage tree of a spanning tree, for bottleneck (minimax) queries (private to csrc/).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "medscore/types.hpp"
+
+namespace medscore {
+
+/// The single-linkage tree of a spanning tree sorted by (weight, u, v): leaves are the points,
+/// internal nodes the edges (their weight is the node's height). Nodes are numbered in
+/// depth-first preorder, so a subtree is one contiguous range of ids and "x is below a" is two
+/// comparisons. The bottleneck distance between two points (the smallest possible largest
+/// edge on a path between them, i.e. the largest edge on their tree path) is the height of
+/// their lowest common ancestor.
+struct Dendrogram {
+    int64_t n = 0;
+    std::vector<int64_t> parent;   ///< [2n - 1], -1 for the root (id 0)
+    std::vector<double> height;    ///< [2n - 1], 0 for a leaf
+    std::vector<int64_t> end;      ///< [2n - 1], the subtree of x is the ids [x, end[x])
+    std::vector<int64_t> leaf_of;  ///< [n], point -> its leaf
+
+    double root_height() const noexcept { return n > 1 ? height[0] : 0.0; }
+};
+
+/// The dendrogram of `tree`, a spanning tree of n points sorted by (weight, u, v).
+/// Throws std::logic_error if `tree` has a cycle.
+Dendrogram dendrogram_of(const std::vector<MstEdge>& tree, int64_t n);
+
+/// The ancestors of one point's leaf, as nested id ranges from the leaf up to the root: exact
+/// bottleneck distances from that point to any other. For many tests "bottleneck < d" with d in
+/// [lo, hi] a grid over that interval holds, per grid value e, the highest ancestor of height
+/// < e; most tests are then decided by two range checks, the others by a binary search.
+class AncestorChain {
+public:
+    /// Rebuilds the chain for `point` and its grid over [lo, hi] (O(depth + grid); buffers are
+    /// reused between calls).
+    void assign(const Dendrogram& g, int64_t point, double lo, double hi);
+
+    /// Exact bottleneck distance between the chain's point and `point`: the height of the
+    /// lowest ancestor holding both.
+    double bottleneck(const Dendrogram& g, int64_t point) const noexcept;
+
+    /// Exactly bottleneck(g, point) < d.
+    bool bottleneck_below(const Dendrogram& g, int64_t point, double d) const noexcept {
+        const int64_t leaf = g.leaf_of[point];
+        if (d >= lo_ && d <= hi_) {
+            const auto c = std::min(kGrid - 1, static_cast<int64_t>((d - lo_) * inv_step_));
+            // Ancestor of height < edge <= d holding the leaf: below. Leaf outside every
+            // ancestor of height < edge, with d <= edge: not below.
+            if (edge_[c] <= d && grid_begin_[c] <= leaf && leaf < grid_end_[c]) return true;
+            if (d <= edge_[c + 1] && !(grid_begin_[c + 1] <= leaf && leaf < grid_end_[c + 1])) return false;
+        }
+        return bottleneck(g, point) < d;
+    }
+
+private:
+    static constexpr int64_t kGrid = 128;
+    std::vector<int64_t> begin_, end_;  // the chain, leaf first
+    std::vector<double> height_;
+    double lo_ = 1.0, hi_ = 0.0, inv_step_ = 0.0;  // an empty interval until assign()
+    std::vector<double> edge_;                   // [kGrid + 1] grid values
+    std::vector<int64_t> grid_begin_, grid_end_;  // [kGrid + 1] highest ancestor of height < edge
+};
+
+}  // namespace medscore
