@@ -75,7 +75,10 @@ void AncestorChain::assign(const Dendrogram& g, int64_t point, double lo, double
 }
 
 double AncestorChain::bottleneck(const Dendrogram& g, int64_t point) const noexcept {
-    const int64_t leaf = g.leaf_of[point];
+    return leaf_bottleneck(g.leaf_of[point]);
+}
+
+double AncestorChain::leaf_bottleneck(int64_t leaf) const noexcept {
     // Containment is monotone along the chain: find the first range holding `leaf`.
     size_t lo = 0, hi = begin_.size() - 1;  // the root (last) holds every leaf
     while (lo < hi) {

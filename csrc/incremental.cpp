@@ -133,22 +133,38 @@ struct Hit {
     int64_t p;
 };
 
-/// Per kd-tree node, the largest old core distance of its old points (-inf if none).
-std::vector<double> node_max_core(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old) {
+/// Per kd-tree node: the largest old core distance of its old points (-inf if none), and the
+/// smallest and largest leaf id of its old points in the old points' dendrogram (an empty
+/// range, first > last, if none): every old point of the node has its leaf in [first, last].
+struct NodeSummary {
+    std::vector<double> max_core;
+    std::vector<int64_t> first_leaf, last_leaf;
+};
+
+NodeSummary summarize_nodes(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
+                            const Dendrogram& old_tree) {
     const auto& nodes = tree.nodes();
-    std::vector<double> best(nodes.size(), -kInf);
+    NodeSummary s;
+    s.max_core.assign(nodes.size(), -kInf);
+    s.first_leaf.assign(nodes.size(), std::numeric_limits<int64_t>::max());
+    s.last_leaf.assign(nodes.size(), -1);
     for (auto id = static_cast<int64_t>(nodes.size()) - 1; id >= 0; --id) {  // children after parents
         const KdNode& node = nodes[id];
         if (node.left >= 0) {
-            best[id] = std::max(best[node.left], best[node.right]);
+            s.max_core[id] = std::max(s.max_core[node.left], s.max_core[node.right]);
+            s.first_leaf[id] = std::min(s.first_leaf[node.left], s.first_leaf[node.right]);
+            s.last_leaf[id] = std::max(s.last_leaf[node.left], s.last_leaf[node.right]);
             continue;
         }
         for (int64_t pos = node.start; pos < node.end; ++pos) {
             const int64_t row = tree.original(pos);
-            if (row < n_old) best[id] = std::max(best[id], core_old[row]);
+            if (row >= n_old) continue;
+            s.max_core[id] = std::max(s.max_core[id], core_old[row]);
+            s.first_leaf[id] = std::min(s.first_leaf[id], old_tree.leaf_of[row]);
+            s.last_leaf[id] = std::max(s.last_leaf[id], old_tree.leaf_of[row]);
         }
     }
-    return best;
+    return s;
 }
 
 /// Bounds for one new point p from the points near it in the kd-tree: `range`, an upper bound
@@ -225,11 +241,28 @@ bool beaten_by_ref(const PassMember& m, const Dendrogram& old_tree, int64_t q, d
     return m.reach.ref >= 0 && d > m.reach.ref_weight && m.ref_chain.bottleneck_below(old_tree, q, d);
 }
 
-/// One kd-tree walk for a group of new points, gathering each member's PassResult exactly as
-/// a walk per point would. A node is entered for a member unless no u below can be a hit
-/// (core_old[u] <= max_core <= lower bound <= d) and none is within reach.
+/// Whether member m's walk enters kd-tree node `id`: when some point below may be one of its k
+/// nearest (lower bound <= the k-th distance so far, or <= reach while it has fewer), a hit
+/// (core_old[u] > lower bound), or a bridge candidate (within reach and not every old point
+/// below beaten by the reference: d >= lower bound > ref_weight, and the bottleneck from ref
+/// to every leaf id in the node's range is < lower bound <= d).
+bool enters(const KdTree& tree, const NodeSummary& summary, const PassMember& m, int64_t k, int32_t id) noexcept {
+    const double reach = m.reach.range, max_core = summary.max_core[id];
+    const double lower = tree.lower_bound(m.query, id, std::max(max_core, reach));
+    if (lower > reach && !(max_core > lower)) return false;
+    if (max_core > lower) return true;
+    const bool full = static_cast<int64_t>(m.heap.size()) == k;
+    if (!full || lower <= m.heap.front().first) return true;
+    const int64_t first = summary.first_leaf[id], last = summary.last_leaf[id];
+    if (first > last) return false;  // no old point below
+    return !(m.reach.ref >= 0 && lower > m.reach.ref_weight &&
+             m.ref_chain.leaves_below(first, last, lower));
+}
+
+/// One kd-tree walk for a group of new points, gathering each member's PassMember results
+/// exactly as a walk per point would, but skipping nodes it provably does not need (enters()).
 void group_pass(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
-                const std::vector<double>& max_core, const Dendrogram& old_tree, int64_t k,
+                const NodeSummary& summary, const Dendrogram& old_tree, int64_t k,
                 std::vector<PassMember>& members) {
     const auto& nodes = tree.nodes();
     const auto count = static_cast<int32_t>(members.size());
@@ -250,9 +283,7 @@ void group_pass(const KdTree& tree, int64_t n_old, const std::vector<double>& co
         const auto begin = static_cast<int64_t>(active.size());
         for (int64_t i = f.begin; i < f.begin + f.size; ++i) {
             const PassMember& m = members[active[i]];
-            const double reach = m.reach.range;
-            const double lower = tree.lower_bound(m.query, f.node, std::max(max_core[f.node], reach));
-            if (!(lower > reach && !(max_core[f.node] > lower))) active.push_back(active[i]);
+            if (enters(tree, summary, m, k, f.node)) active.push_back(active[i]);
         }
         const int64_t size = static_cast<int64_t>(active.size()) - begin;
         if (size == 0) continue;
@@ -284,8 +315,8 @@ void group_pass(const KdTree& tree, int64_t n_old, const std::vector<double>& co
 /// (into `g`); and each new point's old neighbourhood for bridge_edges().
 std::vector<Hit> one_pass(const KdTree& tree, int64_t n_old, const IncrementalGraph& old, IncrementalGraph& g,
                           OldNeighborhoods& near, int n_threads) {
-    const std::vector<double> max_core = node_max_core(tree, n_old, old.core);
     const Dendrogram old_tree = dendrogram_of(old.mst, n_old);
+    const NodeSummary summary = summarize_nodes(tree, n_old, old.core, old_tree);
     const int64_t n_new = tree.size() - n_old, k = old.k;
     std::vector<int64_t> order(static_cast<size_t>(n_new));
     for (int64_t j = 0; j < n_new; ++j) order[j] = n_old + j;
@@ -307,7 +338,7 @@ std::vector<Hit> one_pass(const KdTree& tree, int64_t n_old, const IncrementalGr
                 if (m.reach.ref >= 0) m.ref_chain.assign(old_tree, m.reach.ref, m.reach.ref_weight, m.reach.range);
                 m.heap.clear();
             }
-            group_pass(tree, n_old, old.core, max_core, old_tree, k, members);
+            group_pass(tree, n_old, old.core, summary, old_tree, k, members);
             for (PassMember& m : members) {
                 for (int64_t i = 0; i < k; ++i) {
                     g.knn_index[m.p * k + i] = m.heap[i].second;

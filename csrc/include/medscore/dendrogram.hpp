@@ -45,17 +45,25 @@ public:
     /// Exactly bottleneck(g, point) < d.
     bool bottleneck_below(const Dendrogram& g, int64_t point, double d) const noexcept {
         const int64_t leaf = g.leaf_of[point];
+        return leaves_below(leaf, leaf, d);
+    }
+
+    /// Exactly: the bottleneck distance from the chain's point to every leaf with an id in
+    /// [first, last] is < d (the highest ancestor of height < d holds them all).
+    bool leaves_below(int64_t first, int64_t last, double d) const noexcept {
         if (d >= lo_ && d <= hi_) {
             const auto c = std::min(kGrid - 1, static_cast<int64_t>((d - lo_) * inv_step_));
-            // Ancestor of height < edge <= d holding the leaf: below. Leaf outside every
+            // An ancestor of height < edge <= d holds them: below. One of them outside every
             // ancestor of height < edge, with d <= edge: not below.
-            if (edge_[c] <= d && grid_begin_[c] <= leaf && leaf < grid_end_[c]) return true;
-            if (d <= edge_[c + 1] && !(grid_begin_[c + 1] <= leaf && leaf < grid_end_[c + 1])) return false;
+            if (edge_[c] <= d && grid_begin_[c] <= first && last < grid_end_[c]) return true;
+            if (d <= edge_[c + 1] && !(grid_begin_[c + 1] <= first && last < grid_end_[c + 1])) return false;
         }
-        return bottleneck(g, point) < d;
+        return leaf_bottleneck(first) < d && leaf_bottleneck(last) < d;
     }
 
 private:
+    double leaf_bottleneck(int64_t leaf) const noexcept;
+
     static constexpr int64_t kGrid = 128;
     std::vector<int64_t> begin_, end_;  // the chain, leaf first
     std::vector<double> height_;
