@@ -133,7 +133,8 @@ struct Hit {
     int64_t p;
 };
 
-/// Per kd-tree node: the largest old core distance of its old points (-inf if none), and the
+/// Per kd-tree node: the largest old core distance of its old points (-inf if none or without
+/// `core_old`), and the
 /// smallest and largest leaf id of its old points in the old points' dendrogram (an empty
 /// range, first > last, if none): every old point of the node has its leaf in [first, last].
 struct NodeSummary {
@@ -141,8 +142,7 @@ struct NodeSummary {
     std::vector<int64_t> first_leaf, last_leaf;
 };
 
-NodeSummary summarize_nodes(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
-                            const Dendrogram& old_tree) {
+NodeSummary summarize_nodes(const KdTree& tree, int64_t n_old, const double* core_old, const Dendrogram& old_tree) {
     const auto& nodes = tree.nodes();
     NodeSummary s;
     s.max_core.assign(nodes.size(), -kInf);
@@ -159,7 +159,7 @@ NodeSummary summarize_nodes(const KdTree& tree, int64_t n_old, const std::vector
         for (int64_t pos = node.start; pos < node.end; ++pos) {
             const int64_t row = tree.original(pos);
             if (row >= n_old) continue;
-            s.max_core[id] = std::max(s.max_core[id], core_old[row]);
+            if (core_old != nullptr) s.max_core[id] = std::max(s.max_core[id], core_old[row]);
             s.first_leaf[id] = std::min(s.first_leaf[id], old_tree.leaf_of[row]);
             s.last_leaf[id] = std::max(s.last_leaf[id], old_tree.leaf_of[row]);
         }
@@ -167,30 +167,40 @@ NodeSummary summarize_nodes(const KdTree& tree, int64_t n_old, const std::vector
     return s;
 }
 
+/// What the kd-tree pass over the new rows [n_old, N) needs to know about the old rows.
+struct PassSpec {
+    int64_t n_old = 0;
+    int64_t k = 0;                        ///< nearest neighbours to find per new row; 0 for none
+    const double* hit_core = nullptr;     ///< [n_old] cores before the insert, for reverse neighbours; or none
+    const double* weight_core = nullptr;  ///< [n_old] upper bounds of the old rows' cores after the insert
+    const double* new_core = nullptr;     ///< [N] exact cores after the insert, or none (bounded by the k-th distance)
+    double root_height = 0.0;             ///< height of the root of `old_tree`
+    const Dendrogram* old_tree = nullptr; ///< of an MST T of the old rows; bottlenecks after the insert are <= T's
+};
+
 /// Bounds for one new point p from the points near it in the kd-tree: `range`, an upper bound
 /// of both p's core distance and the range R of its bridge search, max(W(q0, p), new root
 /// height) for the lightest old q0 (bridge_edges()); and `ref`, an old point with
 /// W(ref, p) <= `ref_weight` after the insert. For one old q, W(q, p) = max(core[p], core[q],
-/// d(p, q)) <= max(c, core_old[q], d(p, q)) with c the k-th smallest distance from p to k other
-/// points, as cores only shrink, and so does the bottleneck of the old points' MST. The points
-/// are those of the smallest kd-tree nodes above p that hold k others and an old one (at most
-/// 4096 of a node are looked at).
+/// d(p, q)) <= max(c, weight_core[q], d(p, q)) with c = core[p] if known, else the k-th smallest
+/// distance from p to k other points (cores only shrink, and so does the bottleneck of the old
+/// points' MST). The points are those of the smallest kd-tree nodes above p that hold k others
+/// and an old one (at most 4096 of a node are looked at).
 struct Reach {
     double range;
     double ref_weight;
     int64_t ref;
 };
 
-Reach reach_upper(const KdTree& tree, int64_t n_old, const IncrementalGraph& old, int64_t p,
-                  std::vector<double>& scratch) {
+Reach reach_of(const KdTree& tree, const PassSpec& spec, int64_t p, std::vector<double>& scratch) {
     const auto& nodes = tree.nodes();
-    const int64_t pos = tree.position(p), k = old.k;
+    const int64_t pos = tree.position(p), k = spec.new_core != nullptr ? 0 : spec.k;
     std::vector<int32_t> path{0};
     while (nodes[path.back()].left >= 0) {
         const KdNode& node = nodes[path.back()];
         path.push_back(pos < nodes[node.left].end ? node.left : node.right);
     }
-    double kth = kInf, old_weight = kInf;
+    double kth = k == 0 ? spec.new_core[p] : kInf, old_weight = kInf;
     int64_t ref = -1;
     for (auto it = path.rbegin(); it != path.rend() && (kth == kInf || old_weight == kInf); ++it) {
         scratch.clear();
@@ -200,22 +210,22 @@ Reach reach_upper(const KdTree& tree, int64_t n_old, const IncrementalGraph& old
             const double d = std::sqrt(squared_distance(tree.point(pos), tree.point(at), tree.dim()));
             scratch.push_back(d);
             const int64_t q = tree.original(at);
-            if (q < n_old && std::max(old.core[q], d) < old_weight) {
-                old_weight = std::max(old.core[q], d);
+            if (q < spec.n_old && std::max(spec.weight_core[q], d) < old_weight) {
+                old_weight = std::max(spec.weight_core[q], d);
                 ref = q;
             }
         }
-        if (static_cast<int64_t>(scratch.size()) >= k) {
+        if (k > 0 && static_cast<int64_t>(scratch.size()) >= k) {
             std::nth_element(scratch.begin(), scratch.begin() + (k - 1), scratch.end());
             kth = std::min(kth, scratch[k - 1]);
         }
     }
     const double ref_weight = std::max(kth, old_weight);
-    return Reach{std::max(old.mst.back().weight, ref_weight), ref_weight, ref};
+    return Reach{std::max(spec.root_height, ref_weight), ref_weight, ref};
 }
 
 /// One new point of a kd-tree pass and what the pass gathers for it: `heap`, its k nearest
-/// other points (all within `reach.range`); `hits`, the old u with d(p, u) < core_old[u] (p
+/// other points (all within `reach.range`); `hits`, the old u with d(p, u) < hit_core[u] (p
 /// enters u's neighbour list); `near`, p's bridge candidates for bridge_edges(): the old q
 /// with d(p, q) <= `reach.range`, less those that `reach.ref` beats (see below).
 struct PassMember {
@@ -251,8 +261,7 @@ bool enters(const KdTree& tree, const NodeSummary& summary, const PassMember& m,
     const double lower = tree.lower_bound(m.query, id, std::max(max_core, reach));
     if (lower > reach && !(max_core > lower)) return false;
     if (max_core > lower) return true;
-    const bool full = static_cast<int64_t>(m.heap.size()) == k;
-    if (!full || lower <= m.heap.front().first) return true;
+    if (k > 0 && (static_cast<int64_t>(m.heap.size()) < k || lower <= m.heap.front().first)) return true;
     const int64_t first = summary.first_leaf[id], last = summary.last_leaf[id];
     if (first > last) return false;  // no old point below
     return !(m.reach.ref >= 0 && lower > m.reach.ref_weight &&
@@ -261,9 +270,10 @@ bool enters(const KdTree& tree, const NodeSummary& summary, const PassMember& m,
 
 /// One kd-tree walk for a group of new points, gathering each member's PassMember results
 /// exactly as a walk per point would, but skipping nodes it provably does not need (enters()).
-void group_pass(const KdTree& tree, int64_t n_old, const std::vector<double>& core_old,
-                const NodeSummary& summary, const Dendrogram& old_tree, int64_t k,
+void group_pass(const KdTree& tree, const PassSpec& spec, const NodeSummary& summary,
                 std::vector<PassMember>& members) {
+    const int64_t n_old = spec.n_old, k = spec.k;
+    const Dendrogram& old_tree = *spec.old_tree;
     const auto& nodes = tree.nodes();
     const auto count = static_cast<int32_t>(members.size());
     // Members still active at each node: the segment [begin, begin + size) of `active`. A
@@ -299,11 +309,11 @@ void group_pass(const KdTree& tree, int64_t n_old, const std::vector<double>& co
             for (int64_t t = 0; t < leaf.count; ++t) {
                 const double d = std::sqrt(leaf.squared[t]);
                 const int64_t q = leaf.origin[t];
-                if (static_cast<int64_t>(m.heap.size()) < k || d <= m.heap.front().first) {
+                if (k > 0 && (static_cast<int64_t>(m.heap.size()) < k || d <= m.heap.front().first)) {
                     keep_nearest(m.heap, k, Neighbor{d, q});
                 }
                 if (q >= n_old) continue;
-                if (d < core_old[q]) m.hits.push_back(Hit{q, d, m.p});
+                if (spec.hit_core != nullptr && d < spec.hit_core[q]) m.hits.push_back(Hit{q, d, m.p});
                 if (d <= m.reach.range && !beaten_by_ref(m, old_tree, q, d)) m.near.emplace_back(d, q);
             }
         }
@@ -311,13 +321,13 @@ void group_pass(const KdTree& tree, int64_t n_old, const std::vector<double>& co
     for (PassMember& m : members) std::sort_heap(m.heap.begin(), m.heap.end());
 }
 
-/// Reverse neighbours of the new points, sorted by (u, d, p); the new points' neighbour lists
-/// (into `g`); and each new point's old neighbourhood for bridge_edges().
-std::vector<Hit> one_pass(const KdTree& tree, int64_t n_old, const IncrementalGraph& old, IncrementalGraph& g,
-                          OldNeighborhoods& near, int n_threads) {
-    const Dendrogram old_tree = dendrogram_of(old.mst, n_old);
-    const NodeSummary summary = summarize_nodes(tree, n_old, old.core, old_tree);
-    const int64_t n_new = tree.size() - n_old, k = old.k;
+/// The kd-tree pass over the new rows of `tree`: each new row's old neighbourhood for
+/// bridge_edges() into `near`; with spec.k > 0 its k nearest other rows into `g`; with
+/// spec.hit_core the reverse neighbours, sorted by (u, d, p), into `hits`.
+void run_pass(const KdTree& tree, const PassSpec& spec, IncrementalGraph* g, std::vector<Hit>* hits,
+              OldNeighborhoods& near, int n_threads) {
+    const NodeSummary summary = summarize_nodes(tree, spec.n_old, spec.hit_core, *spec.old_tree);
+    const int64_t n_old = spec.n_old, n_new = tree.size() - n_old, k = spec.k;
     std::vector<int64_t> order(static_cast<size_t>(n_new));
     for (int64_t j = 0; j < n_new; ++j) order[j] = n_old + j;
     std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return tree.position(a) < tree.position(b); });
@@ -334,15 +344,15 @@ std::vector<Hit> one_pass(const KdTree& tree, int64_t n_old, const IncrementalGr
                 PassMember& m = members[j - begin];
                 m.p = order[j];
                 m.query = tree.position(m.p);
-                m.reach = reach_upper(tree, n_old, old, m.p, scratch);
-                if (m.reach.ref >= 0) m.ref_chain.assign(old_tree, m.reach.ref, m.reach.ref_weight, m.reach.range);
+                m.reach = reach_of(tree, spec, m.p, scratch);
+                if (m.reach.ref >= 0) m.ref_chain.assign(*spec.old_tree, m.reach.ref, m.reach.ref_weight, m.reach.range);
                 m.heap.clear();
             }
-            group_pass(tree, n_old, old.core, summary, old_tree, k, members);
+            group_pass(tree, spec, summary, members);
             for (PassMember& m : members) {
                 for (int64_t i = 0; i < k; ++i) {
-                    g.knn_index[m.p * k + i] = m.heap[i].second;
-                    g.knn_dist[m.p * k + i] = m.heap[i].first;
+                    g->knn_index[m.p * k + i] = m.heap[i].second;
+                    g->knn_dist[m.p * k + i] = m.heap[i].first;
                 }
                 parts[m.p - n_old] = std::move(m.hits);
                 near[m.p - n_old] = std::move(m.near);
@@ -351,12 +361,12 @@ std::vector<Hit> one_pass(const KdTree& tree, int64_t n_old, const IncrementalGr
             }
         }
     });
-    std::vector<Hit> hits;
-    for (const auto& part : parts) hits.insert(hits.end(), part.begin(), part.end());
-    std::sort(hits.begin(), hits.end(), [](const Hit& a, const Hit& b) {
+    if (hits == nullptr) return;
+    hits->clear();
+    for (const auto& part : parts) hits->insert(hits->end(), part.begin(), part.end());
+    std::sort(hits->begin(), hits->end(), [](const Hit& a, const Hit& b) {
         return std::tie(a.u, a.d, a.p) < std::tie(b.u, b.d, b.p);
     });
-    return hits;
 }
 
 /// Merges the sorted hits of old row u (hits[first, last)) into its k-list, in place.
@@ -482,7 +492,18 @@ IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const Incr
     g.knn_dist.resize(static_cast<size_t>(n * k));
     const KdTree tree(points);
     OldNeighborhoods near;
-    const std::vector<Hit> hits = one_pass(tree, n_old, old, g, near, n_threads);
+    std::vector<Hit> hits;
+    {
+        const Dendrogram old_tree = dendrogram_of(old.mst, n_old);
+        PassSpec spec;
+        spec.n_old = n_old;
+        spec.k = k;
+        spec.hit_core = old.core.data();
+        spec.weight_core = old.core.data();
+        spec.root_height = old_tree.root_height();
+        spec.old_tree = &old_tree;
+        run_pass(tree, spec, &g, &hits, near, n_threads);
+    }
     for (size_t first = 0, last = 0; first < hits.size(); first = last) {
         while (last < hits.size() && hits[last].u == hits[first].u) ++last;
         const int64_t u = hits[first].u;
@@ -497,6 +518,33 @@ IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const Incr
     sort_edges(added);
     g.mst = kruskal(tree_old, added, n);
     return g;
+}
+
+std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,
+                                  const std::vector<MstEdge>& tree, const KdTree& kd, int n_threads) {
+    check_points(points, "bridge_edges");
+    if (n_old < 1 || n_old > points.rows || static_cast<int64_t>(tree.size()) != n_old - 1 ||
+        static_cast<int64_t>(core.size()) != points.rows || kd.size() != points.rows || kd.dim() != points.cols) {
+        throw std::invalid_argument("bridge_edges: expected 1 <= n_old <= N, a tree of n_old - 1 edges, N core "
+                                    "distances and a kd-tree of the N points");
+    }
+    if (n_old == points.rows) return {};
+    const Dendrogram dendrogram = dendrogram_of(tree, n_old);
+    PassSpec spec;
+    spec.n_old = n_old;
+    spec.weight_core = core.data();
+    spec.new_core = core.data();
+    spec.root_height = dendrogram.root_height();
+    spec.old_tree = &dendrogram;
+    OldNeighborhoods near;
+    run_pass(kd, spec, nullptr, nullptr, near, n_threads);
+    return bridge_edges(dendrogram, core, near, n_threads);
+}
+
+std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,
+                                  const std::vector<MstEdge>& tree, int n_threads) {
+    check_points(points, "bridge_edges");
+    return bridge_edges(points, n_old, core, tree, KdTree(points), n_threads);
 }
 
 }  // namespace medscore

@@ -40,77 +40,6 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-/// The old rows within distance R_p = max(W(q0, p), height of the old tree's root) of new row
-/// p, for a nearby old q0 (see the file comment): a kd-tree range search with exact bounds.
-class NearbyOld {
-public:
-    NearbyOld(const PointsView& points, int64_t n_old, const std::vector<double>& core, const KdTree& kd,
-              double root_height)
-        : points_(points), n_old_(n_old), core_(core), kd_(kd), root_height_(root_height) {}
-
-    void run(int64_t p, std::vector<std::pair<double, int64_t>>& out) {
-        const int64_t pos = kd_.position(p);
-        const double range = std::max(nearby_weight(p, pos), root_height_);
-        const auto& nodes = kd_.nodes();
-        const double* rows[KdTree::kLeafSize];
-        int64_t origin[KdTree::kLeafSize];
-        double squared[KdTree::kLeafSize];
-        stack_.assign(1, 0);
-        while (!stack_.empty()) {
-            const int32_t id = stack_.back();
-            stack_.pop_back();
-            if (kd_.lower_bound(pos, id, kInf) > range) continue;  // every point there has d > R_p
-            const KdNode& node = nodes[id];
-            if (node.left >= 0) {
-                stack_.push_back(node.right);
-                stack_.push_back(node.left);
-                continue;
-            }
-            int64_t count = 0;
-            for (int64_t at = node.start; at < node.end; ++at) {
-                if (kd_.original(at) >= n_old_) continue;
-                rows[count] = kd_.point(at);
-                origin[count++] = kd_.original(at);
-            }
-            squared_distances(kd_.point(pos), rows, count, points_.cols, squared);
-            for (int64_t j = 0; j < count; ++j) {
-                const double d = std::sqrt(squared[j]);
-                if (d <= range) out.emplace_back(d, origin[j]);
-            }
-        }
-    }
-
-private:
-    /// W(q0, p) for the closest old point q0 of the smallest kd-tree node above p holding one.
-    double nearby_weight(int64_t p, int64_t pos) {
-        const auto& nodes = kd_.nodes();
-        path_.assign(1, 0);
-        while (nodes[path_.back()].left >= 0) {
-            const KdNode& node = nodes[path_.back()];
-            path_.push_back(pos < nodes[node.left].end ? node.left : node.right);
-        }
-        for (auto it = path_.rbegin(); it != path_.rend(); ++it) {
-            double best = kInf;
-            const KdNode& node = nodes[*it];
-            for (int64_t at = node.start; at < node.end && at - node.start < 4096; ++at) {
-                const int64_t q = kd_.original(at);
-                if (q >= n_old_) continue;
-                const double d = std::sqrt(squared_distance(kd_.point(pos), kd_.point(at), points_.cols));
-                best = std::min(best, std::max({core_[p], core_[q], d}));
-            }
-            if (best < kInf) return best;
-        }
-        return kInf;  // unreachable with n_old >= 1; +inf only disables the filter
-    }
-
-    const PointsView& points_;
-    int64_t n_old_;
-    const std::vector<double>& core_;
-    const KdTree& kd_;
-    double root_height_;
-    std::vector<int32_t> stack_, path_;
-};
-
 /// The candidate edges of one new point from its old neighbourhood (see the file comment).
 class BridgeFilter {
 public:
@@ -160,9 +89,13 @@ std::vector<MstEdge> bridge_edges(int64_t n_old, const std::vector<double>& core
             if (q < 0 || q >= n_old) throw std::invalid_argument("bridge_edges: neighbour is not an old row");
         }
     }
-    const int64_t n_new = n - n_old;
-    if (n_new == 0) return {};
-    const Dendrogram g = dendrogram_of(tree, n_old);
+    if (n == n_old) return {};
+    return bridge_edges(dendrogram_of(tree, n_old), core, near, n_threads);
+}
+
+std::vector<MstEdge> bridge_edges(const Dendrogram& g, const std::vector<double>& core, const OldNeighborhoods& near,
+                                  int n_threads) {
+    const int64_t n_old = g.n, n_new = static_cast<int64_t>(near.size());
     std::vector<std::vector<MstEdge>> found(static_cast<size_t>(n_new));
     parallel_for(n_new, n_threads, 16, [&](int64_t begin, int64_t end) {
         BridgeFilter filter(core, g);
@@ -171,30 +104,6 @@ std::vector<MstEdge> bridge_edges(int64_t n_old, const std::vector<double>& core
     std::vector<MstEdge> edges;
     for (const auto& part : found) edges.insert(edges.end(), part.begin(), part.end());
     return edges;
-}
-
-std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,
-                                  const std::vector<MstEdge>& tree, const KdTree& kd, int n_threads) {
-    check_points(points, "bridge_edges");
-    if (n_old < 1 || n_old > points.rows || static_cast<int64_t>(tree.size()) != n_old - 1 ||
-        static_cast<int64_t>(core.size()) != points.rows || kd.size() != points.rows || kd.dim() != points.cols) {
-        throw std::invalid_argument("bridge_edges: expected 1 <= n_old <= N, a tree of n_old - 1 edges, N core "
-                                    "distances and a kd-tree of the N points");
-    }
-    const int64_t n_new = points.rows - n_old;
-    OldNeighborhoods near(static_cast<size_t>(n_new));
-    const double root_height = n_old > 1 ? tree.back().weight : 0.0;
-    parallel_for(n_new, n_threads, 16, [&](int64_t begin, int64_t end) {
-        NearbyOld search(points, n_old, core, kd, root_height);
-        for (int64_t j = begin; j < end; ++j) search.run(n_old + j, near[j]);
-    });
-    return bridge_edges(n_old, core, tree, near, n_threads);
-}
-
-std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,
-                                  const std::vector<MstEdge>& tree, int n_threads) {
-    check_points(points, "bridge_edges");
-    return bridge_edges(points, n_old, core, tree, KdTree(points), n_threads);
 }
 
 }  // namespace medscore

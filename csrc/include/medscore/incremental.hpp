@@ -57,6 +57,13 @@ using OldNeighborhoods = std::vector<std::vector<std::pair<double, int64_t>>>;
 std::vector<MstEdge> bridge_edges(int64_t n_old, const std::vector<double>& core, const std::vector<MstEdge>& tree,
                                   const OldNeighborhoods& near, int n_threads = 0);
 
+struct Dendrogram;
+
+/// bridge_edges() from precomputed neighbourhoods (as above, unchecked) and the dendrogram of
+/// `tree` (medscore/dendrogram.hpp), when the caller has already built it.
+std::vector<MstEdge> bridge_edges(const Dendrogram& tree_dendrogram, const std::vector<double>& core,
+                                  const OldNeighborhoods& near, int n_threads = 0);
+
 /// bridge_edges() with a kd-tree `kd` already built over all rows of `points`.
 std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const std::vector<double>& core,
                                   const std::vector<MstEdge>& tree, const KdTree& kd, int n_threads = 0);
