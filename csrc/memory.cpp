@@ -28,6 +28,16 @@ struct KeyUpdate {
     Clustering clustering;
 };
 
+/// The batch rows of one key, ascending: a view into penalize_step's grouping (no copy).
+struct RowList {
+    const int64_t* first = nullptr;
+    int64_t count = 0;
+    const int64_t* begin() const noexcept { return first; }
+    const int64_t* end() const noexcept { return first + count; }
+    size_t size() const noexcept { return static_cast<size_t>(count); }
+    int64_t operator[](size_t j) const noexcept { return first[j]; }
+};
+
 PointsView slice(const KeyState& key, int64_t dim, int64_t begin, int64_t count) {
     return PointsView{key.points.data() + begin * dim, count, dim};
 }
@@ -39,8 +49,21 @@ Clustering single_point() {
     return c;
 }
 
-/// Buffers of the stages after the MST, reused by every key a thread clusters.
+/// Buffers of number_clusters, reused by every key a thread numbers.
+struct NumberingWorkspace {
+    std::vector<int64_t> earliest, order, renamed;
+};
+
+NumberingWorkspace& numbering_workspace() {
+    thread_local NumberingWorkspace w;
+    return w;
+}
+
+/// Buffers of the stages after the MST, reused by every key a thread clusters (a key of a
+/// few hundred points then allocates only the labels, sizes and tree it keeps).
 struct StageWorkspace {
+    std::vector<LinkageRow> linkage;
+    std::vector<int64_t> set_parent, set_size, node_of_root;  ///< the linkage's disjoint sets
     std::vector<CondensedRow> condensed;
     CondenseWorkspace condense;
     SelectWorkspace select;
@@ -52,6 +75,38 @@ StageWorkspace& stage_workspace() {
     return w;
 }
 
+/// single_linkage (linkage.cpp, docs/SPEC.md stage 3) of a sorted spanning tree on n >= 2
+/// points into w.linkage, with the workspace's disjoint sets: the same rows (a row joins the
+/// nodes standing for the two sets, whatever the sets' internal roots), no allocation once
+/// the buffers have grown. The tree comes from this memory, so only its invariants are
+/// checked (std::logic_error).
+void linkage_into(const std::vector<MstEdge>& mst, int64_t n, StageWorkspace& w) {
+    if (static_cast<int64_t>(mst.size()) != n - 1) throw std::logic_error("linkage_into: the tree has the wrong size");
+    w.set_parent.resize(static_cast<size_t>(n));
+    w.set_size.assign(static_cast<size_t>(n), 1);
+    w.node_of_root.resize(static_cast<size_t>(n));
+    w.linkage.resize(static_cast<size_t>(n - 1));
+    int64_t* parent = w.set_parent.data();
+    int64_t* size = w.set_size.data();
+    int64_t* node_of_root = w.node_of_root.data();
+    for (int64_t v = 0; v < n; ++v) { parent[v] = v; node_of_root[v] = v; }
+    auto find = [parent](int64_t x) {
+        while (parent[x] != x) { parent[x] = parent[parent[x]]; x = parent[x]; }
+        return x;
+    };
+    for (int64_t i = 0; i < n - 1; ++i) {
+        const MstEdge& e = mst[i];
+        if (i > 0 && e.weight < mst[i - 1].weight) throw std::logic_error("linkage_into: the tree is not sorted");
+        int64_t ru = find(e.u), rv = find(e.v);
+        if (ru == rv) throw std::logic_error("linkage_into: the tree has a cycle");
+        w.linkage[i] = LinkageRow{node_of_root[ru], node_of_root[rv], e.weight, size[ru] + size[rv]};
+        if (size[ru] < size[rv]) std::swap(ru, rv);
+        parent[rv] = ru;
+        size[ru] += size[rv];
+        node_of_root[ru] = n + i;
+    }
+}
+
 /// The stages after the MST (linkage, condense, select; docs/SPEC.md) on a sorted MST,
 /// then the numbering by earliest member.
 Clustering cluster_from_mst(std::vector<MstEdge> mst, const PointsView& points, const int64_t* steps,
@@ -59,8 +114,8 @@ Clustering cluster_from_mst(std::vector<MstEdge> mst, const PointsView& points, 
     const int64_t n = points.rows;
     if (n == 1) return single_point();
     StageWorkspace& w = stage_workspace();
-    const std::vector<LinkageRow> linkage = single_linkage(mst, n);
-    condense_tree(linkage, n, params.min_cluster_size, w.condense, w.condensed);
+    linkage_into(mst, n, w);
+    condense_tree(w.linkage, n, params.min_cluster_size, w.condense, w.condensed);
     select_clusters(w.condensed, n, params.method, params.allow_single_cluster, params.epsilon, w.select, w.selection);
     Clustering c;
     c.labels = w.selection.labels;
@@ -254,7 +309,7 @@ void vote_unit(const PointsView& prior, const int64_t* labels, const std::vector
 }
 
 /// Whether every prior row and every new row of the key has a norm within kUnitNormSlack of 1.
-bool all_unit(const std::vector<double>& prior_norms, const PointsView& batch, const std::vector<int64_t>& rows) {
+bool all_unit(const std::vector<double>& prior_norms, const PointsView& batch, const RowList& rows) {
     for (const double n : prior_norms) {
         if (!(std::abs(n - 1.0) <= kUnitNormSlack)) return false;
     }
@@ -311,7 +366,7 @@ MEDSCORE_CLONES void squared_distances(const double* x, const PointsView& rows, 
 }
 
 /// Squared distances [m, n_prior] from the key's new rows to its prior rows into w.squared.
-void squared_to_prior(const PointsView& prior, const PointsView& batch, const std::vector<int64_t>& rows,
+void squared_to_prior(const PointsView& prior, const PointsView& batch, const RowList& rows,
                       VoteWorkspace& w) {
     w.squared.resize(rows.size() * static_cast<size_t>(prior.rows));
     for (size_t j = 0; j < rows.size(); ++j) {
@@ -323,7 +378,7 @@ void squared_to_prior(const PointsView& prior, const PointsView& batch, const st
 /// The MEDS vote of every new row of a key against its prior rows, into `result`. Returns
 /// whether w.squared now holds the [m, n_prior] squared distances (unit vectors only).
 bool vote_new_rows(const PointsView& prior, const int64_t* labels, const std::vector<int64_t>& sizes, int64_t noise,
-                   const PointsView& batch, const std::vector<int64_t>& rows, int64_t k, VoteWorkspace& w,
+                   const PointsView& batch, const RowList& rows, int64_t k, VoteWorkspace& w,
                    StepResult& result) {
     norms_of(prior, w.norms);
     const bool unit = all_unit(w.norms, batch, rows);
@@ -342,7 +397,7 @@ bool vote_new_rows(const PointsView& prior, const int64_t* labels, const std::ve
 
 /// assign == exact: each new row's label and cluster size once the key is re-clustered. New
 /// row j sits at position first_new + j of the kept rows (before 0: dropped by the capacity).
-void report_exact(const Clustering& c, const std::vector<int64_t>& rows, int64_t first_new, StepResult& result) {
+void report_exact(const Clustering& c, const RowList& rows, int64_t first_new, StepResult& result) {
     for (size_t j = 0; j < rows.size(); ++j) {
         const int64_t pos = first_new + static_cast<int64_t>(j);
         const int64_t label = pos >= 0 ? c.labels[pos] : -1;
@@ -361,7 +416,7 @@ constexpr int64_t kKdInsertMinPrior = 16384;
 
 /// Appends the key's rows, votes, inserts and re-clusters. Leaves `key`'s old rows, labels
 /// and MST untouched (only appends to points/steps, which the caller truncates on failure).
-KeyUpdate process_key(KeyState& key, const std::vector<int64_t>& rows, const PointsView& batch, int64_t step,
+KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batch, int64_t step,
                       const MemoryParams& params, int refit_threads, StepResult& result) {
     const int64_t dim = params.dim, n_old = key.size(), m = static_cast<int64_t>(rows.size());
     for (int64_t r : rows) {
@@ -447,9 +502,11 @@ void check_batch(const PointsView& points, const int64_t* keys, int64_t step, in
 
 std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsView& points, const int64_t* steps,
                                      int64_t& noise) {
+    NumberingWorkspace& w = numbering_workspace();
     int64_t n_clusters = 0;
     for (int64_t l : labels) n_clusters = std::max(n_clusters, l + 1);
-    std::vector<int64_t> earliest(static_cast<size_t>(n_clusters), -1);
+    std::vector<int64_t>& earliest = w.earliest;
+    earliest.assign(static_cast<size_t>(n_clusters), -1);
     auto earlier = [&](int64_t a, int64_t b) {  // (step, vector) of point a < that of point b
         if (steps[a] != steps[b]) return steps[a] < steps[b];
         return std::lexicographical_compare(points.row(a), points.row(a) + points.cols, points.row(b),
@@ -461,7 +518,8 @@ std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsV
         if (l < 0) { ++noise; labels[i] = -1; continue; }
         if (earliest[l] < 0 || earlier(i, earliest[l])) earliest[l] = i;
     }
-    std::vector<int64_t> order(static_cast<size_t>(n_clusters));
+    std::vector<int64_t>& order = w.order;
+    order.resize(static_cast<size_t>(n_clusters));
     for (int64_t c = 0; c < n_clusters; ++c) {
         if (earliest[c] < 0) throw std::logic_error("number_clusters: a cluster label has no member");
         order[c] = c;
@@ -469,7 +527,9 @@ std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsV
     std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
         return earlier(earliest[a], earliest[b]) || (!earlier(earliest[b], earliest[a]) && earliest[a] < earliest[b]);
     });
-    std::vector<int64_t> renamed(static_cast<size_t>(n_clusters)), sizes(static_cast<size_t>(n_clusters), 0);
+    std::vector<int64_t>& renamed = w.renamed;
+    renamed.resize(static_cast<size_t>(n_clusters));
+    std::vector<int64_t> sizes(static_cast<size_t>(n_clusters), 0);
     for (int64_t r = 0; r < n_clusters; ++r) renamed[order[r]] = r;
     for (int64_t& l : labels) {
         if (l >= 0) { l = renamed[l]; ++sizes[l]; }
@@ -482,10 +542,22 @@ KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) { check_p
 StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step) {
     check_batch(points, keys, step, params_.dim, last_step_);
     const int64_t max_key = *std::max_element(keys, keys + points.rows);
-    std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(max_key + 1));
-    for (int64_t i = 0; i < points.rows; ++i) rows_of[keys[i]].push_back(i);
+    // Rows grouped by key (a counting sort, ascending rows within a key): two flat arrays
+    // instead of one vector per key.
+    std::vector<int64_t> key_start(static_cast<size_t>(max_key + 2), 0), grouped(static_cast<size_t>(points.rows));
+    for (int64_t i = 0; i < points.rows; ++i) ++key_start[keys[i] + 1];
     std::vector<int64_t> touched;
-    for (int64_t k = 0; k <= max_key; ++k) if (!rows_of[k].empty()) touched.push_back(k);
+    for (int64_t k = 0; k <= max_key; ++k) {
+        if (key_start[k + 1] > 0) touched.push_back(k);
+        key_start[k + 1] += key_start[k];
+    }
+    {
+        std::vector<int64_t> fill(key_start.begin(), key_start.end() - 1);
+        for (int64_t i = 0; i < points.rows; ++i) grouped[fill[keys[i]]++] = i;
+    }
+    auto rows_of = [&](int64_t k) {
+        return RowList{grouped.data() + key_start[k], key_start[k + 1] - key_start[k]};
+    };
 
     StepResult result;
     result.labels.assign(static_cast<size_t>(points.rows), -1);
@@ -503,13 +575,12 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         std::vector<int64_t> order(touched.size());
         for (size_t t = 0; t < order.size(); ++t) order[t] = static_cast<int64_t>(t);
         std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-            return old_sizes[a] + static_cast<int64_t>(rows_of[touched[a]].size()) >
-                   old_sizes[b] + static_cast<int64_t>(rows_of[touched[b]].size());
+            return old_sizes[a] + rows_of(touched[a]).count > old_sizes[b] + rows_of(touched[b]).count;
         });
         parallel_for(n_jobs, params_.n_threads, 1, [&](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) {
                 const int64_t t = order[i];
-                updates[t] = process_key(keys_[touched[t]], rows_of[touched[t]], points, step, params_, refit_threads,
+                updates[t] = process_key(keys_[touched[t]], rows_of(touched[t]), points, step, params_, refit_threads,
                                          result);
             }
         });
