@@ -375,24 +375,36 @@ void squared_to_prior(const PointsView& prior, const PointsView& batch, const Ro
     }
 }
 
+/// Most squared distances (new row, prior row) the vote keeps for the insert: 32 MiB.
+constexpr size_t kMaxSquaredBlock = size_t{1} << 22;
+
 /// The MEDS vote of every new row of a key against its prior rows, into `result`. Returns
-/// whether w.squared now holds the [m, n_prior] squared distances (unit vectors only).
+/// whether w.squared now holds the [m, n_prior] squared distances (unit vectors and a block
+/// of at most kMaxSquaredBlock entries only).
 bool vote_new_rows(const PointsView& prior, const int64_t* labels, const std::vector<int64_t>& sizes, int64_t noise,
                    const PointsView& batch, const RowList& rows, int64_t k, VoteWorkspace& w,
                    StepResult& result) {
     norms_of(prior, w.norms);
     const bool unit = all_unit(w.norms, batch, rows);
-    if (unit) squared_to_prior(prior, batch, rows, w);
+    // The [m, n_prior] block is kept for the insert only while it is small; a big key votes
+    // row by row (the same distances, one row of them at a time).
+    const bool keep_block = unit && rows.size() * static_cast<size_t>(prior.rows) <= kMaxSquaredBlock;
+    if (keep_block) squared_to_prior(prior, batch, rows, w);
     for (size_t j = 0; j < rows.size(); ++j) {
         const int64_t r = rows[j];
         if (unit) {
-            vote_unit(prior, labels, sizes, noise, batch.row(r), w.squared.data() + j * static_cast<size_t>(prior.rows),
-                      k, w, result.labels[r], result.sizes[r]);
+            const double* squared = w.squared.data() + j * static_cast<size_t>(prior.rows);
+            if (!keep_block) {
+                w.squared.resize(static_cast<size_t>(prior.rows));
+                squared_distances(batch.row(r), prior, w.squared.data());
+                squared = w.squared.data();
+            }
+            vote_unit(prior, labels, sizes, noise, batch.row(r), squared, k, w, result.labels[r], result.sizes[r]);
         } else {
             vote(prior, labels, sizes, noise, batch.row(r), k, w, result.labels[r], result.sizes[r]);
         }
     }
-    return unit;
+    return keep_block;
 }
 
 /// assign == exact: each new row's label and cluster size once the key is re-clustered. New
@@ -410,9 +422,15 @@ void report_exact(const Clustering& c, const RowList& rows, int64_t first_new, S
 /// distances per point of the refit (see process_key).
 constexpr int64_t kRefitPairsPerPoint = 2000;
 /// Inserts of at least this many rows into at least this many take the kd-tree path (about
-/// twice as fast as the direct one at 4,096 into 50,000; slower below).
+/// twice as fast as the direct one at 4,096 into 50,000; slower below), up to
+/// kKdInsertMaxGrowth times the prior rows (measured, 200 clusters of 14-d points: 50,000
+/// into 50,000 / 100,000 / 200,000 took 17 / 10 / 38 s, the MST of the same 50,000 /
+/// 100,000 / 200,000 points by halves 12 / 15 / 83 s, a Boruvka refit 170-370 us per
+/// point): the new rows' own MST dominates and the bridge search grows slowly with the old
+/// rows, so this insert beats a refit of old + new rows; beyond it a refit is used.
 constexpr int64_t kKdInsertMinRows = 1024;
 constexpr int64_t kKdInsertMinPrior = 16384;
+constexpr int64_t kKdInsertMaxGrowth = 1;
 
 /// Appends the key's rows, votes, inserts and re-clusters. Leaves `key`'s old rows, labels
 /// and MST untouched (only appends to points/steps, which the caller truncates on failure).
@@ -440,18 +458,19 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
     const int64_t start = aged + over, n_final = n_old + m - start;
     KeyUpdate update;
     update.evict = start;
-    // Both paths give the same answer; the cheaper one runs. An insert costs about 10 ns per
-    // (new, old) pair, a refit 70-370 us per point (measured, 14-d unit vectors, 50k-200k
-    // points): insert while the pairs stay under kRefitPairsPerPoint per point refitted.
+    // Both paths give the same answer; the cheaper one runs. A direct insert costs about
+    // 10 ns per (new, old) pair, a refit 70-370 us per point (measured, 14-d unit vectors,
+    // 50k-200k points): insert directly while the pairs stay under kRefitPairsPerPoint per
+    // point refitted; big chunks into big keys take the kd-tree insert (see kKdInsertMinRows).
+    const bool kd_insert = m >= kKdInsertMinRows && n_prior >= kKdInsertMinPrior && m <= kKdInsertMaxGrowth * n_prior;
     const bool incremental = params.hdbscan.min_samples == 1 && over == 0 && n_prior >= 1 &&
-                             m * n_prior <= kRefitPairsPerPoint * (n_prior + m);
+                             (kd_insert || m * n_prior <= kRefitPairsPerPoint * (n_prior + m));
     if (incremental) {
         const std::vector<MstEdge>& prior_mst = prior_fit ? prior_fit->mst : key.mst;
         const PointsView final_points = slice(key, dim, aged, n_final);
         const double* squared = have_squared ? w.squared.data() : nullptr;
-        std::vector<MstEdge> mst = m >= kKdInsertMinRows && n_prior >= kKdInsertMinPrior
-                                       ? insert_into_mst_by_kdtree(prior_mst, final_points, n_prior, refit_threads)
-                                       : insert_into_mst(prior_mst, final_points, n_prior, squared);
+        std::vector<MstEdge> mst = kd_insert ? insert_into_mst_by_kdtree(prior_mst, final_points, n_prior, refit_threads)
+                                             : insert_into_mst(prior_mst, final_points, n_prior, squared);
         update.clustering = cluster_from_mst(std::move(mst), final_points, key.steps.data() + aged, params.hdbscan);
     } else {
         update.clustering = refit(slice(key, dim, start, n_final), key.steps.data() + start, params.hdbscan, refit_threads);

@@ -111,12 +111,15 @@ def _run_global(bench, n_points: int) -> None:
     centres = rng.normal(size=(200, 14))
     memory = medscore.Memory(keyed=False, store="all")
     chunk = 50_000
+    chunk_seconds = []  # each chunk's penalize: the first refits, later ones insert
 
     def grow():
-        for start in range(0, n_points, chunk):
+        for start in bench.progress(range(0, n_points, chunk), desc=f"global {n_points}"):
             m = min(chunk, n_points - start)
             X = centres[rng.integers(0, 200, m)] + 0.1 * rng.normal(size=(m, 14))
+            began = time.perf_counter()
             memory.penalize(medscore.Batch(X, np.zeros(m, np.int64), np.zeros(m, bool)))
+            chunk_seconds.append(round(time.perf_counter() - began, 2))
 
     start = time.perf_counter()
     peak = bench.peak_memory(grow)
@@ -126,4 +129,5 @@ def _run_global(bench, n_points: int) -> None:
                       repeat=3, warmup=0)
     bench.record(NAME, "global_step", "medscore cpp", step.best, params={"points": n_points, "rollouts": 16, "d": 14},
                  build_seconds=build_s, peak_bytes=peak.bytes, memory_method=peak.method,
-                 bytes_per_point=peak.bytes / n_points)
+                 bytes_per_point=peak.bytes / n_points, chunk_seconds=chunk_seconds,
+                 load_1min=round(os.getloadavg()[0], 2))
