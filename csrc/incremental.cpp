@@ -65,7 +65,9 @@ void keep_nearest(std::vector<Neighbor>& heap, int64_t k, const Neighbor& candid
 struct LeafDistances {
     const double* rows[KdTree::kLeafSize];
     double squared[KdTree::kLeafSize];
+    double distance[KdTree::kLeafSize];  // filled by compute_distances()
     int64_t origin[KdTree::kLeafSize];
+    int64_t position[KdTree::kLeafSize];
     int64_t count = 0;
 
     void compute(const KdTree& tree, const KdNode& node, int64_t query) {
@@ -73,9 +75,17 @@ struct LeafDistances {
         for (int64_t pos = node.start; pos < node.end; ++pos) {
             if (pos == query) continue;
             rows[count] = tree.point(pos);
+            position[count] = pos;
             origin[count++] = tree.original(pos);
         }
         squared_distances(tree.point(query), rows, count, tree.dim(), squared);
+    }
+
+    /// compute() and the distances themselves (sqrt is correctly rounded: the bits of
+    /// euclidean_distance()).
+    void compute_distances(const KdTree& tree, const KdNode& node, int64_t query) {
+        compute(tree, node, query);
+        for (int64_t j = 0; j < count; ++j) distance[j] = std::sqrt(squared[j]);
     }
 };
 
@@ -134,12 +144,15 @@ struct Hit {
 };
 
 /// Per kd-tree node: the largest old core distance of its old points (-inf if none or without
-/// `core_old`), and the
-/// smallest and largest leaf id of its old points in the old points' dendrogram (an empty
-/// range, first > last, if none): every old point of the node has its leaf in [first, last].
+/// `core_old`), and the smallest and largest leaf id of its old points in the old points'
+/// dendrogram (an empty range, first > last, if none): every old point of the node has its
+/// leaf in [first, last]. Per tree position, the same facts of its point (+inf and -1 for a
+/// new point), so that a leaf's scan reads them contiguously.
 struct NodeSummary {
     std::vector<double> max_core;
     std::vector<int64_t> first_leaf, last_leaf;
+    std::vector<double> core_at;
+    std::vector<int64_t> leaf_at;
 };
 
 NodeSummary summarize_nodes(const KdTree& tree, int64_t n_old, const double* core_old, const Dendrogram& old_tree) {
@@ -148,6 +161,14 @@ NodeSummary summarize_nodes(const KdTree& tree, int64_t n_old, const double* cor
     s.max_core.assign(nodes.size(), -kInf);
     s.first_leaf.assign(nodes.size(), std::numeric_limits<int64_t>::max());
     s.last_leaf.assign(nodes.size(), -1);
+    s.core_at.assign(static_cast<size_t>(tree.size()), -kInf);
+    s.leaf_at.assign(static_cast<size_t>(tree.size()), -1);
+    for (int64_t pos = 0; pos < tree.size(); ++pos) {
+        const int64_t row = tree.original(pos);
+        if (row >= n_old) continue;
+        if (core_old != nullptr) s.core_at[pos] = core_old[row];
+        s.leaf_at[pos] = old_tree.leaf_of[row];
+    }
     for (auto id = static_cast<int64_t>(nodes.size()) - 1; id >= 0; --id) {  // children after parents
         const KdNode& node = nodes[id];
         if (node.left >= 0) {
@@ -157,11 +178,10 @@ NodeSummary summarize_nodes(const KdTree& tree, int64_t n_old, const double* cor
             continue;
         }
         for (int64_t pos = node.start; pos < node.end; ++pos) {
-            const int64_t row = tree.original(pos);
-            if (row >= n_old) continue;
-            if (core_old != nullptr) s.max_core[id] = std::max(s.max_core[id], core_old[row]);
-            s.first_leaf[id] = std::min(s.first_leaf[id], old_tree.leaf_of[row]);
-            s.last_leaf[id] = std::max(s.last_leaf[id], old_tree.leaf_of[row]);
+            if (s.leaf_at[pos] < 0) continue;
+            if (core_old != nullptr) s.max_core[id] = std::max(s.max_core[id], s.core_at[pos]);
+            s.first_leaf[id] = std::min(s.first_leaf[id], s.leaf_at[pos]);
+            s.last_leaf[id] = std::max(s.last_leaf[id], s.leaf_at[pos]);
         }
     }
     return s;
@@ -244,13 +264,6 @@ struct PassMember {
 /// that reach it and its distances are computed from cache.
 constexpr int64_t kGroupSize = 32;
 
-/// Whether old point q, at distance d from member m, may be left out of m's bridge candidates:
-/// ref beats q after the insert. W(ref, p) <= ref_weight < d <= W(q, p), and bottleneck_T*(q,
-/// ref) <= bottleneck_T(q, ref) < d (weights only fall, T* is the old points' MST after them).
-bool beaten_by_ref(const PassMember& m, const Dendrogram& old_tree, int64_t q, double d) noexcept {
-    return m.reach.ref >= 0 && d > m.reach.ref_weight && m.ref_chain.bottleneck_below(old_tree, q, d);
-}
-
 /// Whether member m's walk enters kd-tree node `id`: when some point below may be one of its k
 /// nearest (lower bound <= the k-th distance so far, or <= reach while it has fewer), a hit
 /// (core_old[u] > lower bound), or a bridge candidate (within reach and not every old point
@@ -272,8 +285,7 @@ bool enters(const KdTree& tree, const NodeSummary& summary, const PassMember& m,
 /// exactly as a walk per point would, but skipping nodes it provably does not need (enters()).
 void group_pass(const KdTree& tree, const PassSpec& spec, const NodeSummary& summary,
                 std::vector<PassMember>& members) {
-    const int64_t n_old = spec.n_old, k = spec.k;
-    const Dendrogram& old_tree = *spec.old_tree;
+    const int64_t k = spec.k;
     const auto& nodes = tree.nodes();
     const auto count = static_cast<int32_t>(members.size());
     // Members still active at each node: the segment [begin, begin + size) of `active`. A
@@ -303,18 +315,26 @@ void group_pass(const KdTree& tree, const PassSpec& spec, const NodeSummary& sum
             stack.push_back(Frame{node.left, begin, size});
             continue;
         }
+        const int64_t first = summary.first_leaf[f.node], last = summary.last_leaf[f.node];
         for (int64_t i = begin; i < begin + size; ++i) {
             PassMember& m = members[active[i]];
-            leaf.compute(tree, node, m.query);
+            leaf.compute_distances(tree, node, m.query);
+            // Old points at d >= cut (and d > ref_weight) are beaten by ref: every leaf of the
+            // node has a bottleneck to ref below the grid value `cut`.
+            const double cut = m.reach.ref >= 0 && first <= last ? m.ref_chain.range_bound(first, last) : kInf;
             for (int64_t t = 0; t < leaf.count; ++t) {
-                const double d = std::sqrt(leaf.squared[t]);
-                const int64_t q = leaf.origin[t];
+                const double d = leaf.distance[t];
                 if (k > 0 && (static_cast<int64_t>(m.heap.size()) < k || d <= m.heap.front().first)) {
-                    keep_nearest(m.heap, k, Neighbor{d, q});
+                    keep_nearest(m.heap, k, Neighbor{d, leaf.origin[t]});
                 }
-                if (q >= n_old) continue;
-                if (spec.hit_core != nullptr && d < spec.hit_core[q]) m.hits.push_back(Hit{q, d, m.p});
-                if (d <= m.reach.range && !beaten_by_ref(m, old_tree, q, d)) m.near.emplace_back(d, q);
+                const int64_t pos = leaf.position[t];
+                if (summary.leaf_at[pos] < 0) continue;  // a new point
+                if (d < summary.core_at[pos]) m.hits.push_back(Hit{leaf.origin[t], d, m.p});
+                if (d > m.reach.range) continue;
+                if (d <= m.reach.ref_weight || m.reach.ref < 0 ||
+                    (d < cut && !m.ref_chain.leaves_below(summary.leaf_at[pos], summary.leaf_at[pos], d))) {
+                    m.near.emplace_back(d, leaf.origin[t]);
+                }
             }
         }
     }

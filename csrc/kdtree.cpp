@@ -2,12 +2,26 @@
 #include "medscore/kdtree.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
+#include <thread>
 
 #include "medscore/projection.hpp"
+#include "medscore/thread_pool.hpp"
 
 namespace medscore {
+namespace {
+
+/// Nodes of the tree over m points: the split is always at the middle, so this depends on m only.
+int64_t node_count(int64_t m, int64_t leaf_size) {
+    return m <= leaf_size ? 1 : 1 + node_count(m / 2, leaf_size) + node_count(m - m / 2, leaf_size);
+}
+
+/// Subtrees above this many points are built on two threads.
+constexpr int64_t kParallelBuildRows = 16384;
+
+}  // namespace
 
 KdTree::KdTree(const PointsView& points, int64_t leaf_size) : n_(points.rows), d_(points.cols) {
     check_points(points, "KdTree");
@@ -17,7 +31,9 @@ KdTree::KdTree(const PointsView& points, int64_t leaf_size) : n_(points.rows), d
     coords_.resize(static_cast<size_t>(n_ * e_));
     if (projected_) {
         const Projection projection = principal_projection(points, e_);
-        for (int64_t i = 0; i < n_; ++i) projection.apply(points.row(i), coords_.data() + i * e_);
+        parallel_for(n_, 0, 4096, [&](int64_t begin, int64_t end) {
+            for (int64_t i = begin; i < end; ++i) projection.apply(points.row(i), coords_.data() + i * e_);
+        });
         coordinate_slack_ = 2.0 * projection.coordinate_error;
         // Rounding of the bound itself (e_ terms) and of the bit-defined distance (d_ terms).
         const double margin = 8.0 * static_cast<double>(d_ + e_ + 8) * std::numeric_limits<double>::epsilon();
@@ -27,25 +43,27 @@ KdTree::KdTree(const PointsView& points, int64_t leaf_size) : n_(points.rows), d
     }
     index_.resize(static_cast<size_t>(n_));
     std::iota(index_.begin(), index_.end(), int64_t{0});
-    nodes_.reserve(static_cast<size_t>(2 * (n_ / leaf_size + 1)));
-    build(0, n_, leaf_size);
+    const int64_t count = node_count(n_, leaf_size);
+    nodes_.resize(static_cast<size_t>(count));
+    lower_.assign(static_cast<size_t>(count * e_), std::numeric_limits<double>::infinity());
+    upper_.assign(static_cast<size_t>(count * e_), -std::numeric_limits<double>::infinity());
+    build(0, 0, n_, leaf_size, 1);
     points_.resize(static_cast<size_t>(n_ * d_));
     position_.resize(static_cast<size_t>(n_));
     std::vector<double> ordered(coords_.size());
-    for (int64_t pos = 0; pos < n_; ++pos) {
-        const int64_t row = index_[pos];
-        std::copy(points.row(row), points.row(row) + d_, points_.begin() + pos * d_);
-        std::copy(coords_.begin() + row * e_, coords_.begin() + (row + 1) * e_, ordered.begin() + pos * e_);
-        position_[row] = pos;
-    }
+    parallel_for(n_, 0, 4096, [&](int64_t begin, int64_t end) {
+        for (int64_t pos = begin; pos < end; ++pos) {
+            const int64_t row = index_[pos];
+            std::copy(points.row(row), points.row(row) + d_, points_.begin() + pos * d_);
+            std::copy(coords_.begin() + row * e_, coords_.begin() + (row + 1) * e_, ordered.begin() + pos * e_);
+            position_[row] = pos;
+        }
+    });
     coords_ = std::move(ordered);
 }
 
-int32_t KdTree::build(int64_t start, int64_t end, int64_t leaf_size) {
-    const auto id = static_cast<int32_t>(nodes_.size());
-    nodes_.push_back(KdNode{start, end, -1, -1});
-    lower_.resize(lower_.size() + static_cast<size_t>(e_), std::numeric_limits<double>::infinity());
-    upper_.resize(upper_.size() + static_cast<size_t>(e_), -std::numeric_limits<double>::infinity());
+void KdTree::build(int32_t id, int64_t start, int64_t end, int64_t leaf_size, int parallel_levels) {
+    nodes_[id] = KdNode{start, end, -1, -1};
     double* lo = lower_.data() + static_cast<int64_t>(id) * e_;
     double* hi = upper_.data() + static_cast<int64_t>(id) * e_;
     for (int64_t i = start; i < end; ++i) {
@@ -55,7 +73,7 @@ int32_t KdTree::build(int64_t start, int64_t end, int64_t leaf_size) {
             hi[k] = std::max(hi[k], p[k]);
         }
     }
-    if (end - start <= leaf_size) return id;
+    if (end - start <= leaf_size) return;
     int64_t split = 0;
     for (int64_t k = 1; k < e_; ++k) {
         if (hi[k] - lo[k] > hi[split] - lo[split]) split = k;
@@ -68,11 +86,20 @@ int32_t KdTree::build(int64_t start, int64_t end, int64_t leaf_size) {
                          const double pa = coords_[a * e_ + split], pb = coords_[b * e_ + split];
                          return pa < pb || (pa == pb && a < b);
                      });
-    const int32_t left = build(start, mid, leaf_size);
-    const int32_t right = build(mid, end, leaf_size);
+    // Preorder ids: the left subtree follows its parent, the right one follows the left.
+    const auto left = static_cast<int32_t>(id + 1);
+    const auto right = static_cast<int32_t>(id + 1 + node_count(mid - start, leaf_size));
     nodes_[id].left = left;
     nodes_[id].right = right;
-    return id;
+    if (parallel_levels > 0 && end - start > kParallelBuildRows && resolve_threads(0) > 1) {
+        // Disjoint ranges of index_ and disjoint node ids: the tree is the same as built serially.
+        std::thread other([&] { build(right, mid, end, leaf_size, parallel_levels - 1); });
+        build(left, start, mid, leaf_size, parallel_levels - 1);
+        other.join();
+    } else {
+        build(left, start, mid, leaf_size, 0);
+        build(right, mid, end, leaf_size, 0);
+    }
 }
 
 double KdTree::lower_bound(int64_t pos, int32_t node, double bound) const noexcept {

@@ -81,24 +81,35 @@ Projection principal_projection(const PointsView& points, int64_t out_dim) {
         std::sort(sample.begin(), sample.end());
     }
     std::normal_distribution<double> gauss;
-    std::vector<double> q(dim * m), z(sample.size() * m);
+    std::vector<double> q(dim * m), z(sample.size() * m), centred(sample.size() * dim);
     for (double& v : q) v = gauss(rng);
     orthonormalize(q, dim, m);
+    for (size_t s = 0; s < sample.size(); ++s) {
+        const double* x = points.row(sample[s]);
+        for (int64_t k = 0; k < dim; ++k) centred[s * dim + k] = x[k] - p.mean[k];
+    }
+    // Subspace iteration, Q <- orth(C^T C Q^T): loops ordered so that the innermost one runs
+    // over independent outputs (vectorisable, no reduction).
+    std::vector<double> qt(dim * m);  // Q transposed, [dim, m]
     for (int iter = 0; iter < 4; ++iter) {
+        for (int64_t j = 0; j < m; ++j) {
+            for (int64_t k = 0; k < dim; ++k) qt[k * m + j] = q[j * dim + k];
+        }
         std::fill(z.begin(), z.end(), 0.0);
         for (size_t s = 0; s < sample.size(); ++s) {
-            const double* x = points.row(sample[s]);
-            for (int64_t j = 0; j < m; ++j) {
-                double dot = 0.0;
-                for (int64_t k = 0; k < dim; ++k) dot += (x[k] - p.mean[k]) * q[j * dim + k];
-                z[s * m + j] = dot;
+            const double* c = centred.data() + s * dim;
+            double* zs = z.data() + s * m;
+            for (int64_t k = 0; k < dim; ++k) {
+                for (int64_t j = 0; j < m; ++j) zs[j] += c[k] * qt[k * m + j];
             }
         }
         std::fill(q.begin(), q.end(), 0.0);
         for (size_t s = 0; s < sample.size(); ++s) {
-            const double* x = points.row(sample[s]);
+            const double* c = centred.data() + s * dim;
             for (int64_t j = 0; j < m; ++j) {
-                for (int64_t k = 0; k < dim; ++k) q[j * dim + k] += (x[k] - p.mean[k]) * z[s * m + j];
+                const double zj = z[s * m + j];
+                double* qj = q.data() + j * dim;
+                for (int64_t k = 0; k < dim; ++k) qj[k] += c[k] * zj;
             }
         }
         orthonormalize(q, dim, m);

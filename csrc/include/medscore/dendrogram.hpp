@@ -2,6 +2,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "medscore/types.hpp"
@@ -59,6 +60,19 @@ public:
             if (d <= edge_[c + 1] && !(grid_begin_[c + 1] <= first && last < grid_end_[c + 1])) return false;
         }
         return leaf_bottleneck(first) < d && leaf_bottleneck(last) < d;
+    }
+
+    /// The smallest grid value e such that the bottleneck distance from the chain's point to
+    /// every leaf with an id in [first, last] is < e; +inf if no grid value bounds them all.
+    double range_bound(int64_t first, int64_t last) const noexcept {
+        auto holds = [&](int64_t c) { return grid_begin_[c] <= first && last < grid_end_[c]; };
+        if (edge_.empty() || !holds(kGrid)) return std::numeric_limits<double>::infinity();
+        int64_t lo = 0, hi = kGrid;  // holds(hi); the ranges grow with c
+        while (lo < hi) {
+            const int64_t mid = (lo + hi) / 2;
+            if (holds(mid)) hi = mid; else lo = mid + 1;
+        }
+        return edge_[lo];
     }
 
 private:

@@ -47,7 +47,9 @@ public:
     double lower_bound(int64_t pos, int32_t node, double bound) const noexcept;
 
 private:
-    int32_t build(int64_t start, int64_t end, int64_t leaf_size);
+    /// Builds node `id` over positions [start, end) and its subtree (the next ids, preorder);
+    /// the top `parallel_levels` levels build their right subtree on a second thread.
+    void build(int32_t id, int64_t start, int64_t end, int64_t leaf_size, int parallel_levels);
     /// Lane-ordered box bound in raw coordinates; see lower_bound.
     double exact_box_squared(const double* q, int32_t node, double stop_above) const noexcept;
 
