@@ -277,3 +277,21 @@ def test_numba_engine_loads_a_cpp_state():
     X, keys, correct = run[2]
     np.testing.assert_array_equal(cpp.penalize(medscore.Batch(X, keys, correct)),
                                   numba_memory.penalize(medscore.Batch(X, keys, correct)))
+
+
+def test_paper_vote_of_a_big_chunk_into_a_big_key_equals_numba():
+    """1,500 rows into a 3,000-point key: over 4M (new, prior) distances, so the C++ vote
+    works row by row instead of keeping the block for the insert; the same answer."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(20, 14))
+    options = dict(keyed=False, store="all", assign="paper", penalize_noise=True)
+    cpp, numba_memory = _memory("cpp", **options), _memory("numba", **options)
+    for m in (3000, 1500):
+        X = centres[rng.integers(0, 20, m)] + 0.1 * rng.normal(size=(m, 14))
+        batch = medscore.Batch(X, np.zeros(m, np.int64), np.zeros(m, bool))
+        a, info_a = cpp.penalize(batch, return_info=True)
+        b, info_b = numba_memory.penalize(batch, return_info=True)
+        np.testing.assert_array_equal(info_a["labels"], info_b["labels"])
+        np.testing.assert_array_equal(info_a["sizes"], info_b["sizes"])
+        assert np.array_equal(a, b)
