@@ -239,10 +239,35 @@ inline void keep_k_smallest(std::vector<std::pair<double, int64_t>>& best, std::
     best[i] = cand;
 }
 
+/// Up to this k, k_smallest keeps its list in local arrays rather than in `best`.
+constexpr int64_t kSmallK = 4;
+
 /// The k smallest (value, index) pairs of values[0 .. n) into `best`, sorted (ties: smaller
 /// index first); k <= n. The same pairs as keep_k_smallest over every entry, but once `best`
 /// is full an entry costs one comparison with the k-th smallest unless it enters.
 void k_smallest(const double* values, int64_t n, int64_t k, std::vector<std::pair<double, int64_t>>& best) {
+    if (k <= kSmallK) {  // the vote's k: the same insertions on two local arrays
+        double value[kSmallK];
+        int64_t index[kSmallK];
+        auto insert = [&](int64_t last, double v, int64_t at) {  // shift larger entries up from `last`
+            int64_t j = last;
+            for (; j > 0 && v < value[j - 1]; --j) { value[j] = value[j - 1]; index[j] = index[j - 1]; }
+            value[j] = v;
+            index[j] = at;
+        };
+        int64_t i = 0;
+        for (; i < k; ++i) insert(i, values[i], i);
+        double kth = value[k - 1];
+        for (; i < n; ++i) {
+            if (values[i] < kth) {
+                insert(k - 1, values[i], i);
+                kth = value[k - 1];
+            }
+        }
+        best.resize(static_cast<size_t>(k));
+        for (int64_t j = 0; j < k; ++j) best[j] = {value[j], index[j]};
+        return;
+    }
     best.clear();
     int64_t i = 0;
     for (; i < k; ++i) keep_k_smallest(best, {values[i], i}, k);
