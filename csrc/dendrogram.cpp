@@ -1,4 +1,4 @@
-// Single-linkage tree in preorder and bottleneck queries (see medscore/dendrogram.hpp).
+// Single-linkage tree in heavy-first preorder and bottleneck queries (see medscore/dendrogram.hpp).
 #include "medscore/dendrogram.hpp"
 
 #include <stdexcept>
@@ -11,13 +11,18 @@ namespace medscore {
 Dendrogram dendrogram_of(const std::vector<MstEdge>& tree, int64_t n) {
     // Merge order first (node n + i joins edge i's components), then the preorder renumbering.
     UnionFind sets(n);
-    std::vector<int64_t> node_of(static_cast<size_t>(n)), kids(static_cast<size_t>(2 * std::max<int64_t>(n - 1, 0)));
+    const int64_t merges = std::max<int64_t>(n - 1, 0);
+    std::vector<int64_t> node_of(static_cast<size_t>(n)), kids(static_cast<size_t>(2 * merges));
+    std::vector<int64_t> size(static_cast<size_t>(n + merges), 1);  // leaves below each node
     for (int64_t i = 0; i < n; ++i) node_of[i] = i;
     for (int64_t i = 0; i < n - 1; ++i) {
         const int64_t ru = sets.find(tree[i].u), rv = sets.find(tree[i].v);
         if (ru == rv) throw std::logic_error("dendrogram_of: the tree has a cycle");
-        kids[2 * i] = node_of[ru];
-        kids[2 * i + 1] = node_of[rv];
+        int64_t a = node_of[ru], b = node_of[rv];
+        if (size[b] > size[a]) std::swap(a, b);  // the larger child first: heavy paths are id runs
+        kids[2 * i] = a;
+        kids[2 * i + 1] = b;
+        size[n + i] = size[a] + size[b];
         sets.unite(ru, rv);
         node_of[sets.find(ru)] = n + i;
     }
@@ -28,36 +33,33 @@ Dendrogram dendrogram_of(const std::vector<MstEdge>& tree, int64_t n) {
     g.parent.assign(m, -1);
     g.height.assign(m, 0.0);
     g.end.resize(m);
+    g.head.resize(m);
     g.leaf_of.resize(static_cast<size_t>(n));
-    std::vector<int64_t> right(m, -1);
     std::vector<std::pair<int64_t, int64_t>> stack{{2 * n - 2, -1}};  // (merge-order node, parent id)
     for (int64_t id = 0; !stack.empty(); ++id) {
         const auto [x, up] = stack.back();
         stack.pop_back();
         g.parent[id] = up;
-        if (up >= 0 && id != up + 1) right[up] = id;  // the left child is always up + 1
+        g.head[id] = up >= 0 && id == up + 1 ? g.head[up] : id;  // the first child continues the path
+        g.end[id] = id + 2 * size[x] - 1;  // a subtree of L leaves has 2L - 1 nodes
         if (x < n) {
             g.leaf_of[x] = id;
             continue;
         }
         g.height[id] = tree[x - n].weight;
         stack.emplace_back(kids[2 * (x - n) + 1], id);
-        stack.emplace_back(kids[2 * (x - n)], id);  // popped first: the left child gets id + 1
-    }
-    for (auto x = static_cast<int64_t>(m) - 1; x >= 0; --x) {  // children have larger ids
-        g.end[x] = right[x] < 0 ? x + 1 : g.end[right[x]];
+        stack.emplace_back(kids[2 * (x - n)], id);  // popped first: the larger child gets id + 1
     }
     return g;
 }
 
 void AncestorChain::assign(const Dendrogram& g, int64_t point, double lo, double hi) {
-    begin_.clear();
-    end_.clear();
-    height_.clear();
-    for (int64_t x = g.leaf_of[point]; x >= 0; x = g.parent[x]) {
-        begin_.push_back(x);
-        end_.push_back(g.end[x]);
-        height_.push_back(g.height[x]);
+    g_ = &g;
+    run_top_.clear();
+    run_bottom_.clear();
+    for (int64_t x = g.leaf_of[point]; x >= 0; x = g.parent[g.head[x]]) {
+        run_top_.push_back(g.head[x]);
+        run_bottom_.push_back(x);
     }
     edge_.resize(kGrid + 1);
     grid_begin_.resize(kGrid + 1);
@@ -65,27 +67,49 @@ void AncestorChain::assign(const Dendrogram& g, int64_t point, double lo, double
     lo_ = lo;
     hi_ = hi;
     inv_step_ = hi > lo ? static_cast<double>(kGrid) / (hi - lo) : 0.0;
-    size_t below = 0;  // chain entries [0, below) have height < the current edge
     for (int64_t c = 0; c <= kGrid; ++c) {
         edge_[c] = c == kGrid ? hi : lo + (hi - lo) * static_cast<double>(c) / static_cast<double>(kGrid);
-        while (below < height_.size() && height_[below] < edge_[c]) ++below;
-        grid_begin_[c] = below == 0 ? 1 : begin_[below - 1];  // (1, 0): holds no leaf
-        grid_end_[c] = below == 0 ? 0 : end_[below - 1];
+        const int64_t x = highest_below(edge_[c]);
+        grid_begin_[c] = x < 0 ? 1 : x;  // (1, 0): holds no leaf
+        grid_end_[c] = x < 0 ? 0 : g.end[x];
     }
 }
 
-double AncestorChain::bottleneck(const Dendrogram& g, int64_t point) const noexcept {
-    return leaf_bottleneck(g.leaf_of[point]);
+int64_t AncestorChain::highest_below(double e) const noexcept {
+    const std::vector<double>& height = g_->height;
+    // Heights grow from the leaf's run to the root's, and within a run towards its top.
+    int64_t best = -1;
+    for (size_t r = 0; r < run_top_.size(); ++r) {
+        const int64_t top = run_top_[r], bottom = run_bottom_[r];
+        if (height[top] < e) {
+            best = top;
+            continue;
+        }
+        if (!(height[bottom] < e)) break;
+        int64_t a = top, b = bottom;  // height[a] >= e > height[b]: the smallest id with height < e
+        while (b - a > 1) {
+            const int64_t mid = a + (b - a) / 2;
+            if (height[mid] < e) b = mid; else a = mid;
+        }
+        return b;
+    }
+    return best;
 }
 
 double AncestorChain::leaf_bottleneck(int64_t leaf) const noexcept {
-    // Containment is monotone along the chain: find the first range holding `leaf`.
-    size_t lo = 0, hi = begin_.size() - 1;  // the root (last) holds every leaf
-    while (lo < hi) {
-        const size_t mid = (lo + hi) / 2;
-        if (begin_[mid] <= leaf && leaf < end_[mid]) hi = mid; else lo = mid + 1;
+    const std::vector<int64_t>& end = g_->end;
+    for (size_t r = 0; r < run_top_.size(); ++r) {
+        const int64_t top = run_top_[r], bottom = run_bottom_[r];
+        if (!(top <= leaf && leaf < end[top])) continue;
+        // Within a run the subtrees shrink as ids grow: the largest id holding `leaf`.
+        int64_t a = top, b = bottom + 1;  // a holds it; b does not (or is past the run)
+        while (b - a > 1) {
+            const int64_t mid = a + (b - a) / 2;
+            if (mid <= leaf && leaf < end[mid]) a = mid; else b = mid;
+        }
+        return g_->height[a];
     }
-    return height_[lo];
+    return g_->height[0];  // unreachable: the root's run holds every leaf
 }
 
 }  // namespace medscore

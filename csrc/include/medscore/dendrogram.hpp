@@ -11,15 +11,17 @@ namespace medscore {
 
 /// The single-linkage tree of a spanning tree sorted by (weight, u, v): leaves are the points,
 /// internal nodes the edges (their weight is the node's height). Nodes are numbered in
-/// depth-first preorder, so a subtree is one contiguous range of ids and "x is below a" is two
-/// comparisons. The bottleneck distance between two points (the smallest possible largest
-/// edge on a path between them, i.e. the largest edge on their tree path) is the height of
-/// their lowest common ancestor.
+/// depth-first preorder with the larger child first, so a subtree is one contiguous range of
+/// ids ("x is below a" is two comparisons) and every heavy path (from a node through its
+/// larger children) is a run of consecutive ids: a leaf's ancestors are a few such runs. The
+/// bottleneck distance between two points (the largest edge on their tree path) is the height
+/// of their lowest common ancestor.
 struct Dendrogram {
     int64_t n = 0;
     std::vector<int64_t> parent;   ///< [2n - 1], -1 for the root (id 0)
-    std::vector<double> height;    ///< [2n - 1], 0 for a leaf
+    std::vector<double> height;    ///< [2n - 1], 0 for a leaf; never decreases going up
     std::vector<int64_t> end;      ///< [2n - 1], the subtree of x is the ids [x, end[x])
+    std::vector<int64_t> head;     ///< [2n - 1], top of x's heavy path (x's ancestors head..x)
     std::vector<int64_t> leaf_of;  ///< [n], point -> its leaf
 
     double root_height() const noexcept { return n > 1 ? height[0] : 0.0; }
@@ -29,19 +31,18 @@ struct Dendrogram {
 /// Throws std::logic_error if `tree` has a cycle.
 Dendrogram dendrogram_of(const std::vector<MstEdge>& tree, int64_t n);
 
-/// The ancestors of one point's leaf, as nested id ranges from the leaf up to the root: exact
-/// bottleneck distances from that point to any other. For many tests "bottleneck < d" with d in
-/// [lo, hi] a grid over that interval holds, per grid value e, the highest ancestor of height
-/// < e; most tests are then decided by two range checks, the others by a binary search.
+/// The ancestors of one point's leaf, as runs of a heavy path each: exact bottleneck distances
+/// from that point to any other. For many tests "bottleneck < d" with d in [lo, hi], a grid
+/// over that interval holds, per grid value e, the highest ancestor of height < e; most tests
+/// are then decided by two range checks, the others by a binary search within a run.
 class AncestorChain {
 public:
-    /// Rebuilds the chain for `point` and its grid over [lo, hi] (O(depth + grid); buffers are
-    /// reused between calls).
+    /// Rebuilds the chain for `point` and its grid over [lo, hi] (O(runs * log + grid);
+    /// buffers are reused between calls).
     void assign(const Dendrogram& g, int64_t point, double lo, double hi);
 
-    /// Exact bottleneck distance between the chain's point and `point`: the height of the
-    /// lowest ancestor holding both.
-    double bottleneck(const Dendrogram& g, int64_t point) const noexcept;
+    /// Exact bottleneck distance between the chain's point and `point`.
+    double bottleneck(const Dendrogram& g, int64_t point) const noexcept { return leaf_bottleneck(g.leaf_of[point]); }
 
     /// Exactly bottleneck(g, point) < d.
     bool bottleneck_below(const Dendrogram& g, int64_t point, double d) const noexcept {
@@ -76,13 +77,16 @@ public:
     }
 
 private:
+    /// Height of the lowest ancestor of the chain's leaf whose subtree holds leaf id `leaf`.
     double leaf_bottleneck(int64_t leaf) const noexcept;
+    /// The highest ancestor of height < e, or -1 if none (the leaf itself has height 0).
+    int64_t highest_below(double e) const noexcept;
 
     static constexpr int64_t kGrid = 128;
-    std::vector<int64_t> begin_, end_;  // the chain, leaf first
-    std::vector<double> height_;
+    const Dendrogram* g_ = nullptr;
+    std::vector<int64_t> run_top_, run_bottom_;  // ancestors: runs [top, bottom] of ids, leaf's run first
     double lo_ = 1.0, hi_ = 0.0, inv_step_ = 0.0;  // an empty interval until assign()
-    std::vector<double> edge_;                   // [kGrid + 1] grid values
+    std::vector<double> edge_;                    // [kGrid + 1] grid values
     std::vector<int64_t> grid_begin_, grid_end_;  // [kGrid + 1] highest ancestor of height < edge
 };
 
