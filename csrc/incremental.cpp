@@ -262,16 +262,16 @@ struct PassMember {
 /// whole blob, and one walk per point streamed every leaf from memory once per point; a group
 /// of points close in tree order shares the walk, so a leaf is loaded once for all members
 /// that reach it and its distances are computed from cache.
-constexpr int64_t kGroupSize = 32;
+constexpr int64_t kGroupSize = KdTree::kBlock;
 
-/// Whether member m's walk enters kd-tree node `id`: when some point below may be one of its k
+/// Whether member m's walk enters kd-tree node `id`, given `lower`, a lower bound of its
+/// distance to the node's points: when some point below may be one of its k
 /// nearest (lower bound <= the k-th distance so far, or <= reach while it has fewer), a hit
 /// (core_old[u] > lower bound), or a bridge candidate (within reach and not every old point
 /// below beaten by the reference: d >= lower bound > ref_weight, and the bottleneck from ref
 /// to every leaf id in the node's range is < lower bound <= d).
-bool enters(const KdTree& tree, const NodeSummary& summary, const PassMember& m, int64_t k, int32_t id) noexcept {
+bool enters(const NodeSummary& summary, const PassMember& m, int64_t k, int32_t id, double lower) noexcept {
     const double reach = m.reach.range, max_core = summary.max_core[id];
-    const double lower = tree.lower_bound(m.query, id, std::max(max_core, reach));
     if (lower > reach && !(max_core > lower)) return false;
     if (max_core > lower) return true;
     if (k > 0 && (static_cast<int64_t>(m.heap.size()) < k || lower <= m.heap.front().first)) return true;
@@ -295,7 +295,14 @@ void group_pass(const KdTree& tree, const PassSpec& spec, const NodeSummary& sum
         int64_t begin, size;
     };
     std::vector<int32_t> active(static_cast<size_t>(count));
-    for (int32_t j = 0; j < count; ++j) active[j] = j;
+    std::vector<int64_t> queries(static_cast<size_t>(count));
+    for (int32_t j = 0; j < count; ++j) {
+        active[j] = j;
+        queries[j] = members[j].query;
+    }
+    KdTree::QueryBlock block;
+    tree.assign_block(queries.data(), count, block);
+    double lower[KdTree::kBlock];
     std::vector<Frame> stack{{0, 0, count}};
     LeafDistances leaf;
     while (!stack.empty()) {
@@ -303,9 +310,10 @@ void group_pass(const KdTree& tree, const PassSpec& spec, const NodeSummary& sum
         stack.pop_back();
         active.resize(static_cast<size_t>(f.begin + f.size));
         const auto begin = static_cast<int64_t>(active.size());
+        tree.lower_bounds(block, f.node, lower);  // for all members: cheaper than for a few
         for (int64_t i = f.begin; i < f.begin + f.size; ++i) {
-            const PassMember& m = members[active[i]];
-            if (enters(tree, summary, m, k, f.node)) active.push_back(active[i]);
+            const int32_t j = active[i];
+            if (enters(summary, members[j], k, f.node, lower[j])) active.push_back(j);
         }
         const int64_t size = static_cast<int64_t>(active.size()) - begin;
         if (size == 0) continue;

@@ -104,8 +104,8 @@ void KdTree::build(int32_t id, int64_t start, int64_t end, int64_t leaf_size, in
 
 double KdTree::lower_bound(int64_t pos, int32_t node, double bound) const noexcept {
     constexpr double kInf = std::numeric_limits<double>::infinity();
-    const double threshold = squared_prune_threshold(bound);
     if (!projected_) {
+        const double threshold = squared_prune_threshold(bound);
         const double box = exact_box_squared(point(pos), node, threshold);
         return box > threshold ? kInf : std::sqrt(box);
     }
@@ -149,6 +149,58 @@ double KdTree::exact_box_squared(const double* q, int32_t node, double stop_abov
         lanes[j] += t * t;
     }
     return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+
+void KdTree::assign_block(const int64_t* positions, int64_t count, QueryBlock& block) const {
+    if (count > kBlock) throw std::invalid_argument("KdTree::assign_block: more than kBlock queries");
+    block.count = count;
+    block.coords.assign(static_cast<size_t>(e_ * kBlock), 0.0);
+    for (int64_t j = 0; j < count; ++j) {
+        const double* q = coords_.data() + positions[j] * e_;
+        for (int64_t k = 0; k < e_; ++k) block.coords[k * kBlock + j] = q[k];
+    }
+}
+
+void KdTree::lower_bounds(const QueryBlock& block, int32_t node, double* out) const noexcept {
+    const double* lo = lower_.data() + static_cast<int64_t>(node) * e_;
+    const double* hi = upper_.data() + static_cast<int64_t>(node) * e_;
+    const double* c = block.coords.data();
+    // The loops over the queries (innermost) are independent and vectorise; each query's sum
+    // runs in the order of lower_bound(), so every bound equals its value there.
+    if (projected_) {
+        double sum[kBlock] = {};
+        for (int64_t k = 0; k < e_; ++k) {
+            const double* q = c + k * kBlock;
+            for (int64_t j = 0; j < kBlock; ++j) {
+                const double gap = std::max(std::max(lo[k] - q[j], q[j] - hi[k]), 0.0);
+                const double t = std::max(gap - coordinate_slack_, 0.0);
+                sum[j] += t * t;
+            }
+        }
+        for (int64_t j = 0; j < block.count; ++j) out[j] = std::sqrt(sum[j]) * bound_scale_;
+        return;
+    }
+    double lanes[4][kBlock] = {};
+    int64_t k = 0;
+    for (; k + 4 <= e_; k += 4) {
+        for (int lane = 0; lane < 4; ++lane) {
+            const double* q = c + (k + lane) * kBlock;
+            for (int64_t j = 0; j < kBlock; ++j) {
+                const double t = std::max(std::max(lo[k + lane] - q[j], q[j] - hi[k + lane]), 0.0);
+                lanes[lane][j] += t * t;
+            }
+        }
+    }
+    for (int lane = 0; k < e_; ++k, ++lane) {
+        const double* q = c + k * kBlock;
+        for (int64_t j = 0; j < kBlock; ++j) {
+            const double t = std::max(std::max(lo[k] - q[j], q[j] - hi[k]), 0.0);
+            lanes[lane][j] += t * t;
+        }
+    }
+    for (int64_t j = 0; j < block.count; ++j) {
+        out[j] = std::sqrt((lanes[0][j] + lanes[1][j]) + (lanes[2][j] + lanes[3][j]));
+    }
 }
 
 }  // namespace medscore

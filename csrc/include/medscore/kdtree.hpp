@@ -46,6 +46,19 @@ public:
     /// above the bit-defined value. Returns +inf as soon as it is known to exceed `bound`.
     double lower_bound(int64_t pos, int32_t node, double bound) const noexcept;
 
+    /// Tree coordinates of up to kBlock query positions, laid out for lower_bounds().
+    static constexpr int64_t kBlock = 32;
+    struct QueryBlock {
+        int64_t count = 0;
+        std::vector<double> coords;  // [e, kBlock]: coordinate k of query j at k * kBlock + j
+    };
+    /// Fills `block` with the positions `positions` [count <= kBlock].
+    void assign_block(const int64_t* positions, int64_t count, QueryBlock& block) const;
+    /// out[j] = a lower bound of euclidean_distance(query j, p) for every point p of `node`
+    /// (never above the bit-defined value; lower_bound() without its early exit), for all
+    /// queries of the block at once.
+    void lower_bounds(const QueryBlock& block, int32_t node, double* out) const noexcept;
+
 private:
     /// Builds node `id` over positions [start, end) and its subtree (the next ids, preorder);
     /// the top `parallel_levels` levels build their right subtree on a second thread.
