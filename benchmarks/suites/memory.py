@@ -129,5 +129,5 @@ def _run_global(bench, n_points: int) -> None:
                       repeat=3, warmup=0)
     bench.record(NAME, "global_step", "medscore cpp", step.best, params={"points": n_points, "rollouts": 16, "d": 14},
                  build_seconds=build_s, peak_bytes=peak.bytes, memory_method=peak.method,
-                 bytes_per_point=peak.bytes / n_points, chunk_seconds=chunk_seconds,
+                 bytes_per_point=peak.bytes / n_points, chunk_seconds=" ".join(map(str, chunk_seconds)),
                  load_1min=round(os.getloadavg()[0], 2))
