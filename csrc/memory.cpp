@@ -4,12 +4,22 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
 #include "medscore/distance.hpp"
 #include "medscore/thread_pool.hpp"
+
+// A thread_local workspace is reached through its accessor, kept out of line: inlined, GCC
+// re-derives the object's address (__tls_get_addr in a shared library) at nearly every use
+// after a call, which cost ~5% of a memory step.
+#if defined(__GNUC__) || defined(__clang__)
+#define MEDSCORE_TLS_ACCESSOR __attribute__((noinline))
+#else
+#define MEDSCORE_TLS_ACCESSOR
+#endif
 
 namespace medscore {
 namespace {
@@ -54,7 +64,7 @@ struct NumberingWorkspace {
     std::vector<int64_t> earliest, order, renamed;
 };
 
-NumberingWorkspace& numbering_workspace() {
+MEDSCORE_TLS_ACCESSOR NumberingWorkspace& numbering_workspace() {
     thread_local NumberingWorkspace w;
     return w;
 }
@@ -64,13 +74,18 @@ NumberingWorkspace& numbering_workspace() {
 struct StageWorkspace {
     std::vector<LinkageRow> linkage;
     std::vector<int64_t> set_parent, set_size, node_of_root;  ///< the linkage's disjoint sets
+    // eom_labels: the clusters of the condensed tree (by discovery), their rows' stability
+    // terms (contiguous per cluster), each point's cluster, and the walk's buffers.
+    std::vector<int64_t> queue, stack, children, big, cluster_parent, term_start, kid_end, point_cluster, label_of;
+    std::vector<double> birth, terms, stability, sub_terms;
+    std::vector<char> marked, covered;
     std::vector<CondensedRow> condensed;
     CondenseWorkspace condense;
     SelectWorkspace select;
     Selection selection;
 };
 
-StageWorkspace& stage_workspace() {
+MEDSCORE_TLS_ACCESSOR StageWorkspace& stage_workspace() {
     thread_local StageWorkspace w;
     return w;
 }
@@ -107,6 +122,132 @@ void linkage_into(const std::vector<MstEdge>& mst, int64_t n, StageWorkspace& w)
     }
 }
 
+/// Float64 sum of [begin, end) in ascending order of the values, NaN last (sorts the range):
+/// the order-free sum of docs/SPEC.md stage 5, as select.cpp takes it.
+double ascending_sum(double* begin, double* end) {
+    if (end - begin <= 2) return end == begin ? 0.0 : (end - begin == 1 ? 0.0 + *begin : (0.0 + begin[0]) + begin[1]);
+    std::sort(begin, end, [](double a, double b) { return !std::isnan(a) && (std::isnan(b) || a < b); });
+    double total = 0.0;
+    for (const double* v = begin; v != end; ++v) total += *v;
+    return total;
+}
+
+/// Stages 4 and 5 of docs/SPEC.md (condense, EOM selection without epsilon, no single
+/// cluster) fused for the labels alone, on w.linkage (n >= 2 points), into w.point_cluster
+/// then `labels` (-1 noise, selected clusters 0..K-1 in discovery order; the caller renumbers
+/// them by earliest member). It walks the same condensed tree as condense_tree: the same
+/// clusters, parents, births and rows, so the same stabilities (each a sum in ascending order
+/// of its terms) and the same EOM choices. What it skips cannot change the partition: the
+/// children of an n-ary merge are not ordered by their smallest point (that order only
+/// numbers the clusters, and a cluster is still discovered after its parent), the points of
+/// a subtree are not sorted, and neither probabilities nor persistence are computed.
+void eom_labels(int64_t n, int64_t min_cluster_size, StageWorkspace& w, std::vector<int64_t>& labels) {
+    const LinkageRow* rows = w.linkage.data();
+    auto is_leaf = [n](int64_t x) { return x < n; };
+    auto size_of = [&](int64_t x) { return is_leaf(x) ? int64_t{1} : rows[x - n].size; };
+    auto lambda_of = [](double d) { return d > 0.0 ? 1.0 / d : std::numeric_limits<double>::infinity(); };
+    w.cluster_parent.assign(1, -1);
+    w.birth.assign(1, 0.0);
+    w.term_start.clear();
+    w.kid_end.clear();
+    w.terms.clear();
+    w.point_cluster.resize(static_cast<size_t>(n));
+    w.queue.assign({2 * n - 2, 0});  // (node, cluster) pairs, breadth first
+    // Appends a term (lam - birth) * 1 to cluster c for every point under node y.
+    auto emit_points = [&](int64_t y, int64_t c, double term) {
+        w.stack.assign(1, y);
+        while (!w.stack.empty()) {
+            const int64_t z = w.stack.back();
+            w.stack.pop_back();
+            if (is_leaf(z)) {
+                w.point_cluster[z] = c;
+                w.terms.push_back(term);
+            } else {
+                w.stack.push_back(rows[z - n].left);
+                w.stack.push_back(rows[z - n].right);
+            }
+        }
+    };
+    for (size_t head = 0; head < w.queue.size(); head += 2) {
+        int64_t x = w.queue[head];
+        const int64_t c = w.queue[head + 1];
+        w.term_start.push_back(static_cast<int64_t>(w.terms.size()));  // clusters come off the queue in id order
+        for (;;) {
+            const double h = rows[x - n].distance, lam = lambda_of(h), term = lam - w.birth[c];
+            // The children of x under the threshold hierarchy: equal heights are one merge.
+            w.children.clear();
+            w.stack.assign({rows[x - n].right, rows[x - n].left});
+            while (!w.stack.empty()) {
+                const int64_t y = w.stack.back();
+                w.stack.pop_back();
+                if (!is_leaf(y) && rows[y - n].distance == h) {
+                    w.stack.push_back(rows[y - n].right);
+                    w.stack.push_back(rows[y - n].left);
+                } else {
+                    w.children.push_back(y);
+                }
+            }
+            w.big.clear();
+            for (const int64_t y : w.children) {
+                if (size_of(y) >= min_cluster_size) w.big.push_back(y);
+            }
+            if (w.big.size() >= 2) {
+                for (const int64_t y : w.children) {
+                    if (size_of(y) < min_cluster_size) {
+                        emit_points(y, c, term);
+                        continue;
+                    }
+                    w.terms.push_back(term * static_cast<double>(size_of(y)));
+                    w.queue.push_back(y);
+                    w.queue.push_back(static_cast<int64_t>(w.cluster_parent.size()));
+                    w.cluster_parent.push_back(c);
+                    w.birth.push_back(lam);
+                }
+                break;
+            }
+            for (const int64_t y : w.children) {
+                if (w.big.empty() || y != w.big[0]) emit_points(y, c, term);
+            }
+            if (w.big.empty()) break;
+            x = w.big[0];
+        }
+        // Every child of c is discovered while c is walked: c > 0 has the ids kid_end[c - 1]
+        // to kid_end[c] - 1.
+        w.kid_end.push_back(static_cast<int64_t>(w.cluster_parent.size()));
+    }
+    const int64_t k = static_cast<int64_t>(w.cluster_parent.size());
+    w.term_start.push_back(static_cast<int64_t>(w.terms.size()));
+    w.stability.resize(static_cast<size_t>(k));
+    for (int64_t c = 0; c < k; ++c) {
+        w.stability[c] = ascending_sum(w.terms.data() + w.term_start[c], w.terms.data() + w.term_start[c + 1]);
+    }
+    // EOM, children before parents (a child's id is larger): keep a cluster unless its
+    // children's summed stability beats it; the root is never a candidate.
+    w.marked.assign(static_cast<size_t>(k), 0);
+    w.sub_terms.clear();
+    for (int64_t c = k - 1; c >= 1; --c) {
+        w.sub_terms.assign(w.stability.begin() + w.kid_end[c - 1], w.stability.begin() + w.kid_end[c]);
+        const double sub = ascending_sum(w.sub_terms.data(), w.sub_terms.data() + w.sub_terms.size());
+        if (sub > w.stability[c]) {
+            w.stability[c] = sub;
+        } else {
+            w.marked[c] = 1;
+        }
+    }
+    // Selected: marked with no marked ancestor; label_of[c]: the label of c's selected
+    // ancestor-or-self, -1 if none (parents have smaller ids, so one pass in id order).
+    w.covered.assign(static_cast<size_t>(k), 0);
+    w.label_of.assign(static_cast<size_t>(k), -1);
+    int64_t next_label = 0;
+    for (int64_t c = 1; c < k; ++c) {
+        const int64_t parent = w.cluster_parent[c];
+        w.covered[c] = parent > 0 && (w.marked[parent] || w.covered[parent]);
+        w.label_of[c] = w.marked[c] && !w.covered[c] ? next_label++ : w.label_of[parent];
+    }
+    labels.resize(static_cast<size_t>(n));
+    for (int64_t p = 0; p < n; ++p) labels[p] = w.label_of[w.point_cluster[p]];
+}
+
 /// The stages after the MST (linkage, condense, select; docs/SPEC.md) on a sorted MST,
 /// then the numbering by earliest member.
 Clustering cluster_from_mst(std::vector<MstEdge> mst, const PointsView& points, const int64_t* steps,
@@ -115,10 +256,15 @@ Clustering cluster_from_mst(std::vector<MstEdge> mst, const PointsView& points, 
     if (n == 1) return single_point();
     StageWorkspace& w = stage_workspace();
     linkage_into(mst, n, w);
-    condense_tree(w.linkage, n, params.min_cluster_size, w.condense, w.condensed);
-    select_clusters(w.condensed, n, params.method, params.allow_single_cluster, params.epsilon, w.select, w.selection);
     Clustering c;
-    c.labels = w.selection.labels;
+    if (params.method == SelectionMethod::eom && !params.allow_single_cluster && params.epsilon == 0.0) {
+        eom_labels(n, params.min_cluster_size, w, c.labels);
+    } else {
+        condense_tree(w.linkage, n, params.min_cluster_size, w.condense, w.condensed);
+        select_clusters(w.condensed, n, params.method, params.allow_single_cluster, params.epsilon, w.select,
+                        w.selection);
+        c.labels = w.selection.labels;
+    }
     c.sizes = number_clusters(c.labels, points, steps, c.noise);
     c.mst = std::move(mst);
     return c;
@@ -209,7 +355,7 @@ struct VoteWorkspace {
     std::vector<int64_t> votes;
 };
 
-VoteWorkspace& vote_workspace() {
+MEDSCORE_TLS_ACCESSOR VoteWorkspace& vote_workspace() {
     thread_local VoteWorkspace w;
     return w;
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "medscore/hdbscan.hpp"
 #include "medscore/memory.hpp"
 
 namespace {
@@ -64,6 +65,38 @@ void test_halves_and_kdtree_insert_match_the_direct_trees() {
     }
 }
 
+/// Small keys on an integer grid (many equal distances: n-ary merges) with duplicates: the
+/// memory's labels (its fused condense + EOM selection, after one refit step and after an
+/// insert step) equal the shared stages' labels of a batch fit, numbered by earliest member.
+void test_key_labels_match_the_shared_stages_under_ties() {
+    std::mt19937_64 rng(11);
+    for (int trial = 0; trial < 60; ++trial) {
+        const int64_t dim = 1 + trial % 3, n_first = 2 + trial % 40, n_second = trial % 9;
+        const int64_t n = n_first + n_second, grid = 2 + trial % 4;
+        std::vector<double> x(static_cast<size_t>(n * dim));
+        for (double& v : x) v = static_cast<double>(rng() % static_cast<uint64_t>(grid));
+        medscore::MemoryParams params;
+        params.dim = dim;
+        params.hdbscan.min_cluster_size = 2 + trial % 4;
+        params.hdbscan.min_samples = 1;
+        params.assign = medscore::AssignRule::exact;
+        params.n_threads = 1;
+        medscore::KeyedMemory memory(params);
+        const std::vector<int64_t> keys(static_cast<size_t>(n), 0);
+        memory.penalize_step(PointsView{x.data(), n_first, dim}, keys.data(), 0);
+        if (n_second > 0) memory.penalize_step(PointsView{x.data() + n_first * dim, n_second, dim}, keys.data(), 1);
+        std::vector<int64_t> steps(static_cast<size_t>(n), 0);
+        for (int64_t i = n_first; i < n; ++i) steps[i] = 1;
+        medscore::HdbscanParams batch = params.hdbscan;
+        batch.n_threads = 1;
+        std::vector<int64_t> expected = medscore::hdbscan(PointsView{x.data(), n, dim}, batch).selection.labels;
+        int64_t noise = 0;
+        medscore::number_clusters(expected, PointsView{x.data(), n, dim}, steps.data(), noise);
+        CHECK(memory.key_state(0).labels == expected);
+        CHECK(memory.key_state(0).noise == noise);
+    }
+}
+
 void test_bad_input() {
     const std::vector<double> x = clustered(10, 3, 2, false, 1);
     const PointsView all{x.data(), 10, 3};
@@ -77,6 +110,7 @@ void test_bad_input() {
 
 int main() {
     test_halves_and_kdtree_insert_match_the_direct_trees();
+    test_key_labels_match_the_shared_stages_under_ties();
     test_bad_input();
     return medscore_test::report("test_memory_insert");
 }
