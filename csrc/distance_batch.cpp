@@ -63,11 +63,46 @@ __attribute__((target("avx2"))) void four_avx2(const double* q, const double* co
     }
 }
 
+// GCC 12's own AVX-512 headers trip -Wmaybe-uninitialized (their "undefined" upper halves).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+/// Eight rows: rows 2p and 2p + 1 share accumulator p, one in each 256-bit half, so every lane
+/// still sums its own terms in order; twice the rows of four_avx2 per instruction.
+__attribute__((target("avx512f"))) void eight_avx512(const double* q, const double* const* x, int64_t d,
+                                                     double* out) noexcept {
+    __m512d acc[4];
+    for (int p = 0; p < 4; ++p) acc[p] = _mm512_setzero_pd();
+    int64_t k = 0;
+    for (; k + 4 <= d; k += 4) {
+        const __m512d qv = _mm512_broadcast_f64x4(_mm256_loadu_pd(q + k));
+        for (int p = 0; p < 4; ++p) {
+            const __m512d xv = _mm512_insertf64x4(_mm512_zextpd256_pd512(_mm256_loadu_pd(x[2 * p] + k)),
+                                                  _mm256_loadu_pd(x[2 * p + 1] + k), 1);
+            const __m512d t = _mm512_sub_pd(qv, xv);
+            acc[p] = _mm512_add_pd(acc[p], _mm512_mul_pd(t, t));
+        }
+    }
+    for (int p = 0; p < 4; ++p) {
+        double l[8];
+        _mm512_storeu_pd(l, acc[p]);
+        out[2 * p] = finish(l[0], l[1], l[2], l[3], q, x[2 * p], k, d);
+        out[2 * p + 1] = finish(l[4], l[5], l[6], l[7], q, x[2 * p + 1], k, d);
+    }
+}
+
+#pragma GCC diagnostic pop
+
 using FourKernel = void (*)(const double*, const double* const*, int64_t, double*) noexcept;
 
 FourKernel pick_kernel() noexcept {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") ? four_avx2 : four_sse2;
+}
+
+/// The eight-row kernel, or null where the CPU lacks AVX-512F.
+FourKernel pick_wide_kernel() noexcept {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? eight_avx512 : nullptr;
 }
 #endif
 
@@ -77,6 +112,10 @@ void squared_distances(const double* q, const double* const* rows, int64_t count
     int64_t j = 0;
 #ifdef MEDSCORE_X86
     static const FourKernel four = pick_kernel();
+    static const FourKernel eight = pick_wide_kernel();
+    if (eight != nullptr) {
+        for (; j + 8 <= count; j += 8) eight(q, rows + j, d, out + j);
+    }
     for (; j + 4 <= count; j += 4) four(q, rows + j, d, out + j);
 #endif
     for (; j < count; ++j) out[j] = squared_distance(q, rows[j], d);
