@@ -6,6 +6,8 @@
 #include <numeric>
 #include <stdexcept>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "medscore/projection.hpp"
 #include "medscore/thread_pool.hpp"
@@ -80,12 +82,12 @@ void KdTree::build(int32_t id, int64_t start, int64_t end, int64_t leaf_size, in
     }
     // Equal points are still split (by row) so that leaves never exceed kLeafSize.
     const int64_t mid = start + (end - start) / 2;
-    // Ties on the coordinate are ordered by row so that the tree is deterministic.
-    std::nth_element(index_.begin() + start, index_.begin() + mid, index_.begin() + end,
-                     [&](int64_t a, int64_t b) {
-                         const double pa = coords_[a * e_ + split], pb = coords_[b * e_ + split];
-                         return pa < pb || (pa == pb && a < b);
-                     });
+    // Ties on the coordinate are ordered by row so that the tree is deterministic. The keys
+    // are gathered first: selecting on a contiguous array beats chasing index_ into coords_.
+    std::vector<std::pair<double, int64_t>> keys(static_cast<size_t>(end - start));
+    for (int64_t i = start; i < end; ++i) keys[i - start] = {coords_[index_[i] * e_ + split], index_[i]};
+    std::nth_element(keys.begin(), keys.begin() + (mid - start), keys.end());
+    for (int64_t i = start; i < end; ++i) index_[i] = keys[i - start].second;
     // Preorder ids: the left subtree follows its parent, the right one follows the left.
     const auto left = static_cast<int32_t>(id + 1);
     const auto right = static_cast<int32_t>(id + 1 + node_count(mid - start, leaf_size));
@@ -161,6 +163,10 @@ void KdTree::assign_block(const int64_t* positions, int64_t count, QueryBlock& b
     }
 }
 
+// Wider vectors where the CPU has them (per-element IEEE operations: the same values).
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) && !defined(__clang__))
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 void KdTree::lower_bounds(const QueryBlock& block, int32_t node, double* out) const noexcept {
     const double* lo = lower_.data() + static_cast<int64_t>(node) * e_;
     const double* hi = upper_.data() + static_cast<int64_t>(node) * e_;
