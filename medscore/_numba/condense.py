@@ -21,43 +21,39 @@ def _min_points(left, right, n):
 
 
 @numba.njit(cache=True)
-def _children(x, left, right, height, n, min_point, scratch):
-    """Children of internal node ``x`` in the threshold hierarchy, by ascending min point."""
-    h = height[x - n]
+def _frontier(root, left, right, height, n, scratch, tied_only):
+    """Nodes met below ``root`` when descending through internal nodes (only those at root's
+    height when ``tied_only``), unsorted; a view of the end of ``scratch``."""
+    h = height[root - n]
     count = 0
     top = 0
-    scratch[0] = x
-    while top >= 0:  # scratch[:top + 1] is the stack, found children fill it from the end
+    scratch[0] = root
+    while top >= 0:  # scratch[:top + 1] is the stack, found nodes fill it from the end
         y = scratch[top]
         top -= 1
-        if y >= n and height[y - n] == h:
+        if y >= n and (not tied_only or height[y - n] == h):
             scratch[top + 1] = left[y - n]
             scratch[top + 2] = right[y - n]
             top += 2
         else:
             count += 1
             scratch[scratch.shape[0] - count] = y
-    found = scratch[scratch.shape[0] - count:].copy()
+    return scratch[scratch.shape[0] - count:]
+
+
+@numba.njit(cache=True)
+def _children(x, left, right, height, n, min_point, scratch):
+    """Children of internal node ``x`` in the threshold hierarchy, by ascending min point."""
+    found = _frontier(x, left, right, height, n, scratch, True).copy()
     return found[np.argsort(min_point[found], kind="mergesort")]
 
 
 @numba.njit(cache=True)
-def _points_under(y, left, right, n, scratch):
+def _points_under(y, left, right, height, n, scratch):
     """Points under node ``y``, ascending (int64)."""
-    count = 0
-    top = 0
-    scratch[0] = y
-    while top >= 0:
-        z = scratch[top]
-        top -= 1
-        if z >= n:
-            scratch[top + 1] = left[z - n]
-            scratch[top + 2] = right[z - n]
-            top += 2
-        else:
-            count += 1
-            scratch[scratch.shape[0] - count] = z
-    return np.sort(scratch[scratch.shape[0] - count:])
+    if y < n:
+        return np.array([y], np.int64)
+    return np.sort(_frontier(y, left, right, height, n, scratch, False))
 
 
 @numba.njit(cache=True)
@@ -96,7 +92,7 @@ def _condense(left, right, height, size, n, min_cluster_size):
                     tail += 1
                     next_label += 1
                 elif y != big:
-                    for p in _points_under(y, left, right, n, scratch):
+                    for p in _points_under(y, left, right, height, n, scratch):
                         rows_parent[n_rows], rows_child[n_rows] = c, p
                         rows_lambda[n_rows], rows_size[n_rows] = lam, 1
                         n_rows += 1
