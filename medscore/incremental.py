@@ -267,15 +267,11 @@ class IncrementalHDBSCAN:
         if n_old - 1 < self.min_samples or points.shape[0] >= n_old:
             # k grows while N <= min_samples, and a batch as large as the memory is cheaper
             # to rebuild than to merge.
-            knn_index, knn_dist, core, mst = full_graph(self._stages, X, k)
-            return replace(state, X=X, ids=all_ids, knn_index=knn_index, knn_dist=knn_dist,
-                           core=core, mst=mst)
+            return _with_graph(state, X, all_ids, full_graph(self._stages, X, k))
         if self.backend == "cpp":
             # Native repair: kd-tree searches are exact, so ``knn`` does not change the path.
-            knn_index, knn_dist, core, mst = _native().incremental_insert(
-                X, n_old, state.knn_index, state.knn_dist, state.mst)
-            return replace(state, X=X, ids=all_ids, knn_index=knn_index, knn_dist=knn_dist,
-                           core=core, mst=mst)
+            graph = _native().incremental_insert(X, n_old, state.knn_index, state.knn_dist, state.mst)
+            return _with_graph(state, X, all_ids, graph)
         search = make_search(self.knn, self._shift)
         kern = _kernels()
         new_index, new_dist = search.knn_of_rows(X, np.arange(n_old, X.shape[0]), k)
@@ -287,8 +283,7 @@ class IncrementalHDBSCAN:
         core = np.ascontiguousarray(knn_dist[:, -1])
         mst = insert_mst(X, n_old, state.core, core, state.knn_index, state.knn_dist, state.mst,
                          self._shift)
-        return replace(state, X=X, ids=all_ids, knn_index=knn_index, knn_dist=knn_dist,
-                       core=core, mst=mst)
+        return _with_graph(state, X, all_ids, (knn_index, knn_dist, core, mst))
 
     def _without(self, state: _State, gone: np.ndarray) -> _State:
         """``state`` minus the rows flagged in ``gone`` (bool [N]): exact repair."""
@@ -301,9 +296,7 @@ class IncrementalHDBSCAN:
                            next_label=state.next_label, labels=state.labels[keep])
         k = effective_k(self.min_samples, n)
         if n - 1 < self.min_samples:
-            knn_index, knn_dist, core, mst = full_graph(self._stages, X, k)
-            return replace(state, X=X, ids=ids, knn_index=knn_index, knn_dist=knn_dist,
-                           core=core, mst=mst, labels=state.labels[keep])
+            return _with_graph(state, X, ids, full_graph(self._stages, X, k), labels=state.labels[keep])
         position = np.cumsum(keep) - 1
         stale = gone[state.knn_index[keep]].any(axis=1)
         knn_index = position[state.knn_index[keep]]
@@ -317,8 +310,7 @@ class IncrementalHDBSCAN:
         core = np.ascontiguousarray(knn_dist[:, -1])
         forest = kept_after_removal(X, state.mst, keep, state.core, core)
         mst = self._stages.minimum_spanning_tree(X, core, forest)
-        return replace(state, X=X, ids=ids, knn_index=knn_index, knn_dist=knn_dist, core=core,
-                       mst=mst, labels=state.labels[keep])
+        return _with_graph(state, X, ids, (knn_index, knn_dist, core, mst), labels=state.labels[keep])
 
     def _commit(self, state: _State) -> None:
         """Recompute the hierarchy and stable labels of ``state``, then make it current."""
@@ -341,6 +333,13 @@ class IncrementalHDBSCAN:
         labels = np.where(raw >= 0, mapping[np.maximum(raw, 0)] if n_raw else -1, -1)
         self._state = replace(state, labels=labels.astype(np.int64), probabilities=probabilities,
                               condensed=condensed, next_label=next_label)
+
+
+def _with_graph(state: _State, X: np.ndarray, ids: np.ndarray, graph, **changes) -> _State:
+    """``state`` with points X, their ids and graph = (knn_index, knn_dist, core, mst)."""
+    knn_index, knn_dist, core, mst = graph
+    return replace(state, X=X, ids=ids, knn_index=knn_index, knn_dist=knn_dist, core=core,
+                   mst=mst, **changes)
 
 
 def _kernels():
