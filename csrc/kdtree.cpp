@@ -49,19 +49,20 @@ KdTree::KdTree(const PointsView& points, int64_t leaf_size) : n_(points.rows), d
     nodes_.resize(static_cast<size_t>(count));
     lower_.assign(static_cast<size_t>(count * e_), std::numeric_limits<double>::infinity());
     upper_.assign(static_cast<size_t>(count * e_), -std::numeric_limits<double>::infinity());
+    // coords_ follows index_ through the build (rows move with their points), so every node
+    // reads its points' coordinates contiguously.
+    scratch_.resize(coords_.size());
     build(0, 0, n_, leaf_size, 1);
+    std::vector<double>().swap(scratch_);
     points_.resize(static_cast<size_t>(n_ * d_));
     position_.resize(static_cast<size_t>(n_));
-    std::vector<double> ordered(coords_.size());
     parallel_for(n_, 0, 4096, [&](int64_t begin, int64_t end) {
         for (int64_t pos = begin; pos < end; ++pos) {
             const int64_t row = index_[pos];
             std::copy(points.row(row), points.row(row) + d_, points_.begin() + pos * d_);
-            std::copy(coords_.begin() + row * e_, coords_.begin() + (row + 1) * e_, ordered.begin() + pos * e_);
             position_[row] = pos;
         }
     });
-    coords_ = std::move(ordered);
 }
 
 void KdTree::build(int32_t id, int64_t start, int64_t end, int64_t leaf_size, int parallel_levels) {
@@ -69,7 +70,7 @@ void KdTree::build(int32_t id, int64_t start, int64_t end, int64_t leaf_size, in
     double* lo = lower_.data() + static_cast<int64_t>(id) * e_;
     double* hi = upper_.data() + static_cast<int64_t>(id) * e_;
     for (int64_t i = start; i < end; ++i) {
-        const double* p = coords_.data() + index_[i] * e_;
+        const double* p = coords_.data() + i * e_;
         for (int64_t k = 0; k < e_; ++k) {
             lo[k] = std::min(lo[k], p[k]);
             hi[k] = std::max(hi[k], p[k]);
@@ -82,12 +83,23 @@ void KdTree::build(int32_t id, int64_t start, int64_t end, int64_t leaf_size, in
     }
     // Equal points are still split (by row) so that leaves never exceed kLeafSize.
     const int64_t mid = start + (end - start) / 2;
-    // Ties on the coordinate are ordered by row so that the tree is deterministic. The keys
-    // are gathered first: selecting on a contiguous array beats chasing index_ into coords_.
-    std::vector<std::pair<double, int64_t>> keys(static_cast<size_t>(end - start));
-    for (int64_t i = start; i < end; ++i) keys[i - start] = {coords_[index_[i] * e_ + split], index_[i]};
-    std::nth_element(keys.begin(), keys.begin() + (mid - start), keys.end());
-    for (int64_t i = start; i < end; ++i) index_[i] = keys[i - start].second;
+    // Ties on the coordinate are ordered by row so that the tree is deterministic.
+    struct Key {
+        double value;
+        int64_t row;
+        int64_t at;
+    };
+    std::vector<Key> keys(static_cast<size_t>(end - start));
+    for (int64_t i = start; i < end; ++i) keys[i - start] = Key{coords_[i * e_ + split], index_[i], i};
+    std::nth_element(keys.begin(), keys.begin() + (mid - start), keys.end(), [](const Key& a, const Key& b) {
+        return a.value < b.value || (a.value == b.value && a.row < b.row);
+    });
+    for (int64_t i = start; i < end; ++i) {
+        const Key& key = keys[i - start];
+        index_[i] = key.row;
+        std::copy(coords_.begin() + key.at * e_, coords_.begin() + (key.at + 1) * e_, scratch_.begin() + i * e_);
+    }
+    std::copy(scratch_.begin() + start * e_, scratch_.begin() + end * e_, coords_.begin() + start * e_);
     // Preorder ids: the left subtree follows its parent, the right one follows the left.
     const auto left = static_cast<int32_t>(id + 1);
     const auto right = static_cast<int32_t>(id + 1 + node_count(mid - start, leaf_size));

@@ -73,7 +73,8 @@ private:
     double coordinate_slack_ = 0.0;  // 2 x rounding error of a projected coordinate
     double bound_scale_ = 1.0;       // (1 - margin) / stretch of the projection
     std::vector<double> points_;     // [n, d] in tree order
-    std::vector<double> coords_;     // [n, e] tree coordinates; in original order while building
+    std::vector<double> coords_;     // [n, e] tree coordinates, in tree order (also while building)
+    std::vector<double> scratch_;    // [n, e] only while building
     std::vector<int64_t> index_;     // position -> row
     std::vector<int64_t> position_;  // row -> position
     std::vector<KdNode> nodes_;
