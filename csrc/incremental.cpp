@@ -65,9 +65,7 @@ void keep_nearest(std::vector<Neighbor>& heap, int64_t k, const Neighbor& candid
 struct LeafDistances {
     const double* rows[KdTree::kLeafSize];
     double squared[KdTree::kLeafSize];
-    double distance[KdTree::kLeafSize];  // filled by compute_distances()
     int64_t origin[KdTree::kLeafSize];
-    int64_t position[KdTree::kLeafSize];
     int64_t count = 0;
 
     void compute(const KdTree& tree, const KdNode& node, int64_t query) {
@@ -75,17 +73,9 @@ struct LeafDistances {
         for (int64_t pos = node.start; pos < node.end; ++pos) {
             if (pos == query) continue;
             rows[count] = tree.point(pos);
-            position[count] = pos;
             origin[count++] = tree.original(pos);
         }
         squared_distances(tree.point(query), rows, count, tree.dim(), squared);
-    }
-
-    /// compute() and the distances themselves (sqrt is correctly rounded: the bits of
-    /// euclidean_distance()).
-    void compute_distances(const KdTree& tree, const KdNode& node, int64_t query) {
-        compute(tree, node, query);
-        for (int64_t j = 0; j < count; ++j) distance[j] = std::sqrt(squared[j]);
     }
 };
 
@@ -303,8 +293,9 @@ void group_pass(const KdTree& tree, const PassSpec& spec, const NodeSummary& sum
     KdTree::QueryBlock block;
     tree.assign_block(queries.data(), count, block);
     double lower[KdTree::kBlock];
+    const double* row_of[KdTree::kLeafSize];
+    double distance[KdTree::kLeafSize];
     std::vector<Frame> stack{{0, 0, count}};
-    LeafDistances leaf;
     while (!stack.empty()) {
         const Frame f = stack.back();
         stack.pop_back();
@@ -324,24 +315,29 @@ void group_pass(const KdTree& tree, const PassSpec& spec, const NodeSummary& sum
             continue;
         }
         const int64_t first = summary.first_leaf[f.node], last = summary.last_leaf[f.node];
+        // The leaf's rows once for all members (a member's own row gives d = 0 and is skipped).
+        const int64_t rows = node.end - node.start;
+        for (int64_t t = 0; t < rows; ++t) row_of[t] = tree.point(node.start + t);
         for (int64_t i = begin; i < begin + size; ++i) {
             PassMember& m = members[active[i]];
-            leaf.compute_distances(tree, node, m.query);
+            squared_distances(tree.point(m.query), row_of, rows, tree.dim(), distance);
+            for (int64_t t = 0; t < rows; ++t) distance[t] = std::sqrt(distance[t]);
             // Old points at d >= cut (and d > ref_weight) are beaten by ref: every leaf of the
             // node has a bottleneck to ref below the grid value `cut`.
             const double cut = m.reach.ref >= 0 && first <= last ? m.ref_chain.range_bound(first, last) : kInf;
-            for (int64_t t = 0; t < leaf.count; ++t) {
-                const double d = leaf.distance[t];
+            for (int64_t t = 0; t < rows; ++t) {
+                const int64_t pos = node.start + t;
+                if (pos == m.query) continue;
+                const double d = distance[t];
                 if (k > 0 && (static_cast<int64_t>(m.heap.size()) < k || d <= m.heap.front().first)) {
-                    keep_nearest(m.heap, k, Neighbor{d, leaf.origin[t]});
+                    keep_nearest(m.heap, k, Neighbor{d, tree.original(pos)});
                 }
-                const int64_t pos = leaf.position[t];
                 if (summary.leaf_at[pos] < 0) continue;  // a new point
-                if (d < summary.core_at[pos]) m.hits.push_back(Hit{leaf.origin[t], d, m.p});
+                if (d < summary.core_at[pos]) m.hits.push_back(Hit{tree.original(pos), d, m.p});
                 if (d > m.reach.range) continue;
                 if (d <= m.reach.ref_weight || m.reach.ref < 0 ||
                     (d < cut && !m.ref_chain.leaves_below(summary.leaf_at[pos], summary.leaf_at[pos], d))) {
-                    m.near.emplace_back(d, leaf.origin[t]);
+                    m.near.emplace_back(d, tree.original(pos));
                 }
             }
         }
