@@ -517,17 +517,15 @@ IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const Incr
     const KdTree tree(points);
     OldNeighborhoods near;
     std::vector<Hit> hits;
-    {
-        const Dendrogram old_tree = dendrogram_of(old.mst, n_old);
-        PassSpec spec;
-        spec.n_old = n_old;
-        spec.k = k;
-        spec.hit_core = old.core.data();
-        spec.weight_core = old.core.data();
-        spec.root_height = old_tree.root_height();
-        spec.old_tree = &old_tree;
-        run_pass(tree, spec, &g, &hits, near, n_threads);
-    }
+    const Dendrogram old_tree = dendrogram_of(old.mst, n_old);
+    PassSpec spec;
+    spec.n_old = n_old;
+    spec.k = k;
+    spec.hit_core = old.core.data();
+    spec.weight_core = old.core.data();
+    spec.root_height = old_tree.root_height();
+    spec.old_tree = &old_tree;
+    run_pass(tree, spec, &g, &hits, near, n_threads);
     for (size_t first = 0, last = 0; first < hits.size(); first = last) {
         while (last < hits.size() && hits[last].u == hits[first].u) ++last;
         const int64_t u = hits[first].u;
@@ -536,7 +534,10 @@ IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const Incr
     g.core.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) g.core[i] = g.knn_dist[i * k + k - 1];
     const std::vector<MstEdge> tree_old = old_points_tree(points, n_old, old, g.core);
-    std::vector<MstEdge> added = bridge_edges(n_old, g.core, tree_old, near, n_threads);
+    // Candidates against the old MST's dendrogram: its bottlenecks are >= those of tree_old
+    // (weights only fall), so it rules out fewer points and still keeps every edge that
+    // MST(tree_old + edges of p) keeps.
+    std::vector<MstEdge> added = bridge_edges(old_tree, g.core, near, n_threads);
     const std::vector<MstEdge> among_new = new_points_tree(points, n_old, g.core, n_threads);
     added.insert(added.end(), among_new.begin(), among_new.end());
     sort_edges(added);
