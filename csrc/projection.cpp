@@ -52,11 +52,13 @@ double stretch_of(const std::vector<double>& basis, int64_t m, int64_t dim) {
 }  // namespace
 
 void Projection::apply(const double* x, double* out) const noexcept {
-    for (int64_t j = 0; j < out_dim; ++j) {
-        const double* row = basis.data() + j * in_dim;
-        double sum = 0.0;
-        for (int64_t k = 0; k < in_dim; ++k) sum += row[k] * (x[k] - mean[k]);
-        out[j] = sum;
+    // Outputs accumulate side by side (the inner loop runs over them and vectorises); each
+    // output still sums its terms in order k = 0, 1, ..., as the error bound assumes.
+    for (int64_t j = 0; j < out_dim; ++j) out[j] = 0.0;
+    for (int64_t k = 0; k < in_dim; ++k) {
+        const double centred = x[k] - mean[k];
+        const double* column = basis_by_input.data() + k * out_dim;
+        for (int64_t j = 0; j < out_dim; ++j) out[j] += column[j] * centred;
     }
 }
 
@@ -115,6 +117,10 @@ Projection principal_projection(const PointsView& points, int64_t out_dim) {
         orthonormalize(q, dim, m);
     }
     p.basis = q;  // column j of q is row j of the basis (both [m][dim] contiguous)
+    p.basis_by_input.resize(q.size());
+    for (int64_t j = 0; j < m; ++j) {
+        for (int64_t k = 0; k < dim; ++k) p.basis_by_input[k * m + j] = q[j * dim + k];
+    }
     p.stretch = stretch_of(p.basis, m, dim);
     double max_norm = 0.0;
     for (int64_t i = 0; i < n; ++i) {

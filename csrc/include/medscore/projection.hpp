@@ -14,6 +14,7 @@ struct Projection {
     int64_t out_dim = 0;
     std::vector<double> mean;    ///< [in_dim]
     std::vector<double> basis;   ///< [out_dim, in_dim], row-major
+    std::vector<double> basis_by_input;  ///< the same, transposed: [in_dim, out_dim]
     double stretch = 1.0;        ///< upper bound of the operator norm of `basis` (>= 1)
     double coordinate_error = 0.0;  ///< bound of the rounding error of each projected coordinate
 
