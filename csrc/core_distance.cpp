@@ -10,6 +10,7 @@
 #include "medscore/distance.hpp"
 #include "medscore/distance_batch.hpp"
 #include "medscore/knn.hpp"
+#include "medscore/neighbor_heap.hpp"
 #include "medscore/thread_pool.hpp"
 
 namespace medscore {
@@ -17,43 +18,8 @@ namespace {
 
 constexpr int64_t kMaxLeaf = KdTree::kLeafSize;
 
-/// (distance, row) ordered lexicographically: the order of docs/SPEC.md.
-using Neighbor = std::pair<double, int64_t>;
-
-/// The k best neighbours seen so far, as a max-heap on (distance, row).
-class NeighborHeap {
-public:
-    explicit NeighborHeap(int64_t k) : k_(static_cast<size_t>(k)) { items_.reserve(k_); }
-
-    /// Distance above which nothing can enter (infinity until k neighbours are known).
-    double bound() const noexcept {
-        return items_.size() < k_ ? std::numeric_limits<double>::infinity() : items_.front().first;
-    }
-
-    void offer(const Neighbor& candidate) {
-        if (items_.size() < k_) {
-            items_.push_back(candidate);
-            std::push_heap(items_.begin(), items_.end());
-        } else if (candidate < items_.front()) {
-            std::pop_heap(items_.begin(), items_.end());
-            items_.back() = candidate;
-            std::push_heap(items_.begin(), items_.end());
-        }
-    }
-
-    /// The neighbours sorted ascending; empties the heap.
-    std::vector<Neighbor> take_sorted() {
-        std::sort_heap(items_.begin(), items_.end());
-        return std::move(items_);
-    }
-
-private:
-    size_t k_;
-    std::vector<Neighbor> items_;
-};
-
 void scan_leaf(const KdTree& tree, const KdNode& leaf, int64_t query_pos, NeighborHeap& heap) {
-    const double* rows[kMaxLeaf];
+    const double* rows[kMaxLeaf] = {};
     double squared[kMaxLeaf];
     int64_t count = 0;
     for (int64_t pos = leaf.start; pos < leaf.end; ++pos) {
@@ -68,9 +34,9 @@ void scan_leaf(const KdTree& tree, const KdNode& leaf, int64_t query_pos, Neighb
 }
 
 /// Exact k nearest other points of tree position `query_pos`, sorted by (distance, row).
-std::vector<Neighbor> query_neighbors(const KdTree& tree, int64_t query_pos, int64_t k,
-                                      std::vector<std::pair<double, int32_t>>& stack) {
-    NeighborHeap heap(k);
+const std::vector<Neighbor>& query_neighbors(const KdTree& tree, int64_t query_pos, int64_t k, NeighborHeap& heap,
+                                             std::vector<std::pair<double, int32_t>>& stack) {
+    heap.reset(k);
     const auto& nodes = tree.nodes();
     stack.clear();
     stack.emplace_back(0.0, 0);
@@ -95,7 +61,18 @@ std::vector<Neighbor> query_neighbors(const KdTree& tree, int64_t query_pos, int
             stack.emplace_back(right, node.right);
         }
     }
-    return heap.take_sorted();
+    return heap.sorted();
+}
+
+/// Calls out(row, sorted neighbours) for the point at each tree position of [0, count) mapped
+/// by `position_of`, from `n_threads` threads.
+template <class PositionOf, class Out>
+void query_all(const KdTree& tree, int64_t count, int64_t k, int n_threads, PositionOf position_of, Out out) {
+    parallel_for(count, n_threads, 256, [&](int64_t begin, int64_t end) {
+        std::vector<std::pair<double, int32_t>> stack;
+        NeighborHeap heap;
+        for (int64_t i = begin; i < end; ++i) out(i, query_neighbors(tree, position_of(i), k, heap, stack));
+    });
 }
 
 }  // namespace
@@ -118,17 +95,32 @@ Neighbors nearest_neighbors(const KdTree& tree, int64_t k, int n_threads) {
     result.k = k;
     result.indices.resize(static_cast<size_t>(n * k));
     result.distances.resize(static_cast<size_t>(n * k));
-    parallel_for(n, n_threads, 256, [&](int64_t begin, int64_t end) {
-        std::vector<std::pair<double, int32_t>> stack;
-        for (int64_t pos = begin; pos < end; ++pos) {
-            const std::vector<Neighbor> found = query_neighbors(tree, pos, k, stack);
-            const int64_t row = tree.original(pos);
-            for (int64_t j = 0; j < k; ++j) {
-                result.distances[row * k + j] = found[j].first;
-                result.indices[row * k + j] = found[j].second;
-            }
+    query_all(tree, n, k, n_threads, [](int64_t pos) { return pos; }, [&](int64_t pos, const std::vector<Neighbor>& found) {
+        const int64_t row = tree.original(pos);
+        for (int64_t j = 0; j < k; ++j) {
+            result.distances[row * k + j] = found[j].first;
+            result.indices[row * k + j] = found[j].second;
         }
     });
+    return result;
+}
+
+Neighbors nearest_neighbors(const KdTree& tree, const std::vector<int64_t>& rows, int64_t k, int n_threads) {
+    if (k < 1 || k > tree.size() - 1) {
+        throw std::invalid_argument("nearest_neighbors: k must be in [1, N - 1], got " + std::to_string(k));
+    }
+    Neighbors result;
+    result.k = k;
+    result.indices.resize(rows.size() * static_cast<size_t>(k));
+    result.distances.resize(rows.size() * static_cast<size_t>(k));
+    const auto count = static_cast<int64_t>(rows.size());
+    query_all(tree, count, k, n_threads, [&](int64_t i) { return tree.position(rows[i]); },
+              [&](int64_t i, const std::vector<Neighbor>& found) {
+                  for (int64_t j = 0; j < k; ++j) {
+                      result.distances[i * k + j] = found[j].first;
+                      result.indices[i * k + j] = found[j].second;
+                  }
+              });
     return result;
 }
 

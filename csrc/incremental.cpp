@@ -29,6 +29,8 @@
 #include "medscore/distance.hpp"
 #include "medscore/distance_batch.hpp"
 #include "medscore/kdtree.hpp"
+#include "medscore/knn.hpp"
+#include "medscore/neighbor_heap.hpp"
 #include "medscore/mst.hpp"
 #include "medscore/thread_pool.hpp"
 #include "medscore/union_find.hpp"
@@ -38,92 +40,10 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-/// (distance, row) ordered lexicographically: the neighbour order of docs/SPEC.md.
-using Neighbor = std::pair<double, int64_t>;
-using NodeStack = std::vector<std::pair<double, int32_t>>;
-
 bool edge_less(const MstEdge& a, const MstEdge& b) noexcept {
     if (a.weight != b.weight) return a.weight < b.weight;
     if (a.u != b.u) return a.u < b.u;
     return a.v < b.v;
-}
-
-/// Keeps in the max-heap `heap` the k smallest neighbours seen.
-void keep_nearest(std::vector<Neighbor>& heap, int64_t k, const Neighbor& candidate) {
-    if (static_cast<int64_t>(heap.size()) < k) {
-        heap.push_back(candidate);
-        std::push_heap(heap.begin(), heap.end());
-    } else if (candidate < heap.front()) {
-        std::pop_heap(heap.begin(), heap.end());
-        heap.back() = candidate;
-        std::push_heap(heap.begin(), heap.end());
-    }
-}
-
-/// Squared distances from tree position `query` to the other points of leaf `node`, with
-/// their original indices (the batched kernel gives the bits of squared_distance()).
-struct LeafDistances {
-    const double* rows[KdTree::kLeafSize];
-    double squared[KdTree::kLeafSize];
-    int64_t origin[KdTree::kLeafSize];
-    int64_t count = 0;
-
-    void compute(const KdTree& tree, const KdNode& node, int64_t query) {
-        count = 0;
-        for (int64_t pos = node.start; pos < node.end; ++pos) {
-            if (pos == query) continue;
-            rows[count] = tree.point(pos);
-            origin[count++] = tree.original(pos);
-        }
-        squared_distances(tree.point(query), rows, count, tree.dim(), squared);
-    }
-};
-
-/// Exact k nearest other points of tree position `query`, sorted; `heap` is scratch.
-void knn_query(const KdTree& tree, int64_t query, int64_t k, std::vector<Neighbor>& heap, NodeStack& stack) {
-    heap.clear();
-    auto bound = [&] { return static_cast<int64_t>(heap.size()) < k ? kInf : heap.front().first; };
-    const auto& nodes = tree.nodes();
-    stack.assign(1, {0.0, 0});
-    LeafDistances leaf;
-    while (!stack.empty()) {
-        const auto [lower, id] = stack.back();
-        stack.pop_back();
-        if (lower > bound()) continue;  // ties at the bound may still win on the index
-        const KdNode& node = nodes[id];
-        if (node.left < 0) {
-            leaf.compute(tree, node, query);
-            for (int64_t j = 0; j < leaf.count; ++j) {
-                keep_nearest(heap, k, Neighbor{std::sqrt(leaf.squared[j]), leaf.origin[j]});
-            }
-            continue;
-        }
-        const double left = tree.lower_bound(query, node.left, bound());
-        const double right = tree.lower_bound(query, node.right, bound());
-        if (left <= right) {  // the nearer child is searched first
-            stack.emplace_back(right, node.right);
-            stack.emplace_back(left, node.left);
-        } else {
-            stack.emplace_back(left, node.left);
-            stack.emplace_back(right, node.right);
-        }
-    }
-    std::sort_heap(heap.begin(), heap.end());
-}
-
-void knn_of_rows(const KdTree& tree, const int64_t* rows, int64_t count, int64_t k, int64_t* indices,
-                 double* distances, int n_threads) {
-    parallel_for(count, n_threads, 32, [&](int64_t begin, int64_t end) {
-        std::vector<Neighbor> heap;
-        NodeStack stack;
-        for (int64_t i = begin; i < end; ++i) {
-            knn_query(tree, tree.position(rows[i]), k, heap, stack);
-            for (int64_t j = 0; j < k; ++j) {
-                indices[i * k + j] = heap[j].second;
-                distances[i * k + j] = heap[j].first;
-            }
-        }
-    });
 }
 
 /// A new point strictly closer to old point u than core_old[u].
@@ -136,7 +56,7 @@ struct Hit {
 /// Per kd-tree node: the largest old core distance of its old points (-inf if none or without
 /// `core_old`), and the smallest and largest leaf id of its old points in the old points'
 /// dendrogram (an empty range, first > last, if none): every old point of the node has its
-/// leaf in [first, last]. Per tree position, the same facts of its point (+inf and -1 for a
+/// leaf in [first, last]. Per tree position, the same facts of its point (-inf and -1 for a
 /// new point), so that a leaf's scan reads them contiguously.
 struct NodeSummary {
     std::vector<double> max_core;
@@ -184,7 +104,6 @@ struct PassSpec {
     const double* hit_core = nullptr;     ///< [n_old] cores before the insert, for reverse neighbours; or none
     const double* weight_core = nullptr;  ///< [n_old] upper bounds of the old rows' cores after the insert
     const double* new_core = nullptr;     ///< [N] exact cores after the insert, or none (bounded by the k-th distance)
-    double root_height = 0.0;             ///< height of the root of `old_tree`
     const Dendrogram* old_tree = nullptr; ///< of an MST T of the old rows; bottlenecks after the insert are <= T's
 };
 
@@ -231,7 +150,7 @@ Reach reach_of(const KdTree& tree, const PassSpec& spec, int64_t p, std::vector<
         }
     }
     const double ref_weight = std::max(kth, old_weight);
-    return Reach{std::max(spec.root_height, ref_weight), ref_weight, ref};
+    return Reach{std::max(spec.old_tree->root_height(), ref_weight), ref_weight, ref};
 }
 
 /// One new point of a kd-tree pass and what the pass gathers for it: `heap`, its k nearest
@@ -243,7 +162,7 @@ struct PassMember {
     int64_t query = 0;  // p's kd-tree position
     Reach reach{};
     AncestorChain ref_chain;  // of reach.ref in the old points' dendrogram
-    std::vector<Neighbor> heap;
+    NeighborHeap heap;
     std::vector<Hit> hits;
     std::vector<std::pair<double, int64_t>> near;
 };
@@ -264,7 +183,7 @@ bool enters(const NodeSummary& summary, const PassMember& m, int64_t k, int32_t 
     const double reach = m.reach.range, max_core = summary.max_core[id];
     if (lower > reach && !(max_core > lower)) return false;
     if (max_core > lower) return true;
-    if (k > 0 && (static_cast<int64_t>(m.heap.size()) < k || lower <= m.heap.front().first)) return true;
+    if (k > 0 && lower <= m.heap.bound()) return true;
     const int64_t first = summary.first_leaf[id], last = summary.last_leaf[id];
     if (first > last) return false;  // no old point below
     return !(m.reach.ref >= 0 && lower > m.reach.ref_weight &&
@@ -329,9 +248,7 @@ void group_pass(const KdTree& tree, const PassSpec& spec, const NodeSummary& sum
                 const int64_t pos = node.start + t;
                 if (pos == m.query) continue;
                 const double d = distance[t];
-                if (k > 0 && (static_cast<int64_t>(m.heap.size()) < k || d <= m.heap.front().first)) {
-                    keep_nearest(m.heap, k, Neighbor{d, tree.original(pos)});
-                }
+                if (k > 0 && d <= m.heap.bound()) m.heap.offer(Neighbor{d, tree.original(pos)});
                 if (summary.leaf_at[pos] < 0) continue;  // a new point
                 if (d < summary.core_at[pos]) m.hits.push_back(Hit{tree.original(pos), d, m.p});
                 if (d > m.reach.range) continue;
@@ -342,7 +259,6 @@ void group_pass(const KdTree& tree, const PassSpec& spec, const NodeSummary& sum
             }
         }
     }
-    for (PassMember& m : members) std::sort_heap(m.heap.begin(), m.heap.end());
 }
 
 /// The kd-tree pass over the new rows of `tree`: each new row's old neighbourhood for
@@ -370,13 +286,14 @@ void run_pass(const KdTree& tree, const PassSpec& spec, IncrementalGraph* g, std
                 m.query = tree.position(m.p);
                 m.reach = reach_of(tree, spec, m.p, scratch);
                 if (m.reach.ref >= 0) m.ref_chain.assign(*spec.old_tree, m.reach.ref, m.reach.ref_weight, m.reach.range);
-                m.heap.clear();
+                m.heap.reset(spec.k);
             }
             group_pass(tree, spec, summary, members);
             for (PassMember& m : members) {
+                const std::vector<Neighbor>& nearest = m.heap.sorted();
                 for (int64_t i = 0; i < k; ++i) {
-                    g->knn_index[m.p * k + i] = m.heap[i].second;
-                    g->knn_dist[m.p * k + i] = m.heap[i].first;
+                    g->knn_index[m.p * k + i] = nearest[i].second;
+                    g->knn_dist[m.p * k + i] = nearest[i].first;
                 }
                 parts[m.p - n_old] = std::move(m.hits);
                 near[m.p - n_old] = std::move(m.near);
@@ -498,11 +415,14 @@ void nearest_neighbors_of_rows(const PointsView& points, const std::vector<int64
     for (const int64_t r : rows) {
         if (r < 0 || r >= points.rows) throw std::invalid_argument("nearest_neighbors_of_rows: row out of range");
     }
-    indices.resize(rows.size() * static_cast<size_t>(k));
-    distances.resize(rows.size() * static_cast<size_t>(k));
-    if (rows.empty()) return;
-    const KdTree tree(points);
-    knn_of_rows(tree, rows.data(), static_cast<int64_t>(rows.size()), k, indices.data(), distances.data(), n_threads);
+    if (rows.empty()) {
+        indices.clear();
+        distances.clear();
+        return;
+    }
+    Neighbors found = nearest_neighbors(KdTree(points), rows, k, n_threads);
+    indices = std::move(found.indices);
+    distances = std::move(found.distances);
 }
 
 IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const IncrementalGraph& old, int n_threads) {
@@ -523,7 +443,6 @@ IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const Incr
     spec.k = k;
     spec.hit_core = old.core.data();
     spec.weight_core = old.core.data();
-    spec.root_height = old_tree.root_height();
     spec.old_tree = &old_tree;
     run_pass(tree, spec, &g, &hits, near, n_threads);
     for (size_t first = 0, last = 0; first < hits.size(); first = last) {
@@ -559,7 +478,6 @@ std::vector<MstEdge> bridge_edges(const PointsView& points, int64_t n_old, const
     spec.n_old = n_old;
     spec.weight_core = core.data();
     spec.new_core = core.data();
-    spec.root_height = dendrogram.root_height();
     spec.old_tree = &dendrogram;
     OldNeighborhoods near;
     run_pass(kd, spec, nullptr, nullptr, near, n_threads);

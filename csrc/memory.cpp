@@ -1,4 +1,5 @@
 // KeyedMemory: per-key exact HDBSCAN with the MEDS vote, FIFO staleness and plain-array state.
+#include "medscore/ordered_sum.hpp"
 #include "medscore/memory.hpp"
 
 #include <algorithm>
@@ -122,16 +123,6 @@ void linkage_into(const std::vector<MstEdge>& mst, int64_t n, StageWorkspace& w)
     }
 }
 
-/// Float64 sum of [begin, end) in ascending order of the values, NaN last (sorts the range):
-/// the order-free sum of docs/SPEC.md stage 5, as select.cpp takes it.
-double ascending_sum(double* begin, double* end) {
-    if (end - begin <= 2) return end == begin ? 0.0 : (end - begin == 1 ? 0.0 + *begin : (0.0 + begin[0]) + begin[1]);
-    std::sort(begin, end, [](double a, double b) { return !std::isnan(a) && (std::isnan(b) || a < b); });
-    double total = 0.0;
-    for (const double* v = begin; v != end; ++v) total += *v;
-    return total;
-}
-
 /// Stages 4 and 5 of docs/SPEC.md (condense, EOM selection without epsilon, no single
 /// cluster) fused for the labels alone, on w.linkage (n >= 2 points), into w.point_cluster
 /// then `labels` (-1 noise, selected clusters 0..K-1 in discovery order; the caller renumbers
@@ -219,7 +210,7 @@ void eom_labels(int64_t n, int64_t min_cluster_size, StageWorkspace& w, std::vec
     w.term_start.push_back(static_cast<int64_t>(w.terms.size()));
     w.stability.resize(static_cast<size_t>(k));
     for (int64_t c = 0; c < k; ++c) {
-        w.stability[c] = ascending_sum(w.terms.data() + w.term_start[c], w.terms.data() + w.term_start[c + 1]);
+        w.stability[c] = ordered_sum(w.terms.data() + w.term_start[c], w.terms.data() + w.term_start[c + 1]);
     }
     // EOM, children before parents (a child's id is larger): keep a cluster unless its
     // children's summed stability beats it; the root is never a candidate.
@@ -227,7 +218,7 @@ void eom_labels(int64_t n, int64_t min_cluster_size, StageWorkspace& w, std::vec
     w.sub_terms.clear();
     for (int64_t c = k - 1; c >= 1; --c) {
         w.sub_terms.assign(w.stability.begin() + w.kid_end[c - 1], w.stability.begin() + w.kid_end[c]);
-        const double sub = ascending_sum(w.sub_terms.data(), w.sub_terms.data() + w.sub_terms.size());
+        const double sub = ordered_sum(w.sub_terms.data(), w.sub_terms.data() + w.sub_terms.size());
         if (sub > w.stability[c]) {
             w.stability[c] = sub;
         } else {

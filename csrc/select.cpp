@@ -1,6 +1,7 @@
 // Stage 5 of docs/SPEC.md: stabilities, EOM / leaf selection, epsilon search, labels,
 // probabilities and persistence. Every sum is taken in ascending order of its terms so the
 // result does not depend on the order of the rows.
+#include "medscore/ordered_sum.hpp"
 #include "medscore/select.hpp"
 
 #include <algorithm>
@@ -13,17 +14,6 @@ namespace medscore {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-/// Float64 sum of [begin, end) in ascending order of the values (NaN sorted last: the sum
-/// is NaN anyway). Sorts the range.
-double ordered_sum(double* begin, double* end) {
-    // Two terms need no sort: 0 + a is a, and a + b == b + a bit for bit.
-    if (end - begin <= 2) return end == begin ? 0.0 : (end - begin == 1 ? 0.0 + *begin : (0.0 + begin[0]) + begin[1]);
-    std::sort(begin, end, [](double a, double b) { return !std::isnan(a) && (std::isnan(b) || a < b); });
-    double total = 0.0;
-    for (const double* v = begin; v != end; ++v) total += *v;
-    return total;
-}
 
 /// The clusters of a condensed tree, indexed by id - N (the root is index 0), stored in the
 /// buffers of a SelectWorkspace: parent (-1 for the root), birth, death (max lambda of the

@@ -41,9 +41,6 @@ public:
     /// buffers are reused between calls).
     void assign(const Dendrogram& g, int64_t point, double lo, double hi);
 
-    /// Exact bottleneck distance between the chain's point and `point`.
-    double bottleneck(const Dendrogram& g, int64_t point) const noexcept { return leaf_bottleneck(g.leaf_of[point]); }
-
     /// Exactly bottleneck(g, point) < d.
     bool bottleneck_below(const Dendrogram& g, int64_t point, double d) const noexcept {
         const int64_t leaf = g.leaf_of[point];

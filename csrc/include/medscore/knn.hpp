@@ -12,6 +12,10 @@ namespace medscore {
 /// Exact k nearest other points of every point of `tree` (rows in original order).
 Neighbors nearest_neighbors(const KdTree& tree, int64_t k, int n_threads);
 
+/// Exact k nearest other points of the points `rows` (original row numbers) of `tree`: row i
+/// of the result is rows[i]'s. Throws std::invalid_argument unless 1 <= k <= N - 1.
+Neighbors nearest_neighbors(const KdTree& tree, const std::vector<int64_t>& rows, int64_t k, int n_threads);
+
 /// Core distances [n_points]: the last distance of each neighbour row.
 std::vector<double> core_distances_of(const Neighbors& neighbors, int64_t n_points);
 
