@@ -5,6 +5,8 @@
 
 #include "medscore/distance.hpp"
 
+#include <cstring>
+
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #define MEDSCORE_X86 1
@@ -119,6 +121,80 @@ void squared_distances(const double* q, const double* const* rows, int64_t count
     for (; j + 4 <= count; j += 4) four(q, rows + j, d, out + j);
 #endif
     for (; j < count; ++j) out[j] = squared_distance(q, rows[j], d);
+}
+
+void PointColumns::assign(const PointsView& points, int64_t first, int64_t count) {
+    rows_ = count;
+    cols_ = points.cols;
+    stride_ = (count + 7) / 8 * 8;
+    values_.assign(static_cast<size_t>(stride_ * cols_), 0.0);
+    for (int64_t j = 0; j < count; ++j) {
+        const double* row = points.row(first + j);
+        for (int64_t k = 0; k < cols_; ++k) values_[static_cast<size_t>(k * stride_ + j)] = row[k];
+    }
+}
+
+namespace {
+
+#if defined(__GNUC__) || defined(__clang__)
+/// Eight doubles as one vector (GCC/Clang extension): one AVX-512 register, two AVX2 or
+/// four SSE2 ones, depending on the clone that runs.
+typedef double DoubleEight __attribute__((vector_size(64)));
+#if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define MEDSCORE_COLUMN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef MEDSCORE_COLUMN_CLONES
+#define MEDSCORE_COLUMN_CLONES
+#endif
+
+MEDSCORE_COLUMN_CLONES void column_distances(const double* q, const double* values, int64_t stride, int64_t d,
+                                             double* out) noexcept {
+    // t = q[k] - (coordinate k of rows j .. j + 7); a macro, since a function returning the
+    // vector type would change the ABI between the clones (-Wpsabi).
+#define MEDSCORE_COLUMN_TERM(t, k)                              \
+    DoubleEight t;                                              \
+    std::memcpy(&t, values + (k) * stride + j, sizeof t);       \
+    t = q[k] - t;
+    for (int64_t j = 0; j < stride; j += 8) {
+        DoubleEight l0 = {}, l1 = {}, l2 = {}, l3 = {};
+        int64_t k = 0;
+        for (; k + 4 <= d; k += 4) {
+            MEDSCORE_COLUMN_TERM(t0, k)
+            MEDSCORE_COLUMN_TERM(t1, k + 1)
+            MEDSCORE_COLUMN_TERM(t2, k + 2)
+            MEDSCORE_COLUMN_TERM(t3, k + 3)
+            l0 += t0 * t0;
+            l1 += t1 * t1;
+            l2 += t2 * t2;
+            l3 += t3 * t3;
+        }
+        if (k < d) { MEDSCORE_COLUMN_TERM(t, k) l0 += t * t; ++k; }
+        if (k < d) { MEDSCORE_COLUMN_TERM(t, k) l1 += t * t; ++k; }
+        if (k < d) { MEDSCORE_COLUMN_TERM(t, k) l2 += t * t; }
+        const DoubleEight sum = (l0 + l1) + (l2 + l3);
+        std::memcpy(out + j, &sum, sizeof sum);
+    }
+#undef MEDSCORE_COLUMN_TERM
+}
+#else
+void column_distances(const double* q, const double* values, int64_t stride, int64_t d, double* out) noexcept {
+    for (int64_t j = 0; j < stride; ++j) {
+        double lane[4] = {0.0, 0.0, 0.0, 0.0};
+        for (int64_t k = 0; k < d; ++k) {
+            const double t = q[k] - values[k * stride + j];
+            lane[k & 3] += t * t;
+        }
+        out[j] = (lane[0] + lane[1]) + (lane[2] + lane[3]);
+    }
+}
+#endif
+
+}  // namespace
+
+void PointColumns::squared_distances(const double* q, double* out) const noexcept {
+    column_distances(q, values_.data(), stride_, cols_, out);
 }
 
 }  // namespace medscore

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "medscore/distance.hpp"
+#include "medscore/distance_batch.hpp"
 #include "medscore/thread_pool.hpp"
 
 // A thread_local workspace is reached through its accessor, kept out of line: inlined, GCC
@@ -291,24 +292,6 @@ double norm_of(const double* a, int64_t d) noexcept {
     return std::sqrt(s);
 }
 
-/// norm_of of every row of `points` into `out`, four rows side by side (same bits).
-void norms_of(const PointsView& points, std::vector<double>& out) {
-    out.resize(static_cast<size_t>(points.rows));
-    int64_t i = 0;
-    for (; i + 4 <= points.rows; i += 4) {
-        const double *p0 = points.row(i), *p1 = points.row(i + 1), *p2 = points.row(i + 2), *p3 = points.row(i + 3);
-        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-        for (int64_t j = 0; j < points.cols; ++j) {
-            s0 += p0[j] * p0[j];
-            s1 += p1[j] * p1[j];
-            s2 += p2[j] * p2[j];
-            s3 += p3[j] * p3[j];
-        }
-        out[i] = std::sqrt(s0); out[i + 1] = std::sqrt(s1); out[i + 2] = std::sqrt(s2); out[i + 3] = std::sqrt(s3);
-    }
-    for (; i < points.rows; ++i) out[i] = norm_of(points.row(i), points.cols);
-}
-
 /// Cosine distances 1 - x.p / (|x| |p|) from x to every row p of `prior` (1 for a zero
 /// vector). Four rows are summed side by side to hide the adds' latency; each dot product
 /// is still summed in index order, so the bits do not depend on the grouping.
@@ -339,7 +322,8 @@ void cosine_distances(const PointsView& prior, const double* norms, const double
 
 /// Buffers of the vote, reused by every key a thread processes.
 struct VoteWorkspace {
-    std::vector<double> norms, distances;
+    PointColumns columns;  ///< the key's rows by coordinate
+    std::vector<double> distances;
     std::vector<double> squared;  ///< [m, n_prior] squared Euclidean distances new row -> prior row
     std::vector<int64_t> candidates;
     std::vector<std::pair<double, int64_t>> best;
@@ -380,26 +364,40 @@ inline void keep_k_smallest(std::vector<std::pair<double, int64_t>>& best, std::
 constexpr int64_t kSmallK = 4;
 
 /// The k smallest (value, index) pairs of values[0 .. n) into `best`, sorted (ties: smaller
-/// index first); k <= n. The same pairs as keep_k_smallest over every entry, but once `best`
-/// is full an entry costs one comparison with the k-th smallest unless it enters.
+/// index first); k <= n. The same pairs as keep_k_smallest over every entry in index order.
+/// For small k and many entries a bound comes first: T, the k-th smallest of the eight
+/// column minima min_b values[8b + j] (eight distinct entries, so the k-th smallest entry is
+/// at most T). Only entries <= T can be among the k smallest; they are few, and the same
+/// insertions over them, in index order, give the same pairs.
 void k_smallest(const double* values, int64_t n, int64_t k, std::vector<std::pair<double, int64_t>>& best) {
     if (k <= kSmallK) {  // the vote's k: the same insertions on two local arrays
         double value[kSmallK];
         int64_t index[kSmallK];
-        auto insert = [&](int64_t last, double v, int64_t at) {  // shift larger entries up from `last`
-            int64_t j = last;
+        int64_t filled = 0;
+        auto offer = [&](double v, int64_t at) {  // keep_k_smallest on the local arrays
+            if (filled == k && !(v < value[k - 1])) return;
+            int64_t j = filled < k ? filled++ : k - 1;
             for (; j > 0 && v < value[j - 1]; --j) { value[j] = value[j - 1]; index[j] = index[j - 1]; }
             value[j] = v;
             index[j] = at;
         };
-        int64_t i = 0;
-        for (; i < k; ++i) insert(i, values[i], i);
-        double kth = value[k - 1];
-        for (; i < n; ++i) {
-            if (values[i] < kth) {
-                insert(k - 1, values[i], i);
-                kth = value[k - 1];
+        constexpr int64_t kLanes = 8;
+        if (n >= 4 * kLanes) {
+            double column_min[kLanes];
+            for (int64_t j = 0; j < kLanes; ++j) column_min[j] = values[j];
+            const int64_t full = n / kLanes * kLanes;
+            for (int64_t i = kLanes; i < full; i += kLanes) {
+                for (int64_t j = 0; j < kLanes; ++j) {  // vectorised
+                    column_min[j] = values[i + j] < column_min[j] ? values[i + j] : column_min[j];
+                }
             }
+            std::sort(column_min, column_min + kLanes);
+            const double bound = column_min[k - 1];
+            for (int64_t i = 0; i < n; ++i) {
+                if (values[i] <= bound) offer(values[i], i);
+            }
+        } else {
+            for (int64_t i = 0; i < n; ++i) offer(values[i], i);
         }
         best.resize(static_cast<size_t>(k));
         for (int64_t j = 0; j < k; ++j) best[j] = {value[j], index[j]};
@@ -428,13 +426,15 @@ void count_votes(const int64_t* labels, const std::vector<int64_t>& sizes, int64
 
 /// The MEDS vote: the k nearest prior points by cosine distance (ties: older point first),
 /// majority label, ties to the smallest label. Writes the label and its size (noise: the
-/// noise count; no prior point: label -1, size 0). w.norms holds the prior rows' norms.
-void vote(const PointsView& prior, const int64_t* labels, const std::vector<int64_t>& sizes, int64_t noise,
-          const double* x, int64_t k, VoteWorkspace& w, int64_t& out_label, int64_t& out_size) {
+/// noise count; no prior point: label -1, size 0). `norms` [n_prior] are the prior rows'
+/// norms, `norm_x` that of x.
+void vote(const PointsView& prior, const double* norms, const int64_t* labels, const std::vector<int64_t>& sizes,
+          int64_t noise, const double* x, double norm_x, int64_t k, VoteWorkspace& w, int64_t& out_label,
+          int64_t& out_size) {
     k = std::min(k, prior.rows);
     if (k == 0) { out_label = -1; out_size = 0; return; }
     w.distances.resize(static_cast<size_t>(prior.rows));
-    cosine_distances(prior, w.norms.data(), x, norm_of(x, prior.cols), w.distances.data());
+    cosine_distances(prior, norms, x, norm_x, w.distances.data());
     k_smallest(w.distances.data(), prior.rows, k, w.best);
     count_votes(labels, sizes, noise, w, out_label, out_size);
 }
@@ -449,124 +449,77 @@ constexpr double kFilterMargin = 1e-9;
 /// from x to the prior rows. For unit vectors cosine = squared / 2 up to rounding, so only
 /// the rows within kFilterMargin of the k-th smallest squared distance can be among the k
 /// nearest by cosine; the exact cosine ranks those few. The same answer as vote().
-void vote_unit(const PointsView& prior, const int64_t* labels, const std::vector<int64_t>& sizes, int64_t noise,
-               const double* x, const double* squared, int64_t k, VoteWorkspace& w, int64_t& out_label,
-               int64_t& out_size) {
+void vote_unit(const PointsView& prior, const double* norms, const int64_t* labels, const std::vector<int64_t>& sizes,
+               int64_t noise, const double* x, double norm_x, const double* squared, int64_t k, VoteWorkspace& w,
+               int64_t& out_label, int64_t& out_size) {
     k = std::min(k, prior.rows);
     if (k == 0) { out_label = -1; out_size = 0; return; }
-    k_smallest(squared, prior.rows, k, w.best);
-    const double bound = w.best.back().first + kFilterMargin;
+    // The k + 1 smallest: when the (k + 1)-th is beyond the filter's bound, the candidates
+    // are the k smallest and the scan over every row is skipped.
+    const int64_t k_plus = std::min(k + 1, prior.rows);
+    k_smallest(squared, prior.rows, k_plus, w.best);
+    const double bound = w.best[k - 1].first + kFilterMargin;
     w.candidates.clear();
-    for (int64_t i = 0; i < prior.rows; ++i) {
-        if (squared[i] <= bound) w.candidates.push_back(i);
+    if (k_plus == k || w.best[k].first > bound) {
+        for (int64_t j = 0; j < k; ++j) w.candidates.push_back(w.best[j].second);
+        std::sort(w.candidates.begin(), w.candidates.end());  // keep_k_smallest wants rows in index order
+    } else {
+        for (int64_t i = 0; i < prior.rows; ++i) {
+            if (squared[i] <= bound) w.candidates.push_back(i);
+        }
     }
-    const double norm_x = norm_of(x, prior.cols);
     w.best.clear();
     for (const int64_t i : w.candidates) {
         double dot = 0.0;
         for (int64_t j = 0; j < prior.cols; ++j) dot += x[j] * prior.row(i)[j];
-        keep_k_smallest(w.best, {1.0 - dot / (norm_x * w.norms[i]), i}, k);
+        keep_k_smallest(w.best, {1.0 - dot / (norm_x * norms[i]), i}, k);
     }
     count_votes(labels, sizes, noise, w, out_label, out_size);
 }
 
-/// Whether every prior row and every new row of the key has a norm within kUnitNormSlack of 1.
-bool all_unit(const std::vector<double>& prior_norms, const PointsView& batch, const RowList& rows) {
-    for (const double n : prior_norms) {
-        if (!(std::abs(n - 1.0) <= kUnitNormSlack)) return false;
-    }
-    for (const int64_t r : rows) {
-        if (!(std::abs(norm_of(batch.row(r), batch.cols) - 1.0) <= kUnitNormSlack)) return false;
-    }
-    return true;
+/// Whether every one of the n norms is within kUnitNormSlack of 1.
+bool all_unit(const double* norms, int64_t n) {
+    bool unit = true;
+    for (int64_t i = 0; i < n; ++i) unit &= std::abs(norms[i] - 1.0) <= kUnitNormSlack;
+    return unit;
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#define MEDSCORE_VECTOR_EXTENSIONS 1
-/// Four doubles as one vector (GCC/Clang extension): one AVX register, or two SSE2/NEON ones.
-typedef double DoubleQuad __attribute__((vector_size(32)));
-#endif
-// An AVX2 clone chosen at load time where the CPU has it; the default build stays portable.
-#if defined(MEDSCORE_VECTOR_EXTENSIONS) && defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones) && defined(__linux__)
-#define MEDSCORE_CLONES __attribute__((target_clones("avx2", "default")))
-#endif
-#endif
-#ifndef MEDSCORE_CLONES
-#define MEDSCORE_CLONES
-#endif
-
-/// squared_distance(x, row) (distance.hpp) for every row of `rows`. Its four lanes (lane j
-/// sums the terms k = j mod 4) are the four entries of one vector: every lane sees the same
-/// operations in the same order (no contraction: -ffp-contract=off), so the bits are the same.
-MEDSCORE_CLONES void squared_distances(const double* x, const PointsView& rows, double* out) {
-    const int64_t d = rows.cols;
-    for (int64_t i = 0; i < rows.rows; ++i) {
-        const double* p = rows.row(i);
-        double l0 = 0.0, l1 = 0.0, l2 = 0.0, l3 = 0.0;
-        int64_t k = 0;
-#ifdef MEDSCORE_VECTOR_EXTENSIONS
-        DoubleQuad lanes = {0.0, 0.0, 0.0, 0.0};
-        for (; k + 4 <= d; k += 4) {
-            DoubleQuad xk, pk;
-            std::memcpy(&xk, x + k, sizeof xk);
-            std::memcpy(&pk, p + k, sizeof pk);
-            const DoubleQuad t = xk - pk;
-            lanes += t * t;
-        }
-        l0 = lanes[0]; l1 = lanes[1]; l2 = lanes[2]; l3 = lanes[3];
-#endif
-        for (; k + 4 <= d; k += 4) {
-            const double t0 = x[k] - p[k], t1 = x[k + 1] - p[k + 1], t2 = x[k + 2] - p[k + 2], t3 = x[k + 3] - p[k + 3];
-            l0 += t0 * t0; l1 += t1 * t1; l2 += t2 * t2; l3 += t3 * t3;
-        }
-        if (k < d) { const double t = x[k] - p[k]; l0 += t * t; ++k; }
-        if (k < d) { const double t = x[k] - p[k]; l1 += t * t; ++k; }
-        if (k < d) { const double t = x[k] - p[k]; l2 += t * t; }
-        out[i] = (l0 + l1) + (l2 + l3);
-    }
-}
-
-/// Squared distances [m, n_prior] from the key's new rows to its prior rows into w.squared.
-void squared_to_prior(const PointsView& prior, const PointsView& batch, const RowList& rows,
-                      VoteWorkspace& w) {
-    w.squared.resize(rows.size() * static_cast<size_t>(prior.rows));
-    for (size_t j = 0; j < rows.size(); ++j) {
-        double* out = w.squared.data() + j * static_cast<size_t>(prior.rows);
-        squared_distances(batch.row(rows[j]), prior, out);
-    }
-}
-
-/// Most squared distances (new row, prior row) the vote keeps for the insert: 32 MiB.
+/// Most squared distances (new row, any row) the vote keeps for the insert: 32 MiB.
 constexpr size_t kMaxSquaredBlock = size_t{1} << 22;
 
-/// The MEDS vote of every new row of a key against its prior rows, into `result`. Returns
-/// whether w.squared now holds the [m, n_prior] squared distances (unit vectors and a block
-/// of at most kMaxSquaredBlock entries only).
-bool vote_new_rows(const PointsView& prior, const int64_t* labels, const std::vector<int64_t>& sizes, int64_t noise,
-                   const PointsView& batch, const RowList& rows, int64_t k, VoteWorkspace& w,
-                   StepResult& result) {
-    norms_of(prior, w.norms);
-    const bool unit = all_unit(w.norms, batch, rows);
-    // The [m, n_prior] block is kept for the insert only while it is small; a big key votes
-    // row by row (the same distances, one row of them at a time).
-    const bool keep_block = unit && rows.size() * static_cast<size_t>(prior.rows) <= kMaxSquaredBlock;
-    if (keep_block) squared_to_prior(prior, batch, rows, w);
+/// The MEDS vote of every new row of a key against its prior rows, into `result`. `rows_now`
+/// holds the n_prior prior rows followed by the m new ones (batch rows `rows`, appended);
+/// `norms` their norms. For unit vectors the squared distances from each new row to every
+/// row of rows_now are computed (by coordinate, PointColumns); returns the row stride of
+/// w.squared when it now holds all m rows of them (a block of at most kMaxSquaredBlock
+/// entries), else 0.
+int64_t vote_new_rows(const PointsView& rows_now, int64_t n_prior, const double* norms, const int64_t* labels,
+                      const std::vector<int64_t>& sizes, int64_t noise, const PointsView& batch, const RowList& rows,
+                      int64_t k, VoteWorkspace& w, StepResult& result) {
+    if (n_prior == 0) return 0;  // nothing to vote against: label -1, size 0 (as initialised)
+    const PointsView prior{rows_now.data, n_prior, rows_now.cols};
+    const bool unit = all_unit(norms, rows_now.rows);
+    int64_t stride = 0;
+    bool keep_block = false;
+    if (unit) {
+        w.columns.assign(rows_now, 0, rows_now.rows);
+        stride = w.columns.stride();
+        keep_block = rows.size() * static_cast<size_t>(stride) <= kMaxSquaredBlock;
+        w.squared.resize((keep_block ? rows.size() : 1) * static_cast<size_t>(stride));
+    }
     for (size_t j = 0; j < rows.size(); ++j) {
         const int64_t r = rows[j];
+        const double norm_x = norms[n_prior + static_cast<int64_t>(j)];
         if (unit) {
-            const double* squared = w.squared.data() + j * static_cast<size_t>(prior.rows);
-            if (!keep_block) {
-                w.squared.resize(static_cast<size_t>(prior.rows));
-                squared_distances(batch.row(r), prior, w.squared.data());
-                squared = w.squared.data();
-            }
-            vote_unit(prior, labels, sizes, noise, batch.row(r), squared, k, w, result.labels[r], result.sizes[r]);
+            double* squared = w.squared.data() + (keep_block ? j * static_cast<size_t>(stride) : 0);
+            w.columns.squared_distances(batch.row(r), squared);
+            vote_unit(prior, norms, labels, sizes, noise, batch.row(r), norm_x, squared, k, w, result.labels[r],
+                      result.sizes[r]);
         } else {
-            vote(prior, labels, sizes, noise, batch.row(r), k, w, result.labels[r], result.sizes[r]);
+            vote(prior, norms, labels, sizes, noise, batch.row(r), norm_x, k, w, result.labels[r], result.sizes[r]);
         }
     }
-    return keep_block;
+    return keep_block ? stride : 0;
 }
 
 /// assign == exact: each new row's label and cluster size once the key is re-clustered. New
@@ -599,9 +552,20 @@ constexpr int64_t kKdInsertMaxGrowth = 1;
 KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batch, int64_t step,
                       const MemoryParams& params, int refit_threads, StepResult& result) {
     const int64_t dim = params.dim, n_old = key.size(), m = static_cast<int64_t>(rows.size());
+    for (int64_t i = static_cast<int64_t>(key.norms.size()); i < n_old; ++i) {
+        key.norms.push_back(norm_of(key.points.data() + i * dim, dim));
+    }
+    // One allocation per array and step at most (appending row by row would double it a few times).
+    auto grow = [](auto& v, size_t size) {
+        if (v.capacity() < size) v.reserve(std::max(size, 2 * v.capacity()));
+    };
+    grow(key.points, static_cast<size_t>((n_old + m) * dim));
+    grow(key.steps, static_cast<size_t>(n_old + m));
+    grow(key.norms, static_cast<size_t>(n_old + m));
     for (int64_t r : rows) {
         key.points.insert(key.points.end(), batch.row(r), batch.row(r) + dim);
         key.steps.push_back(step);
+        key.norms.push_back(norm_of(batch.row(r), dim));
     }
     int64_t aged = 0;
     while (params.max_age >= 0 && aged < n_old && step - key.steps[aged] > params.max_age) ++aged;
@@ -613,9 +577,11 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
     const std::vector<int64_t>& prior_sizes = prior_fit ? prior_fit->sizes : key.cluster_sizes;
     const int64_t prior_noise = prior_fit ? prior_fit->noise : key.noise;
     VoteWorkspace& w = vote_workspace();
-    const bool have_squared = params.assign == AssignRule::paper &&
-        vote_new_rows(slice(key, dim, aged, n_prior), prior_labels, prior_sizes, prior_noise, batch, rows, params.vote_k,
-                      w, result);
+    const int64_t squared_stride =
+        params.assign == AssignRule::paper
+            ? vote_new_rows(slice(key, dim, aged, n_prior + m), n_prior, key.norms.data() + aged, prior_labels,
+                            prior_sizes, prior_noise, batch, rows, params.vote_k, w, result)
+            : 0;
     const int64_t over = params.capacity >= 0 ? std::max<int64_t>(0, n_prior + m - params.capacity) : 0;
     const int64_t start = aged + over, n_final = n_old + m - start;
     KeyUpdate update;
@@ -630,9 +596,9 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
     if (incremental) {
         const std::vector<MstEdge>& prior_mst = prior_fit ? prior_fit->mst : key.mst;
         const PointsView final_points = slice(key, dim, aged, n_final);
-        const double* squared = have_squared ? w.squared.data() : nullptr;
+        const double* squared = squared_stride > 0 ? w.squared.data() : nullptr;
         std::vector<MstEdge> mst = kd_insert ? insert_into_mst_by_kdtree(prior_mst, final_points, n_prior, refit_threads)
-                                             : insert_into_mst(prior_mst, final_points, n_prior, squared);
+                                             : insert_into_mst(prior_mst, final_points, n_prior, squared, squared_stride);
         update.clustering = cluster_from_mst(std::move(mst), final_points, key.steps.data() + aged, params.hdbscan);
     } else {
         update.clustering = refit(slice(key, dim, start, n_final), key.steps.data() + start, params.hdbscan, refit_threads);
@@ -718,7 +684,10 @@ std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsV
     return sizes;
 }
 
-KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) { check_params(params_); }
+KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) {
+    check_params(params_);
+    pool_ = std::make_shared<WorkerPool>(params_.n_threads);
+}
 
 StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step) {
     check_batch(points, keys, step, params_.dim, last_step_);
@@ -758,7 +727,7 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
             return old_sizes[a] + rows_of(touched[a]).count > old_sizes[b] + rows_of(touched[b]).count;
         });
-        parallel_for(n_jobs, params_.n_threads, 1, [&](int64_t begin, int64_t end) {
+        pool_->parallel_for(n_jobs, 1, [&](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) {
                 const int64_t t = order[i];
                 updates[t] = process_key(keys_[touched[t]], rows_of(touched[t]), points, step, params_, refit_threads,
@@ -770,6 +739,7 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
             KeyState& key = keys_[touched[t]];
             key.points.resize(static_cast<size_t>(old_sizes[t] * params_.dim));
             key.steps.resize(static_cast<size_t>(old_sizes[t]));
+            key.norms.resize(std::min(key.norms.size(), static_cast<size_t>(old_sizes[t])));
         }
         if (keys_.size() > old_key_count) keys_.resize(old_key_count);
         throw;
@@ -779,6 +749,7 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         KeyUpdate& update = updates[t];
         key.points.erase(key.points.begin(), key.points.begin() + update.evict * params_.dim);
         key.steps.erase(key.steps.begin(), key.steps.begin() + update.evict);
+        key.norms.erase(key.norms.begin(), key.norms.begin() + update.evict);
         key.labels = std::move(update.clustering.labels);
         key.cluster_sizes = std::move(update.clustering.sizes);
         key.noise = update.clustering.noise;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "medscore/distance.hpp"
+#include "medscore/distance_batch.hpp"
 #include "medscore/incremental.hpp"
 #include "medscore/memory.hpp"
 #include "medscore/mst.hpp"
@@ -39,11 +40,16 @@
 namespace medscore {
 namespace {
 
-bool edge_less(const MstEdge& a, const MstEdge& b) noexcept {
+inline bool edge_less(const MstEdge& a, const MstEdge& b) noexcept {
     if (a.weight != b.weight) return a.weight < b.weight;
     if (a.u != b.u) return a.u < b.u;
     return a.v < b.v;
 }
+
+/// edge_less as a function object: std::sort inlines it (a function pointer it calls).
+struct EdgeLess {
+    bool operator()(const MstEdge& a, const MstEdge& b) const noexcept { return edge_less(a, b); }
+};
 
 /// The old tree rooted at vertex 0 (preorder, parents, weight of each parent edge); built
 /// once per call and shared by every new point.
@@ -61,7 +67,10 @@ struct Workspace {
     std::vector<MstEdge> candidates; // new edges that may enter the MST
     std::vector<double> best;        // Prim: lightest known edge into the tree
     std::vector<int64_t> best_from;
-    std::vector<char> in_tree;
+    std::vector<int64_t> remaining;  // Prim: vertices not yet in the tree
+    PointColumns columns;            // Prim: the rows by coordinate
+    std::vector<double> row;         // Prim: squared distances from the last vertex added
+    std::vector<double> distance;    // Prim: their square roots
     std::vector<int64_t> set_parent; // Kruskal's disjoint sets (path halving, union by size)
     std::vector<int64_t> set_size;
 };
@@ -103,6 +112,9 @@ void root_tree(const std::vector<MstEdge>& mst, int64_t n, RootedTree& t) {
     t.parent[0] = -1;
     if (static_cast<int64_t>(t.order.size()) != n) throw std::logic_error("insert_into_mst: the MST is not connected");
 }
+
+/// Most squared distances insert_into_mst holds at once (8 MiB); beyond, one row at a time.
+constexpr int64_t kMaxSquaredRows = int64_t{1} << 20;
 
 /// Relative slack on squared comparisons: they stand in for comparisons of their square
 /// roots, and may only let extra candidates through, never drop one.
@@ -149,41 +161,73 @@ void candidates_of_vertex(int64_t q, const double* squared, Workspace& w) {
     }
 }
 
-/// Prim's algorithm on rows [first, first + count) of `points` under the strict edge order;
-/// appends the tree's edges (global row indices) to `out`, unsorted. With `core` (one entry
-/// per row of the range) the weights are mutual reachabilities max(core_a, core_b, d).
-void prim(const PointsView& points, int64_t first, int64_t count, const double* core, Workspace& w,
-          std::vector<MstEdge>& out) {
+/// Prim's algorithm over `count` vertices under the strict edge order; appends the tree's
+/// edges (vertex i named `first + i`) to `out`, unsorted. `squared_row(v, buffer)` returns the
+/// squared distances from vertex v to every vertex (it may fill and return `buffer`, which
+/// holds w.row). With `core` (one entry per vertex) the weights are mutual reachabilities
+/// max(core_a, core_b, d), else distances d.
+template <class SquaredRow>
+void prim_over(int64_t count, int64_t first, const double* core, Workspace& w, std::vector<MstEdge>& out,
+               SquaredRow&& squared_row) {
     if (count < 2) return;
     w.best.assign(static_cast<size_t>(count), HUGE_VAL);
     w.best_from.assign(static_cast<size_t>(count), -1);
-    w.in_tree.assign(static_cast<size_t>(count), 0);
+    w.remaining.resize(static_cast<size_t>(count - 1));
+    w.distance.resize(static_cast<size_t>(count));
+    for (int64_t v = 1; v < count; ++v) w.remaining[v - 1] = v;
+    double* best = w.best.data();
+    int64_t* from = w.best_from.data();
+    auto edge = [first](int64_t a, int64_t b, double weight) {
+        return MstEdge{std::min(a, b) + first, std::max(a, b) + first, weight};
+    };
     int64_t last = 0;
-    w.in_tree[0] = 1;
-    for (int64_t added = 1; added < count; ++added) {
-        int64_t next = -1;
+    while (!w.remaining.empty()) {
+        const double* squared = squared_row(last, w.row);
+        double* distance = w.distance.data();
+        for (int64_t v = 0; v < count; ++v) distance[v] = std::sqrt(squared[v]);  // vectorised
+        size_t next_at = 0;
         MstEdge next_edge{0, 0, HUGE_VAL};
-        for (int64_t v = 0; v < count; ++v) {
-            if (w.in_tree[v]) continue;
-            double d = euclidean_distance(points.row(first + last), points.row(first + v), points.cols);
+        for (size_t p = 0; p < w.remaining.size(); ++p) {
+            const int64_t v = w.remaining[p];
+            double d = distance[v];
             if (core != nullptr) d = std::max(std::max(core[last], core[v]), d);
-            const MstEdge via_last{std::min(last, v) + first, std::max(last, v) + first, d};
-            const MstEdge known{std::min(w.best_from[v], v) + first, std::max(w.best_from[v], v) + first, w.best[v]};
-            if (w.best_from[v] < 0 || edge_less(via_last, known)) { w.best[v] = d; w.best_from[v] = last; }
-            const MstEdge candidate{std::min(w.best_from[v], v) + first, std::max(w.best_from[v], v) + first, w.best[v]};
-            if (next < 0 || edge_less(candidate, next_edge)) { next = v; next_edge = candidate; }
+            // The edge (last, v) replaces v's known edge if it comes first in the strict order;
+            // weights decide unless equal.
+            if (from[v] < 0 || d < best[v] || (d == best[v] && edge_less(edge(last, v, d), edge(from[v], v, d)))) {
+                best[v] = d;
+                from[v] = last;
+            }
+            if (p == 0 || best[v] < next_edge.weight ||
+                (best[v] == next_edge.weight && edge_less(edge(from[v], v, best[v]), next_edge))) {
+                next_at = p;
+                next_edge = edge(from[v], v, best[v]);
+            }
         }
-        w.in_tree[next] = 1;
+        last = w.remaining[next_at];
+        w.remaining[next_at] = w.remaining.back();  // the scan order does not matter: the order is strict
+        w.remaining.pop_back();
         out.push_back(next_edge);
-        last = next;
     }
+}
+
+/// Prim's algorithm on rows [first, first + count) of `points` (prim_over, distances from the
+/// rows stored by coordinate); appends the tree's edges (global row indices) to `out`.
+void prim(const PointsView& points, int64_t first, int64_t count, const double* core, Workspace& w,
+          std::vector<MstEdge>& out) {
+    if (count < 2) return;
+    w.columns.assign(points, first, count);
+    w.row.resize(static_cast<size_t>(w.columns.stride()));
+    prim_over(count, first, core, w, out, [&](int64_t v, std::vector<double>& buffer) {
+        w.columns.squared_distances(points.row(first + v), buffer.data());
+        return static_cast<const double*>(buffer.data());
+    });
 }
 
 /// Kruskal over `old_sorted` and the (unsorted) `added` edges on n vertices: the spanning
 /// tree sorted by the strict order. Throws std::logic_error if they do not span.
 std::vector<MstEdge> kruskal(const std::vector<MstEdge>& old_sorted, std::vector<MstEdge>& added, int64_t n,
                              Workspace& w) {
-    std::sort(added.begin(), added.end(), edge_less);
+    std::sort(added.begin(), added.end(), EdgeLess{});
     std::vector<MstEdge> tree;
     tree.reserve(static_cast<size_t>(n - 1));
     // Disjoint sets in the workspace (no allocation once grown); the tree does not depend on them.
@@ -227,7 +271,7 @@ std::vector<MstEdge> mst_by_halves(const PointsView& points, int64_t first, int6
     if (count <= kHalvesLeafRows) {
         tree.reserve(static_cast<size_t>(std::max<int64_t>(count - 1, 0)));
         prim(rows, 0, count, nullptr, w, tree);
-        std::sort(tree.begin(), tree.end(), edge_less);
+        std::sort(tree.begin(), tree.end(), EdgeLess{});
         return tree;
     }
     const int64_t half = count / 2;
@@ -274,15 +318,18 @@ std::vector<MstEdge> euclidean_mst(const PointsView& points, const std::vector<d
     std::vector<MstEdge> tree;
     tree.reserve(static_cast<size_t>(points.rows - 1));
     prim(points, 0, points.rows, core == nullptr ? nullptr : core->data(), w, tree);
-    std::sort(tree.begin(), tree.end(), edge_less);
+    std::sort(tree.begin(), tree.end(), EdgeLess{});
     return tree;
 }
 
 std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points, int64_t n_old,
-                                     const double* squared_to_old) {
+                                     const double* squared, int64_t squared_stride) {
     if (n_old < 1 || points.rows < n_old || static_cast<int64_t>(mst.size()) != n_old - 1) {
         throw std::invalid_argument("insert_into_mst: expected an MST of n_old - 1 edges over n_old >= 1 of the " +
                                     std::to_string(points.rows) + " points");
+    }
+    if (squared != nullptr && squared_stride < points.rows) {
+        throw std::invalid_argument("insert_into_mst: squared_stride must be at least the number of points");
     }
     for (size_t i = 1; i < mst.size(); ++i) {
         if (edge_less(mst[i], mst[i - 1])) throw std::invalid_argument("insert_into_mst: the MST is not sorted");
@@ -290,17 +337,32 @@ std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const Poin
     Workspace& w = workspace();
     w.candidates.clear();
     if (points.rows == n_old) return mst;
+    const int64_t m = points.rows - n_old;
     root_tree(mst, n_old, w.tree);
     w.on_path.assign(static_cast<size_t>(n_old), -1);
-    w.to_q.resize(static_cast<size_t>(n_old));
-    for (int64_t q = n_old; q < points.rows; ++q) {
-        const double* squared = squared_to_old != nullptr ? squared_to_old + (q - n_old) * n_old : w.to_q.data();
-        if (squared_to_old == nullptr) {
-            for (int64_t a = 0; a < n_old; ++a) w.to_q[a] = squared_distance(points.row(a), points.row(q), points.cols);
-        }
-        candidates_of_vertex(q, squared, w);
+    const int64_t stride = (points.rows + 7) / 8 * 8;
+    if (squared == nullptr && m * stride <= kMaxSquaredRows) {
+        // Every row by coordinate: each new row then meets all rows in one vectorised pass.
+        w.columns.assign(points, 0, points.rows);
+        w.to_q.resize(static_cast<size_t>(m * stride));
+        for (int64_t j = 0; j < m; ++j) w.columns.squared_distances(points.row(n_old + j), w.to_q.data() + j * stride);
+        squared = w.to_q.data();
+        squared_stride = stride;
     }
-    prim(points, n_old, points.rows - n_old, nullptr, w, w.candidates);
+    if (squared != nullptr) {
+        for (int64_t j = 0; j < m; ++j) candidates_of_vertex(n_old + j, squared + j * squared_stride, w);
+        // The new rows' own MST from the same rows (their entries n_old onwards).
+        prim_over(m, n_old, nullptr, w, w.candidates, [&](int64_t v, std::vector<double>&) {
+            return static_cast<const double*>(squared + v * squared_stride + n_old);
+        });
+    } else {  // a big memory: one row of distances at a time
+        w.to_q.resize(static_cast<size_t>(n_old));
+        for (int64_t q = n_old; q < points.rows; ++q) {
+            for (int64_t a = 0; a < n_old; ++a) w.to_q[a] = squared_distance(points.row(a), points.row(q), points.cols);
+            candidates_of_vertex(q, w.to_q.data(), w);
+        }
+        prim(points, n_old, m, nullptr, w, w.candidates);
+    }
     return kruskal(mst, w.candidates, points.rows, w);
 }
 

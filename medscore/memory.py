@@ -212,19 +212,34 @@ class Memory:
             raise ValueError(f"step {step} is before the memory's last step {self._last_step}")
         store = valid & (~correct if self._options["store"] == "wrong" else True)
         rows = np.flatnonzero(store)
-        stored = points[rows]
         if self._options["normalize"] and len(rows):
-            norms = np.linalg.norm(stored, axis=1, keepdims=True)
-            if (norms == 0).any():
-                bad = int(rows[np.flatnonzero(norms[:, 0] == 0)[0]])
-                raise ValueError(f"fingerprint row {bad} is all zeros and cannot be L2-normalised")
-            stored = stored / norms
+            stored = self._normalized(points, rows)
+        else:
+            stored = points[rows]
         group = key_ids[rows] if self._options["keyed"] else np.zeros(len(rows), dtype=np.int64)
         if self._options["store"] == "all":
             group = 2 * group + correct[rows].astype(np.int64)
         return dict(n=n, dim=points.shape[1], rows=rows, stored=np.ascontiguousarray(stored),
                     groups=np.ascontiguousarray(group, dtype=np.int64), correct=correct, valid=valid,
                     step=step, new_keys=new_keys)
+
+    def _normalized(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``points[rows] / np.linalg.norm(points[rows], axis=1, keepdims=True)``, bit for bit
+        (natively with the C++ backend); ValueError naming the first all-zero row."""
+        if self._options["backend"] == "cpp":
+            from ._backends import get_backend
+
+            stored, zero = get_backend("cpp").l2_normalized_rows(points, rows)
+        else:
+            stored = points[rows]
+            norms = np.linalg.norm(stored, axis=1, keepdims=True)
+            zeros = np.flatnonzero(norms[:, 0] == 0)
+            zero = int(zeros[0]) if len(zeros) else -1
+            if zero < 0:
+                stored = stored / norms
+        if zero >= 0:
+            raise ValueError(f"fingerprint row {int(rows[zero])} is all zeros and cannot be L2-normalised")
+        return stored
 
     def _valid_rows(self, points: np.ndarray, valid, n: int) -> np.ndarray:
         if valid is not None:

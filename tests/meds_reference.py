@@ -51,15 +51,26 @@ def fit_labels(normalized: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return earliest_member_numbering(model.fit(normalized).labels_, normalized, steps)
 
 
-def vote(prior_raw: np.ndarray, prior_labels: np.ndarray, queries: np.ndarray):
-    """(labels, sizes) of the 3-NN cosine majority vote of each query row."""
+def vote(prior_raw: np.ndarray, prior_labels: np.ndarray, queries: np.ndarray, per_rollout: bool = False):
+    """(labels, sizes) of the 3-NN cosine majority vote of each query row.
+
+    ``per_rollout``: fit a fresh brute-force k-NN model for every query row, as the published
+    code does ("a fresh brute-force k-NN model per new rollout", MEDS.md); else one model per
+    group answers all of its rows. The neighbours are the same; only the cost differs.
+    """
     from sklearn.neighbors import NearestNeighbors
 
     n = len(queries)
     if prior_raw is None or len(prior_raw) == 0:
         return np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    nn = NearestNeighbors(n_neighbors=min(3, len(prior_raw)), metric="cosine").fit(prior_raw)
-    neighbours = nn.kneighbors(queries, return_distance=False)
+    k = min(3, len(prior_raw))
+    if per_rollout:
+        neighbours = np.concatenate([
+            NearestNeighbors(n_neighbors=k, metric="cosine").fit(prior_raw).kneighbors(
+                queries[i:i + 1], return_distance=False) for i in range(n)])
+    else:
+        neighbours = NearestNeighbors(n_neighbors=k, metric="cosine").fit(prior_raw).kneighbors(
+            queries, return_distance=False)
     labels = np.empty(n, dtype=np.int64)
     sizes = np.empty(n, dtype=np.int64)
     for i, row in enumerate(neighbours):
@@ -71,10 +82,15 @@ def vote(prior_raw: np.ndarray, prior_labels: np.ndarray, queries: np.ndarray):
 
 
 class ReferenceMEDS:
-    """The reference procedure; ``step`` returns (penalties f64 [N], labels, sizes int64 [N])."""
+    """The reference procedure; ``step`` returns (penalties f64 [N], labels, sizes int64 [N]).
 
-    def __init__(self, alpha: float = 0.1, beta: float = 0.2):
+    ``knn_per_rollout=True`` fits one k-NN model per new rollout, as the published code does;
+    the default fits one per group (the same answers, faster: the tests' oracle).
+    """
+
+    def __init__(self, alpha: float = 0.1, beta: float = 0.2, knn_per_rollout: bool = False):
         self.alpha, self.beta = alpha, beta
+        self.knn_per_rollout = knn_per_rollout
         self.raw: dict = {}
         self.normalized: dict = {}
         self.labels: dict = {}
@@ -93,7 +109,8 @@ class ReferenceMEDS:
             groups.setdefault((key, ok), []).append(i)
         for group, rows in groups.items():
             rows = np.asarray(rows)
-            labels[rows], sizes[rows] = vote(self.raw.get(group), self.labels.get(group), X[rows])
+            labels[rows], sizes[rows] = vote(self.raw.get(group), self.labels.get(group), X[rows],
+                                              per_rollout=self.knn_per_rollout)
             new_raw = X[rows]
             new_norm = new_raw / np.linalg.norm(new_raw, axis=1, keepdims=True)
             self.raw[group] = np.concatenate([self.raw[group], new_raw]) if group in self.raw else new_raw

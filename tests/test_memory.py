@@ -5,6 +5,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import medscore
 from meds_reference import earliest_member_numbering, simulated_run
@@ -295,3 +297,29 @@ def test_paper_vote_of_a_big_chunk_into_a_big_key_equals_numba():
         np.testing.assert_array_equal(info_a["labels"], info_b["labels"])
         np.testing.assert_array_equal(info_a["sizes"], info_b["sizes"])
         assert np.array_equal(a, b)
+
+
+@settings(max_examples=60, deadline=None)
+@given(dim=st.integers(1, 300), rows=st.integers(1, 40), seed=st.integers(0, 2**32 - 1),
+       log_scale=st.floats(-30, 30))
+def test_native_normalisation_has_numpys_bits(dim, rows, seed, log_scale):
+    # The memory stores normalised fingerprints; the reference normalises with NumPy, so the
+    # native path must give the same bits (NumPy's pairwise summation, blocks of 128 included).
+    from medscore import _core
+
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(rows + 3, dim)) * 10.0 ** log_scale
+    picked = rng.integers(0, rows + 3, size=rows)
+    normalised, zero_row = _core.l2_normalized_rows(points, picked)
+    assert zero_row == -1
+    expected = points[picked] / np.linalg.norm(points[picked], axis=1, keepdims=True)
+    assert normalised.tobytes() == expected.tobytes()
+
+
+def test_native_normalisation_reports_the_first_zero_row():
+    from medscore import _core
+
+    points = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    assert _core.l2_normalized_rows(points, np.array([0, 2, 3, 1]))[1] == 2
+    with pytest.raises(ValueError, match="row out of range"):
+        _core.l2_normalized_rows(points, np.array([4]))

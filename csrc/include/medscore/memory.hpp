@@ -8,6 +8,7 @@
 // its whole state is exported and imported as plain arrays (MemoryState).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "medscore/hdbscan.hpp"
@@ -15,6 +16,8 @@
 #include "medscore/types.hpp"
 
 namespace medscore {
+
+class WorkerPool;  // thread_pool.hpp (private)
 
 /// How the cluster of a newly inserted point is decided.
 enum class AssignRule {
@@ -65,6 +68,9 @@ struct KeyState {
     std::vector<int64_t> cluster_sizes;///< [n_clusters], by label
     int64_t noise = 0;                 ///< points labelled -1
     std::vector<MstEdge> mst;          ///< [n - 1] sorted by (weight, u, v); empty when n < 2
+    /// Euclidean norm of the first norms.size() points, for the vote; derived (not part of the
+    /// state), computed as points arrive and completed on demand after a load.
+    std::vector<double> norms;
 
     int64_t size() const noexcept { return static_cast<int64_t>(steps.size()); }
 };
@@ -100,6 +106,9 @@ private:
     MemoryParams params_;
     int64_t last_step_ = -1;
     std::vector<KeyState> keys_;
+    /// Threads across keys, kept between steps (copies of the memory share them; calls are
+    /// serialised).
+    std::shared_ptr<WorkerPool> pool_;
 };
 
 /// Renumbers `labels` (-1 noise, clusters 0..K-1) of the points `points` (inserted at
@@ -116,10 +125,11 @@ std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsV
 /// Each new point keeps the edges that one walk over the old tree leaves it (the cycle rule),
 /// and Kruskal joins those, the old tree and the new points' own MST. Returns the tree sorted
 /// by (weight, u, v); it is minimal under that strict order among trees of old tree + new edges.
-/// `squared_to_old`, if not null, holds [m, n_old] squared distances (squared_distance of
-/// distance.hpp) from each new row to each old row, which are then not recomputed.
+/// `squared`, if not null, holds m rows of `squared_stride` (>= n_old + m) entries: row j the
+/// squared distances (squared_distance of distance.hpp) from new row n_old + j to every row,
+/// which are then not recomputed.
 std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points,
-                                     int64_t n_old, const double* squared_to_old = nullptr);
+                                     int64_t n_old, const double* squared = nullptr, int64_t squared_stride = 0);
 
 /// insert_into_mst without the O(m * n_old) distances: the new rows' own MST (by halves, as
 /// euclidean_mst_by_halves) and, from a kd-tree over all rows, only the candidate edges from

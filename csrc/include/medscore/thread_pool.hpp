@@ -2,11 +2,17 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 namespace medscore {
 
@@ -51,5 +57,129 @@ void parallel_for(int64_t n, int n_threads, int64_t chunk, Body&& body) {
     for (auto& thread : threads) thread.join();
     if (error) std::rethrow_exception(error);
 }
+
+/// Worker threads kept between calls, for a caller that runs many short parallel loops
+/// (the keyed memory: one loop per training step, a few milliseconds each). Keeping them
+/// saves the thread start-up and, above all, keeps each worker's thread_local workspaces
+/// grown and warm; new threads per call re-allocated them every step. Calls from several
+/// threads are serialised. After a fork() the child rebuilds its workers (the parent's are
+/// not copied into it).
+class WorkerPool {
+public:
+    /// `n_threads` as in parallel_for (0 = every hardware thread); the caller is one of them.
+    explicit WorkerPool(int n_threads) : n_threads_(resolve_threads(n_threads)) {}
+    WorkerPool(const WorkerPool&) = delete;
+    WorkerPool& operator=(const WorkerPool&) = delete;
+    ~WorkerPool() { stop(); }
+
+    int threads() const noexcept { return n_threads_; }
+
+    /// parallel_for(n, threads(), chunk, body) on the kept workers: the same chunks, handed
+    /// out dynamically, the first exception rethrown here after every worker has stopped.
+    template <class Body>
+    void parallel_for(int64_t n, int64_t chunk, Body&& body) {
+        if (n <= 0) return;
+        chunk = std::max<int64_t>(1, chunk);
+        const int64_t max_workers = (n + chunk - 1) / chunk;
+        if (n_threads_ <= 1 || max_workers <= 1) {
+            body(int64_t{0}, n);
+            return;
+        }
+        std::lock_guard<std::mutex> call(call_mutex_);
+        start_workers();
+        std::atomic<int64_t> next{0};
+        std::exception_ptr error;
+        std::mutex error_mutex;
+        auto work = [&]() {
+            try {
+                for (int64_t begin = next.fetch_add(chunk); begin < n; begin = next.fetch_add(chunk)) {
+                    body(begin, std::min(n, begin + chunk));
+                }
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(error_mutex);
+                if (!error) error = std::current_exception();
+                next.store(n);
+            }
+        };
+        const int helpers = static_cast<int>(std::min<int64_t>(n_threads_, max_workers)) - 1;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            job_ = work;
+            job_helpers_ = helpers;
+            pending_ = helpers;
+            ++generation_;
+        }
+        wake_.notify_all();
+        work();
+        std::unique_lock<std::mutex> lock(mutex_);
+        done_.wait(lock, [&] { return pending_ == 0; });
+        job_ = nullptr;
+        lock.unlock();
+        if (error) std::rethrow_exception(error);
+    }
+
+private:
+    void start_workers() {
+        const long pid = current_pid();
+        if (!workers_.empty() && pid == owner_pid_) return;
+        if (!workers_.empty()) {
+            // Forked: these thread objects name threads of the parent; drop them unjoined.
+            for (auto& t : workers_) t.detach();
+            workers_.clear();
+            generation_ = 0;
+            stopping_ = false;
+        }
+        owner_pid_ = pid;
+        for (int t = 1; t < n_threads_; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
+    }
+
+    void worker_loop(int index) {
+        uint64_t seen = 0;
+        for (;;) {
+            std::function<void()> job;
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+                if (stopping_) return;
+                seen = generation_;
+                if (index > job_helpers_) continue;  // this call needs fewer threads
+                job = job_;
+            }
+            job();
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (--pending_ == 0) done_.notify_one();
+        }
+    }
+
+    void stop() {
+        if (workers_.empty() || current_pid() != owner_pid_) return;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        for (auto& t : workers_) t.join();
+        workers_.clear();
+    }
+
+    static long current_pid() noexcept {
+#if defined(__unix__) || defined(__APPLE__)
+        return static_cast<long>(::getpid());
+#else
+        return 0;
+#endif
+    }
+
+    int n_threads_;
+    long owner_pid_ = 0;
+    std::vector<std::thread> workers_;
+    std::mutex call_mutex_, mutex_;
+    std::condition_variable wake_, done_;
+    std::function<void()> job_;
+    int job_helpers_ = 0;
+    int pending_ = 0;
+    uint64_t generation_ = 0;
+    bool stopping_ = false;
+};
 
 }  // namespace medscore

@@ -1,0 +1,47 @@
+// NumPy-identical L2 normalisation: see medscore/normalize.hpp. The memory stores normalised
+// fingerprints, and the MEDS reference normalises with NumPy; the same bits keep every
+// distance, and so every clustering, identical to it.
+#include "medscore/normalize.hpp"
+
+#include <cmath>
+#include <vector>
+
+namespace medscore {
+
+double numpy_sum(const double* values, int64_t n) noexcept {
+    if (n < 8) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; ++i) sum += values[i];
+        return sum;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; ++j) r[j] = values[j];
+        int64_t i = 8;
+        for (; i < n - n % 8; i += 8) {
+            for (int j = 0; j < 8; ++j) r[j] += values[i + j];
+        }
+        double sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; ++i) sum += values[i];
+        return sum;
+    }
+    int64_t half = n / 2;
+    half -= half % 8;
+    return numpy_sum(values, half) + numpy_sum(values + half, n - half);
+}
+
+int64_t l2_normalized_rows(const PointsView& points, const int64_t* rows, int64_t count, double* out) noexcept {
+    const int64_t d = points.cols;
+    std::vector<double> squares(static_cast<size_t>(d));
+    for (int64_t i = 0; i < count; ++i) {
+        const double* x = points.row(rows[i]);
+        for (int64_t k = 0; k < d; ++k) squares[k] = x[k] * x[k];
+        const double norm = std::sqrt(numpy_sum(squares.data(), d));
+        if (norm == 0.0) return i;
+        double* y = out + i * d;
+        for (int64_t k = 0; k < d; ++k) y[k] = x[k] / norm;
+    }
+    return -1;
+}
+
+}  // namespace medscore
