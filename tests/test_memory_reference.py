@@ -39,6 +39,16 @@ def test_paper_preset_equals_reference_bit_for_bit(backend, duplicates):
         assert np.array_equal(got_pen, want_pen)  # bit for bit
 
 
+@pytest.mark.parametrize("duplicates", [0.0, 0.25])
+def test_published_per_rollout_knn_equals_the_batched_reference(duplicates):
+    # The benchmark times the reference as published (a k-NN model per new rollout); the
+    # tests' oracle batches the k-NN per group. They must be the same procedure.
+    published, batched = ReferenceMEDS(knn_per_rollout=True), ReferenceMEDS()
+    for X, keys, correct in simulated_run(n_prompts=24, epochs=3, prompts_per_step=12, seed=8, duplicates=duplicates):
+        for got, want in zip(published.step(X, keys, correct), batched.step(X, keys, correct)):
+            assert np.array_equal(got, want)
+
+
 @pytest.mark.slow
 def test_paper_preset_equals_reference_hundreds_of_prompts():
     reference = ReferenceMEDS()
