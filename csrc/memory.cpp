@@ -50,6 +50,14 @@ struct RowList {
     int64_t operator[](size_t j) const noexcept { return first[j]; }
 };
 
+/// Where a key's answers go: entry j belongs to the key's j-th batch row. The key's entries
+/// are contiguous (in grouped order), so threads working on different keys do not write to
+/// the same cache lines; penalize_step scatters them to batch order afterwards.
+struct KeyAnswers {
+    int64_t* labels;
+    int64_t* sizes;
+};
+
 PointsView slice(const KeyState& key, int64_t dim, int64_t begin, int64_t count) {
     return PointsView{key.points.data() + begin * dim, count, dim};
 }
@@ -495,7 +503,7 @@ constexpr size_t kMaxSquaredBlock = size_t{1} << 22;
 /// entries), else 0.
 int64_t vote_new_rows(const PointsView& rows_now, int64_t n_prior, const double* norms, const int64_t* labels,
                       const std::vector<int64_t>& sizes, int64_t noise, const PointsView& batch, const RowList& rows,
-                      int64_t k, VoteWorkspace& w, StepResult& result) {
+                      int64_t k, VoteWorkspace& w, KeyAnswers out) {
     if (n_prior == 0) return 0;  // nothing to vote against: label -1, size 0 (as initialised)
     const PointsView prior{rows_now.data, n_prior, rows_now.cols};
     const bool unit = all_unit(norms, rows_now.rows);
@@ -513,10 +521,10 @@ int64_t vote_new_rows(const PointsView& rows_now, int64_t n_prior, const double*
         if (unit) {
             double* squared = w.squared.data() + (keep_block ? j * static_cast<size_t>(stride) : 0);
             w.columns.squared_distances(batch.row(r), squared);
-            vote_unit(prior, norms, labels, sizes, noise, batch.row(r), norm_x, squared, k, w, result.labels[r],
-                      result.sizes[r]);
+            vote_unit(prior, norms, labels, sizes, noise, batch.row(r), norm_x, squared, k, w, out.labels[j],
+                      out.sizes[j]);
         } else {
-            vote(prior, norms, labels, sizes, noise, batch.row(r), norm_x, k, w, result.labels[r], result.sizes[r]);
+            vote(prior, norms, labels, sizes, noise, batch.row(r), norm_x, k, w, out.labels[j], out.sizes[j]);
         }
     }
     return keep_block ? stride : 0;
@@ -524,12 +532,12 @@ int64_t vote_new_rows(const PointsView& rows_now, int64_t n_prior, const double*
 
 /// assign == exact: each new row's label and cluster size once the key is re-clustered. New
 /// row j sits at position first_new + j of the kept rows (before 0: dropped by the capacity).
-void report_exact(const Clustering& c, const RowList& rows, int64_t first_new, StepResult& result) {
+void report_exact(const Clustering& c, const RowList& rows, int64_t first_new, KeyAnswers out) {
     for (size_t j = 0; j < rows.size(); ++j) {
         const int64_t pos = first_new + static_cast<int64_t>(j);
         const int64_t label = pos >= 0 ? c.labels[pos] : -1;
-        result.labels[rows[j]] = label;
-        result.sizes[rows[j]] = pos < 0 ? 0 : (label < 0 ? c.noise : c.sizes[label]);
+        out.labels[j] = label;
+        out.sizes[j] = pos < 0 ? 0 : (label < 0 ? c.noise : c.sizes[label]);
     }
 }
 
@@ -550,7 +558,7 @@ constexpr int64_t kKdInsertMaxGrowth = 1;
 /// Appends the key's rows, votes, inserts and re-clusters. Leaves `key`'s old rows, labels
 /// and MST untouched (only appends to points/steps, which the caller truncates on failure).
 KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batch, int64_t step,
-                      const MemoryParams& params, int refit_threads, StepResult& result) {
+                      const MemoryParams& params, int refit_threads, KeyAnswers out) {
     const int64_t dim = params.dim, n_old = key.size(), m = static_cast<int64_t>(rows.size());
     for (int64_t i = static_cast<int64_t>(key.norms.size()); i < n_old; ++i) {
         key.norms.push_back(norm_of(key.points.data() + i * dim, dim));
@@ -580,7 +588,7 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
     const int64_t squared_stride =
         params.assign == AssignRule::paper
             ? vote_new_rows(slice(key, dim, aged, n_prior + m), n_prior, key.norms.data() + aged, prior_labels,
-                            prior_sizes, prior_noise, batch, rows, params.vote_k, w, result)
+                            prior_sizes, prior_noise, batch, rows, params.vote_k, w, out)
             : 0;
     const int64_t over = params.capacity >= 0 ? std::max<int64_t>(0, n_prior + m - params.capacity) : 0;
     const int64_t start = aged + over, n_final = n_old + m - start;
@@ -603,7 +611,7 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
     } else {
         update.clustering = refit(slice(key, dim, start, n_final), key.steps.data() + start, params.hdbscan, refit_threads);
     }
-    if (params.assign == AssignRule::exact) report_exact(update.clustering, rows, n_prior - over, result);
+    if (params.assign == AssignRule::exact) report_exact(update.clustering, rows, n_prior - over, out);
     return update;
 }
 
@@ -709,9 +717,11 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         return RowList{grouped.data() + key_start[k], key_start[k + 1] - key_start[k]};
     };
 
-    StepResult result;
-    result.labels.assign(static_cast<size_t>(points.rows), -1);
-    result.sizes.assign(static_cast<size_t>(points.rows), 0);
+    // Answers in grouped order (each key's rows contiguous), scattered to batch order at the end.
+    std::vector<int64_t> grouped_labels(static_cast<size_t>(points.rows), -1), grouped_sizes(grouped_labels.size(), 0);
+    auto answers_of = [&](int64_t k) {
+        return KeyAnswers{grouped_labels.data() + key_start[k], grouped_sizes.data() + key_start[k]};
+    };
     const size_t old_key_count = keys_.size();
     std::vector<int64_t> old_sizes(touched.size());
     std::vector<KeyUpdate> updates(touched.size());
@@ -727,11 +737,13 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
             return old_sizes[a] + rows_of(touched[a]).count > old_sizes[b] + rows_of(touched[b]).count;
         });
-        pool_->parallel_for(n_jobs, 1, [&](int64_t begin, int64_t end) {
+        // Chunks of several keys (about 16 per thread) keep the shared counter quiet.
+        const int64_t chunk = std::max<int64_t>(1, n_jobs / (16 * static_cast<int64_t>(pool_->threads())));
+        pool_->parallel_for(n_jobs, chunk, [&](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) {
                 const int64_t t = order[i];
                 updates[t] = process_key(keys_[touched[t]], rows_of(touched[t]), points, step, params_, refit_threads,
-                                         result);
+                                         answers_of(touched[t]));
             }
         });
     } catch (...) {
@@ -754,6 +766,13 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         key.cluster_sizes = std::move(update.clustering.sizes);
         key.noise = update.clustering.noise;
         key.mst = std::move(update.clustering.mst);
+    }
+    StepResult result;
+    result.labels.resize(static_cast<size_t>(points.rows));
+    result.sizes.resize(static_cast<size_t>(points.rows));
+    for (int64_t g = 0; g < points.rows; ++g) {
+        result.labels[grouped[g]] = grouped_labels[g];
+        result.sizes[grouped[g]] = grouped_sizes[g];
     }
     last_step_ = step;
     return result;

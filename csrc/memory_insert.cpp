@@ -70,7 +70,6 @@ struct Workspace {
     std::vector<int64_t> remaining;  // Prim: vertices not yet in the tree
     PointColumns columns;            // Prim: the rows by coordinate
     std::vector<double> row;         // Prim: squared distances from the last vertex added
-    std::vector<double> distance;    // Prim: their square roots
     std::vector<int64_t> set_parent; // Kruskal's disjoint sets (path halving, union by size)
     std::vector<int64_t> set_size;
 };
@@ -161,60 +160,116 @@ void candidates_of_vertex(int64_t q, const double* squared, Workspace& w) {
     }
 }
 
+/// Squared distances this far apart (relative) have different square roots: IEEE sqrt is
+/// correctly rounded, so sqrt(a) <= sqrt(b) (1 - 2^-51) sits at least two ulps below sqrt(b).
+constexpr double kSquaresApart = 1.0 - 0x1p-50;
+
+/// Whether the edge (ua, va) of squared length sq_a precedes (ub, vb) of squared length sq_b
+/// in the strict order (sqrt(sq), u, v): squares decide unless their roots may be equal.
+inline bool precedes_by_square(double sq_a, int64_t ua, int64_t va, double sq_b, int64_t ub, int64_t vb) noexcept {
+    if (sq_a < sq_b * kSquaresApart) return true;
+    if (sq_b < sq_a * kSquaresApart) return false;
+    const double wa = std::sqrt(sq_a), wb = std::sqrt(sq_b);
+    if (wa != wb) return wa < wb;
+    if (ua != ub) return ua < ub;
+    return va < vb;
+}
+
 /// Prim's algorithm over `count` vertices under the strict edge order; appends the tree's
 /// edges (vertex i named `first + i`) to `out`, unsorted. `squared_row(v, buffer)` returns the
 /// squared distances from vertex v to every vertex (it may fill and return `buffer`, which
 /// holds w.row). With `core` (one entry per vertex) the weights are mutual reachabilities
-/// max(core_a, core_b, d), else distances d.
+/// max(core_a, core_b, d), else distances d, compared by their squares (precedes_by_square)
+/// so that only the chosen edges take a square root.
 template <class SquaredRow>
 void prim_over(int64_t count, int64_t first, const double* core, Workspace& w, std::vector<MstEdge>& out,
                SquaredRow&& squared_row) {
     if (count < 2) return;
-    w.best.assign(static_cast<size_t>(count), HUGE_VAL);
-    w.best_from.assign(static_cast<size_t>(count), -1);
+    w.best.resize(static_cast<size_t>(count));
+    w.best_from.resize(static_cast<size_t>(count));
     w.remaining.resize(static_cast<size_t>(count - 1));
-    w.distance.resize(static_cast<size_t>(count));
     for (int64_t v = 1; v < count; ++v) w.remaining[v - 1] = v;
-    double* best = w.best.data();
+    double* best = w.best.data();  // v's known edge: squared distance, or reachability with core
     int64_t* from = w.best_from.data();
-    auto edge = [first](int64_t a, int64_t b, double weight) {
-        return MstEdge{std::min(a, b) + first, std::max(a, b) + first, weight};
+    int64_t* remaining = w.remaining.data();
+    int64_t left = count - 1;
+    auto weight = [&](int64_t a, int64_t b, const double* squared) {  // with core: the reachability
+        const double d = std::sqrt(squared[b]);
+        return std::max(std::max(core[a], core[b]), d);
     };
-    int64_t last = 0;
-    while (!w.remaining.empty()) {
-        const double* squared = squared_row(last, w.row);
-        double* distance = w.distance.data();
-        for (int64_t v = 0; v < count; ++v) distance[v] = std::sqrt(squared[v]);  // vectorised
-        size_t next_at = 0;
-        MstEdge next_edge{0, 0, HUGE_VAL};
-        for (size_t p = 0; p < w.remaining.size(); ++p) {
-            const int64_t v = w.remaining[p];
-            double d = distance[v];
-            if (core != nullptr) d = std::max(std::max(core[last], core[v]), d);
-            // The edge (last, v) replaces v's known edge if it comes first in the strict order;
-            // weights decide unless equal.
-            if (from[v] < 0 || d < best[v] || (d == best[v] && edge_less(edge(last, v, d), edge(from[v], v, d)))) {
-                best[v] = d;
-                from[v] = last;
-            }
-            if (p == 0 || best[v] < next_edge.weight ||
-                (best[v] == next_edge.weight && edge_less(edge(from[v], v, best[v]), next_edge))) {
-                next_at = p;
-                next_edge = edge(from[v], v, best[v]);
-            }
+    // Whether v's known edge precedes that of u (the strict order on (weight, ends)).
+    auto known_precedes = [&](int64_t v, int64_t u) {
+        const int64_t v0 = std::min(from[v], v), v1 = std::max(from[v], v);
+        const int64_t u0 = std::min(from[u], u), u1 = std::max(from[u], u);
+        if (core == nullptr) return precedes_by_square(best[v], v0, v1, best[u], u0, u1);
+        if (best[v] != best[u]) return best[v] < best[u];
+        return v0 != u0 ? v0 < u0 : v1 < u1;
+    };
+    const double* row = squared_row(0, w.row);
+    for (int64_t p = 0; p < left; ++p) {
+        const int64_t v = remaining[p];
+        best[v] = core == nullptr ? row[v] : weight(0, v, row);
+        from[v] = 0;
+    }
+    while (left > 0) {
+        int64_t at = 0;
+        for (int64_t p = 1; p < left; ++p) {
+            const int64_t v = remaining[p], u = remaining[at];
+            // Squares far apart decide at once; near ties take the exact comparison.
+            if (core == nullptr && best[v] < best[u] * kSquaresApart) { at = p; continue; }
+            if (core == nullptr && best[u] < best[v] * kSquaresApart) continue;
+            if (known_precedes(v, u)) at = p;
         }
-        last = w.remaining[next_at];
-        w.remaining[next_at] = w.remaining.back();  // the scan order does not matter: the order is strict
-        w.remaining.pop_back();
-        out.push_back(next_edge);
+        const int64_t last = remaining[at];
+        out.push_back(MstEdge{std::min(from[last], last) + first, std::max(from[last], last) + first,
+                              core == nullptr ? std::sqrt(best[last]) : best[last]});
+        remaining[at] = remaining[--left];  // the scan order does not matter: the order is strict
+        if (left == 0) break;
+        row = squared_row(last, w.row);
+        for (int64_t p = 0; p < left; ++p) {
+            const int64_t v = remaining[p];
+            const int64_t e0 = std::min(last, v), e1 = std::max(last, v);
+            const int64_t k0 = std::min(from[v], v), k1 = std::max(from[v], v);
+            bool replace;
+            if (core == nullptr) {
+                const double sq = row[v];
+                replace = sq < best[v] * kSquaresApart ||
+                          (!(best[v] < sq * kSquaresApart) && precedes_by_square(sq, e0, e1, best[v], k0, k1));
+                if (replace) best[v] = sq;
+            } else {
+                const double d = weight(last, v, row);
+                replace = d < best[v] || (d == best[v] && (e0 != k0 ? e0 < k0 : e1 < k1));
+                if (replace) best[v] = d;
+            }
+            if (replace) from[v] = last;
+        }
     }
 }
+
+/// Up to this many rows prim() takes its squared distances pair by pair into a local matrix:
+/// a key of a few points then costs no workspace traffic (the memory's first steps refit a
+/// thousand keys of about eight points each).
+constexpr int64_t kTinyPrimRows = 16;
 
 /// Prim's algorithm on rows [first, first + count) of `points` (prim_over, distances from the
 /// rows stored by coordinate); appends the tree's edges (global row indices) to `out`.
 void prim(const PointsView& points, int64_t first, int64_t count, const double* core, Workspace& w,
           std::vector<MstEdge>& out) {
     if (count < 2) return;
+    if (count <= kTinyPrimRows) {
+        double squared[kTinyPrimRows * kTinyPrimRows];
+        for (int64_t a = 0; a < count; ++a) {
+            squared[a * count + a] = 0.0;
+            for (int64_t b = a + 1; b < count; ++b) {
+                squared[a * count + b] = squared[b * count + a] =
+                    squared_distance(points.row(first + a), points.row(first + b), points.cols);
+            }
+        }
+        prim_over(count, first, core, w, out, [&](int64_t v, std::vector<double>&) {
+            return static_cast<const double*>(squared + v * count);
+        });
+        return;
+    }
     w.columns.assign(points, first, count);
     w.row.resize(static_cast<size_t>(w.columns.stride()));
     prim_over(count, first, core, w, out, [&](int64_t v, std::vector<double>& buffer) {

@@ -11,6 +11,7 @@ earliest stored point is 0), so they do not depend on how the clustering was com
 """
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Mapping
@@ -63,6 +64,10 @@ class Batch:
     correct: Any
     step: int | None = None
     valid: Any = None
+
+
+#: Largest cluster size whose default penalty Memory keeps in its table.
+_PENALTY_TABLE_MAX = 1 << 16
 
 
 def _default_penalty(sizes: np.ndarray, alpha: float, beta: float) -> np.ndarray:
@@ -141,6 +146,7 @@ class Memory:
         self._dim: int | None = None
         self._keys: list = []
         self._key_ids: dict = {}
+        self._penalty_table = np.zeros(0, dtype=np.float64)  # default penalty by size, grown on demand
         self._last_step = -1
         self._last_penalties = np.zeros(0)
 
@@ -262,16 +268,11 @@ class Memory:
 
     def _key_ids_of(self, keys, n: int):
         unique, inverse = _unique_keys(keys, n)
-        lookup = self._key_ids.get
-        known = [lookup(key) for key in unique]
-        new_keys = []
-        if None in known:
-            next_id = len(self._keys)
-            for i, key in enumerate(unique):
-                if known[i] is None:
-                    known[i] = next_id + len(new_keys)
-                    new_keys.append(key)
-        ids = np.array(known, dtype=np.int64)
+        # Known keys' ids (-1 for new ones) in one C-level pass over the dict.
+        ids = np.fromiter(map(self._key_ids.get, unique, itertools.repeat(-1)), dtype=np.int64, count=len(unique))
+        fresh = np.flatnonzero(ids < 0)
+        ids[fresh] = np.arange(len(self._keys), len(self._keys) + len(fresh))
+        new_keys = [unique[i] for i in fresh.tolist()]
         return ids[inverse], new_keys
 
     def _run_engine(self, parsed):
@@ -283,6 +284,8 @@ class Memory:
         step_labels, step_sizes = engine.penalize_step(parsed["stored"], parsed["groups"], parsed["step"])
         self._engine = engine
         self._dim = parsed["dim"]
+        if len(parsed["rows"]) == parsed["n"]:  # every row stored: already in batch order
+            return step_labels, step_sizes
         labels[parsed["rows"]] = step_labels
         sizes[parsed["rows"]] = step_sizes
         return labels, sizes
@@ -310,7 +313,7 @@ class Memory:
         if not target.any():
             return penalties
         if o["penalty"] is None:
-            values = _default_penalty(sizes[target], o["alpha"], o["beta"])
+            values = self._default_penalties(sizes[target])
         else:
             values = np.asarray(o["penalty"](sizes[target].copy()), dtype=np.float64).reshape(-1)
             if values.shape != (int(target.sum()),) or not np.isfinite(values).all() or (values < 0).any():
@@ -318,10 +321,23 @@ class Memory:
         penalties[target] = values
         return penalties
 
+    def _default_penalties(self, sizes: np.ndarray) -> np.ndarray:
+        """The default penalty of each size (int64 [M] -> float64 [M]): from a table kept
+        between steps while sizes stay small, else computed per distinct size."""
+        top = int(sizes.max())
+        if top >= _PENALTY_TABLE_MAX:
+            return _default_penalty(sizes, self._options["alpha"], self._options["beta"])
+        table = self._penalty_table
+        if top >= len(table):
+            grown = np.arange(len(table), max(top + 1, 2 * len(table)), dtype=np.int64)
+            table = np.concatenate([table, _default_penalty(grown, self._options["alpha"], self._options["beta"])])
+            self._penalty_table = table
+        return table[sizes]
+
     def _commit(self, parsed) -> None:
-        for key in parsed["new_keys"]:
-            self._key_ids[key] = len(self._keys)
-            self._keys.append(key)
+        new_keys = parsed["new_keys"]
+        self._key_ids.update(zip(new_keys, range(len(self._keys), len(self._keys) + len(new_keys))))
+        self._keys.extend(new_keys)
         self._last_step = parsed["step"]
 
     # -- state ---------------------------------------------------------------------------
@@ -510,7 +526,7 @@ def _unique_keys(keys, n: int):
             present = np.zeros(high - low + 1, dtype=bool)
             present[offset] = True
             rank = np.cumsum(present, dtype=np.int64) - 1
-            return [low + v for v in np.flatnonzero(present).tolist()], rank[offset]
+            return (np.flatnonzero(present) + low).tolist(), rank[offset]
     if arr.dtype.kind in "iuU":
         unique, inverse = np.unique(arr, return_inverse=True)
         convert = int if arr.dtype.kind in "iu" else str
