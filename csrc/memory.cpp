@@ -643,6 +643,14 @@ void check_batch(const PointsView& points, const int64_t* keys, int64_t step, in
         throw std::invalid_argument("penalize_step: step " + std::to_string(step) + " is before the last step " +
                                     std::to_string(last_step));
     }
+    // Branch-free passes first (they vectorise); a row is located only when one fails.
+    int64_t lowest_key = 0;
+    for (int64_t i = 0; i < points.rows; ++i) lowest_key = std::min(lowest_key, keys[i]);
+    // x - x is 0 for a finite x and NaN for an infinite or NaN one, and NaN survives the sum.
+    double nan_unless_finite = 0.0;
+    const int64_t total = points.rows * dim;
+    for (int64_t i = 0; i < total; ++i) nan_unless_finite += points.data[i] - points.data[i];
+    if (lowest_key >= 0 && nan_unless_finite == 0.0) return;
     for (int64_t i = 0; i < points.rows; ++i) {
         if (keys[i] < 0) throw std::invalid_argument("penalize_step: key ids must be >= 0, row " + std::to_string(i));
         for (int64_t j = 0; j < dim; ++j) {
@@ -699,6 +707,7 @@ KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) {
 
 StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step) {
     check_batch(points, keys, step, params_.dim, last_step_);
+    pool_->prepare();  // the workers wake while the step is set up
     const int64_t max_key = *std::max_element(keys, keys + points.rows);
     // Rows grouped by key (a counting sort, ascending rows within a key): two flat arrays
     // instead of one vector per key.

@@ -2,6 +2,7 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <cstdint>
@@ -59,11 +60,13 @@ void parallel_for(int64_t n, int n_threads, int64_t chunk, Body&& body) {
 }
 
 /// Worker threads kept between calls, for a caller that runs many short parallel loops
-/// (the keyed memory: one loop per training step, a few milliseconds each). Keeping them
-/// saves the thread start-up and, above all, keeps each worker's thread_local workspaces
-/// grown and warm; new threads per call re-allocated them every step. Calls from several
-/// threads are serialised. After a fork() the child rebuilds its workers (the parent's are
-/// not copied into it).
+/// (the keyed memory: one loop per training step, a millisecond or a few). Keeping them saves
+/// the thread start-up and, above all, keeps each worker's thread_local workspaces grown and
+/// warm; new threads per call re-allocated them every step. A sleeping worker takes tens of
+/// microseconds to wake, so a caller can announce a loop (prepare) before its serial set-up:
+/// the workers then wait for it awake, for a bounded time. Calls from several threads are
+/// serialised. After a fork() the child rebuilds its workers (the parent's are not copied
+/// into it).
 class WorkerPool {
 public:
     /// `n_threads` as in parallel_for (0 = every hardware thread); the caller is one of them.
@@ -73,6 +76,19 @@ public:
     ~WorkerPool() { stop(); }
 
     int threads() const noexcept { return n_threads_; }
+
+    /// Wakes the workers for a parallel_for that follows soon; they spin for it at most
+    /// kSpinMicroseconds before sleeping again.
+    void prepare() {
+        if (n_threads_ <= 1) return;
+        std::lock_guard<std::mutex> call(call_mutex_);
+        start_workers();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++prepared_;
+        }
+        wake_.notify_all();
+    }
 
     /// parallel_for(n, threads(), chunk, body) on the kept workers: the same chunks, handed
     /// out dynamically, the first exception rethrown here after every worker has stopped.
@@ -106,19 +122,25 @@ public:
             std::lock_guard<std::mutex> lock(mutex_);
             job_ = work;
             job_helpers_ = helpers;
-            pending_ = helpers;
-            ++generation_;
+            pending_.store(helpers);
+            generation_.fetch_add(1);
         }
         wake_.notify_all();
         work();
+        // The helpers have at most a chunk left: wait awake a while, then asleep.
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicroseconds);
+        while (pending_.load() != 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
         std::unique_lock<std::mutex> lock(mutex_);
-        done_.wait(lock, [&] { return pending_ == 0; });
+        done_.wait(lock, [&] { return pending_.load() == 0; });
         job_ = nullptr;
         lock.unlock();
         if (error) std::rethrow_exception(error);
     }
 
 private:
+    /// Longest wait, in microseconds, that a thread spends awake for its partner.
+    static constexpr int kSpinMicroseconds = 2000;
+
     void start_workers() {
         const long pid = current_pid();
         if (!workers_.empty() && pid == owner_pid_) return;
@@ -126,7 +148,8 @@ private:
             // Forked: these thread objects name threads of the parent; drop them unjoined.
             for (auto& t : workers_) t.detach();
             workers_.clear();
-            generation_ = 0;
+            generation_.store(0);
+            prepared_ = 0;
             stopping_ = false;
         }
         owner_pid_ = pid;
@@ -134,20 +157,33 @@ private:
     }
 
     void worker_loop(int index) {
-        uint64_t seen = 0;
+        uint64_t seen = generation_.load(), seen_prepared = 0;
         for (;;) {
             std::function<void()> job;
             {
                 std::unique_lock<std::mutex> lock(mutex_);
-                wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+                wake_.wait(lock, [&] { return stopping_ || generation_.load() != seen || prepared_ != seen_prepared; });
                 if (stopping_) return;
-                seen = generation_;
+                if (generation_.load() == seen) {
+                    // Announced: spin (unlocked) until the loop is posted or the wait runs out.
+                    seen_prepared = prepared_;
+                    lock.unlock();
+                    const auto give_up =
+                        std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicroseconds);
+                    while (generation_.load() == seen && std::chrono::steady_clock::now() < give_up) {
+                        std::this_thread::yield();
+                    }
+                    continue;
+                }
+                seen = generation_.load();
                 if (index > job_helpers_) continue;  // this call needs fewer threads
                 job = job_;
             }
             job();
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (--pending_ == 0) done_.notify_one();
+            if (pending_.fetch_sub(1) == 1) {
+                std::lock_guard<std::mutex> lock(mutex_);
+                done_.notify_one();
+            }
         }
     }
 
@@ -177,8 +213,9 @@ private:
     std::condition_variable wake_, done_;
     std::function<void()> job_;
     int job_helpers_ = 0;
-    int pending_ = 0;
-    uint64_t generation_ = 0;
+    std::atomic<int> pending_{0};
+    std::atomic<uint64_t> generation_{0};
+    uint64_t prepared_ = 0;
     bool stopping_ = false;
 };
 
