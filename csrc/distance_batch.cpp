@@ -127,10 +127,14 @@ void PointColumns::assign(const PointsView& points, int64_t first, int64_t count
     rows_ = count;
     cols_ = points.cols;
     stride_ = (count + 7) / 8 * 8;
-    values_.assign(static_cast<size_t>(stride_ * cols_), 0.0);
+    values_.resize(static_cast<size_t>(stride_ * cols_));
+    double* values = values_.data();
     for (int64_t j = 0; j < count; ++j) {
         const double* row = points.row(first + j);
-        for (int64_t k = 0; k < cols_; ++k) values_[static_cast<size_t>(k * stride_ + j)] = row[k];
+        for (int64_t k = 0; k < cols_; ++k) values[k * stride_ + j] = row[k];
+    }
+    for (int64_t k = 0; k < cols_; ++k) {
+        for (int64_t j = count; j < stride_; ++j) values[k * stride_ + j] = 0.0;
     }
 }
 

@@ -155,6 +155,11 @@ void eom_labels(int64_t n, int64_t min_cluster_size, StageWorkspace& w, std::vec
     w.queue.assign({2 * n - 2, 0});  // (node, cluster) pairs, breadth first
     // Appends a term (lam - birth) * 1 to cluster c for every point under node y.
     auto emit_points = [&](int64_t y, int64_t c, double term) {
+        if (is_leaf(y)) {  // the usual case: one point falls out
+            w.point_cluster[y] = c;
+            w.terms.push_back(term);
+            return;
+        }
         w.stack.assign(1, y);
         while (!w.stack.empty()) {
             const int64_t z = w.stack.back();
@@ -176,7 +181,14 @@ void eom_labels(int64_t n, int64_t min_cluster_size, StageWorkspace& w, std::vec
             const double h = rows[x - n].distance, lam = lambda_of(h), term = lam - w.birth[c];
             // The children of x under the threshold hierarchy: equal heights are one merge.
             w.children.clear();
-            w.stack.assign({rows[x - n].right, rows[x - n].left});
+            const int64_t left = rows[x - n].left, right = rows[x - n].right;
+            auto same_height = [&](int64_t y) { return !is_leaf(y) && rows[y - n].distance == h; };
+            if (!same_height(left) && !same_height(right)) {  // the usual binary merge
+                w.children.push_back(left);
+                w.children.push_back(right);
+            } else {
+                w.stack.assign({right, left});
+            }
             while (!w.stack.empty()) {
                 const int64_t y = w.stack.back();
                 w.stack.pop_back();
@@ -249,13 +261,14 @@ void eom_labels(int64_t n, int64_t min_cluster_size, StageWorkspace& w, std::vec
 }
 
 /// The stages after the MST (linkage, condense, select; docs/SPEC.md) on a sorted MST,
-/// then the numbering by earliest member.
+/// then the numbering by earliest member. With `linkage_ready` the workspace's linkage
+/// already holds the tree's rows (insert_into_mst built them).
 Clustering cluster_from_mst(std::vector<MstEdge> mst, const PointsView& points, const int64_t* steps,
-                            const HdbscanParams& params) {
+                            const HdbscanParams& params, bool linkage_ready = false) {
     const int64_t n = points.rows;
     if (n == 1) return single_point();
     StageWorkspace& w = stage_workspace();
-    linkage_into(mst, n, w);
+    if (!linkage_ready) linkage_into(mst, n, w);
     Clustering c;
     if (params.method == SelectionMethod::eom && !params.allow_single_cluster && params.epsilon == 0.0) {
         eom_labels(n, params.min_cluster_size, w, c.labels);
@@ -343,8 +356,20 @@ MEDSCORE_TLS_ACCESSOR VoteWorkspace& vote_workspace() {
     return w;
 }
 
-/// The majority label of `votes` (sorted here), ties to the smallest label.
+/// The majority label of `votes` (sorted here when long), ties to the smallest label.
 int64_t majority(std::vector<int64_t>& votes) {
+    if (votes.size() <= 8) {  // the vote's few labels: count pairwise, no sort
+        int64_t winner = votes[0], winner_count = 0;
+        for (size_t i = 0; i < votes.size(); ++i) {
+            int64_t count = 0;
+            for (size_t j = 0; j < votes.size(); ++j) count += votes[j] == votes[i];
+            if (count > winner_count || (count == winner_count && votes[i] < winner)) {
+                winner = votes[i];
+                winner_count = count;
+            }
+        }
+        return winner;
+    }
     std::sort(votes.begin(), votes.end());
     int64_t winner = votes[0], winner_count = 0;
     for (size_t i = 0; i < votes.size();) {
@@ -605,9 +630,12 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
         const std::vector<MstEdge>& prior_mst = prior_fit ? prior_fit->mst : key.mst;
         const PointsView final_points = slice(key, dim, aged, n_final);
         const double* squared = squared_stride > 0 ? w.squared.data() : nullptr;
+        std::vector<LinkageRow>* linkage = kd_insert ? nullptr : &stage_workspace().linkage;
         std::vector<MstEdge> mst = kd_insert ? insert_into_mst_by_kdtree(prior_mst, final_points, n_prior, refit_threads)
-                                             : insert_into_mst(prior_mst, final_points, n_prior, squared, squared_stride);
-        update.clustering = cluster_from_mst(std::move(mst), final_points, key.steps.data() + aged, params.hdbscan);
+                                             : insert_into_mst(prior_mst, final_points, n_prior, squared, squared_stride,
+                                                               linkage);
+        update.clustering =
+            cluster_from_mst(std::move(mst), final_points, key.steps.data() + aged, params.hdbscan, linkage != nullptr);
     } else {
         update.clustering = refit(slice(key, dim, start, n_final), key.steps.data() + start, params.hdbscan, refit_threads);
     }

@@ -72,6 +72,7 @@ struct Workspace {
     std::vector<double> row;         // Prim: squared distances from the last vertex added
     std::vector<int64_t> set_parent; // Kruskal's disjoint sets (path halving, union by size)
     std::vector<int64_t> set_size;
+    std::vector<int64_t> node_of_root; // Kruskal: the linkage node standing for each set
 };
 
 MEDSCORE_TLS_ACCESSOR Workspace& workspace() {
@@ -281,7 +282,7 @@ void prim(const PointsView& points, int64_t first, int64_t count, const double* 
 /// Kruskal over `old_sorted` and the (unsorted) `added` edges on n vertices: the spanning
 /// tree sorted by the strict order. Throws std::logic_error if they do not span.
 std::vector<MstEdge> kruskal(const std::vector<MstEdge>& old_sorted, std::vector<MstEdge>& added, int64_t n,
-                             Workspace& w) {
+                             Workspace& w, std::vector<LinkageRow>* linkage = nullptr) {
     std::sort(added.begin(), added.end(), EdgeLess{});
     std::vector<MstEdge> tree;
     tree.reserve(static_cast<size_t>(n - 1));
@@ -295,15 +296,28 @@ std::vector<MstEdge> kruskal(const std::vector<MstEdge>& old_sorted, std::vector
         while (parent[x] != x) { parent[x] = parent[parent[x]]; x = parent[x]; }
         return x;
     };
+    // The linkage rows come with the tree: Kruskal already joins the sets in linkage order.
+    int64_t* node_of_root = nullptr;
+    if (linkage != nullptr) {
+        linkage->clear();
+        linkage->reserve(static_cast<size_t>(n - 1));
+        w.node_of_root.resize(static_cast<size_t>(n));
+        node_of_root = w.node_of_root.data();
+        for (int64_t v = 0; v < n; ++v) node_of_root[v] = v;
+    }
     size_t i = 0, j = 0;
     while (i < old_sorted.size() || j < added.size()) {
         const bool take_old = j == added.size() || (i < old_sorted.size() && edge_less(old_sorted[i], added[j]));
         const MstEdge& e = take_old ? old_sorted[i++] : added[j++];
         int64_t a = find(e.u), b = find(e.v);
         if (a == b) continue;
+        if (linkage != nullptr) {
+            linkage->push_back(LinkageRow{node_of_root[a], node_of_root[b], e.weight, size[a] + size[b]});
+        }
         if (size[a] < size[b]) std::swap(a, b);
         parent[b] = a;
         size[a] += size[b];
+        if (linkage != nullptr) node_of_root[a] = n + static_cast<int64_t>(tree.size());
         tree.push_back(e);
         if (static_cast<int64_t>(tree.size()) == n - 1) break;  // spanning: later edges all close cycles
     }
@@ -378,7 +392,8 @@ std::vector<MstEdge> euclidean_mst(const PointsView& points, const std::vector<d
 }
 
 std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points, int64_t n_old,
-                                     const double* squared, int64_t squared_stride) {
+                                     const double* squared, int64_t squared_stride,
+                                     std::vector<LinkageRow>* linkage) {
     if (n_old < 1 || points.rows < n_old || static_cast<int64_t>(mst.size()) != n_old - 1) {
         throw std::invalid_argument("insert_into_mst: expected an MST of n_old - 1 edges over n_old >= 1 of the " +
                                     std::to_string(points.rows) + " points");
@@ -391,7 +406,13 @@ std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const Poin
     }
     Workspace& w = workspace();
     w.candidates.clear();
-    if (points.rows == n_old) return mst;
+    if (points.rows == n_old) {
+        if (linkage != nullptr) {
+            std::vector<MstEdge> none;
+            return kruskal(mst, none, n_old, w, linkage);
+        }
+        return mst;
+    }
     const int64_t m = points.rows - n_old;
     root_tree(mst, n_old, w.tree);
     w.on_path.assign(static_cast<size_t>(n_old), -1);
@@ -418,7 +439,7 @@ std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const Poin
         }
         prim(points, n_old, m, nullptr, w, w.candidates);
     }
-    return kruskal(mst, w.candidates, points.rows, w);
+    return kruskal(mst, w.candidates, points.rows, w, linkage);
 }
 
 }  // namespace medscore

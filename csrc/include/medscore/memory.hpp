@@ -127,9 +127,11 @@ std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsV
 /// by (weight, u, v); it is minimal under that strict order among trees of old tree + new edges.
 /// `squared`, if not null, holds m rows of `squared_stride` (>= n_old + m) entries: row j the
 /// squared distances (squared_distance of distance.hpp) from new row n_old + j to every row,
-/// which are then not recomputed.
+/// which are then not recomputed. `linkage`, if not null, receives the tree's single-linkage
+/// rows (the rows single_linkage of linkage.hpp gives for it), built in the same pass.
 std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const PointsView& points,
-                                     int64_t n_old, const double* squared = nullptr, int64_t squared_stride = 0);
+                                     int64_t n_old, const double* squared = nullptr, int64_t squared_stride = 0,
+                                     std::vector<LinkageRow>* linkage = nullptr);
 
 /// insert_into_mst without the O(m * n_old) distances: the new rows' own MST (by halves, as
 /// euclidean_mst_by_halves) and, from a kd-tree over all rows, only the candidate edges from

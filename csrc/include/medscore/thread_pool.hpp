@@ -153,11 +153,20 @@ private:
             stopping_ = false;
         }
         owner_pid_ = pid;
-        for (int t = 1; t < n_threads_; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
+        // What a worker has seen is fixed here, before any loop is posted: read by the new
+        // thread itself, it could already include the first loop and miss it.
+        const uint64_t generation = generation_.load();
+        uint64_t prepared;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            prepared = prepared_;
+        }
+        for (int t = 1; t < n_threads_; ++t) {
+            workers_.emplace_back([this, t, generation, prepared] { worker_loop(t, generation, prepared); });
+        }
     }
 
-    void worker_loop(int index) {
-        uint64_t seen = generation_.load(), seen_prepared = 0;
+    void worker_loop(int index, uint64_t seen, uint64_t seen_prepared) {
         for (;;) {
             std::function<void()> job;
             {
