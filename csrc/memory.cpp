@@ -356,20 +356,24 @@ MEDSCORE_TLS_ACCESSOR VoteWorkspace& vote_workspace() {
     return w;
 }
 
+/// The majority label of a few votes (count >= 1), ties to the smallest label: counted
+/// pairwise, no sort.
+int64_t majority_of_few(const int64_t* votes, int64_t count) {
+    int64_t winner = votes[0], winner_count = 0;
+    for (int64_t i = 0; i < count; ++i) {
+        int64_t c = 0;
+        for (int64_t j = 0; j < count; ++j) c += votes[j] == votes[i];
+        if (c > winner_count || (c == winner_count && votes[i] < winner)) {
+            winner = votes[i];
+            winner_count = c;
+        }
+    }
+    return winner;
+}
+
 /// The majority label of `votes` (sorted here when long), ties to the smallest label.
 int64_t majority(std::vector<int64_t>& votes) {
-    if (votes.size() <= 8) {  // the vote's few labels: count pairwise, no sort
-        int64_t winner = votes[0], winner_count = 0;
-        for (size_t i = 0; i < votes.size(); ++i) {
-            int64_t count = 0;
-            for (size_t j = 0; j < votes.size(); ++j) count += votes[j] == votes[i];
-            if (count > winner_count || (count == winner_count && votes[i] < winner)) {
-                winner = votes[i];
-                winner_count = count;
-            }
-        }
-        return winner;
-    }
+    if (votes.size() <= 8) return majority_of_few(votes.data(), static_cast<int64_t>(votes.size()));
     std::sort(votes.begin(), votes.end());
     int64_t winner = votes[0], winner_count = 0;
     for (size_t i = 0; i < votes.size();) {
@@ -396,44 +400,58 @@ inline void keep_k_smallest(std::vector<std::pair<double, int64_t>>& best, std::
 /// Up to this k, k_smallest keeps its list in local arrays rather than in `best`.
 constexpr int64_t kSmallK = 4;
 
+/// The k <= kSmallK smallest (value, index) pairs offered, sorted; an offer equal to the k-th
+/// does not enter, so offers in index order keep ties by index (keep_k_smallest on local arrays).
+struct SmallestK {
+    double value[kSmallK];
+    int64_t index[kSmallK];
+    int64_t k, filled = 0;
+
+    explicit SmallestK(int64_t k_) : k(k_) {}
+    void offer(double v, int64_t at) noexcept {
+        if (filled == k && !(v < value[k - 1])) return;
+        int64_t j = filled < k ? filled++ : k - 1;
+        for (; j > 0 && v < value[j - 1]; --j) { value[j] = value[j - 1]; index[j] = index[j - 1]; }
+        value[j] = v;
+        index[j] = at;
+    }
+};
+
+/// Offers values[0 .. n) (n >= s.k) to `s` in index order, or only those that can enter: for
+/// many entries a bound comes first, T, the k-th smallest of the eight column minima
+/// min_b values[8b + j] (eight distinct entries, so the k-th smallest entry is at most T).
+/// Only entries <= T can be among the k smallest; they are few, and offering just them, in
+/// index order, gives the same pairs.
+void offer_smallest(const double* values, int64_t n, SmallestK& s) {
+    constexpr int64_t kLanes = 8;
+    if (n < 4 * kLanes) {
+        for (int64_t i = 0; i < n; ++i) s.offer(values[i], i);
+        return;
+    }
+    double column_min[kLanes];
+    for (int64_t j = 0; j < kLanes; ++j) column_min[j] = values[j];
+    const int64_t full = n / kLanes * kLanes;
+    for (int64_t i = kLanes; i < full; i += kLanes) {
+        for (int64_t j = 0; j < kLanes; ++j) {  // vectorised
+            column_min[j] = values[i + j] < column_min[j] ? values[i + j] : column_min[j];
+        }
+    }
+    SmallestK minima(s.k);
+    for (int64_t j = 0; j < kLanes; ++j) minima.offer(column_min[j], j);
+    const double bound = minima.value[s.k - 1];
+    for (int64_t i = 0; i < n; ++i) {
+        if (values[i] <= bound) s.offer(values[i], i);
+    }
+}
+
 /// The k smallest (value, index) pairs of values[0 .. n) into `best`, sorted (ties: smaller
 /// index first); k <= n. The same pairs as keep_k_smallest over every entry in index order.
-/// For small k and many entries a bound comes first: T, the k-th smallest of the eight
-/// column minima min_b values[8b + j] (eight distinct entries, so the k-th smallest entry is
-/// at most T). Only entries <= T can be among the k smallest; they are few, and the same
-/// insertions over them, in index order, give the same pairs.
 void k_smallest(const double* values, int64_t n, int64_t k, std::vector<std::pair<double, int64_t>>& best) {
-    if (k <= kSmallK) {  // the vote's k: the same insertions on two local arrays
-        double value[kSmallK];
-        int64_t index[kSmallK];
-        int64_t filled = 0;
-        auto offer = [&](double v, int64_t at) {  // keep_k_smallest on the local arrays
-            if (filled == k && !(v < value[k - 1])) return;
-            int64_t j = filled < k ? filled++ : k - 1;
-            for (; j > 0 && v < value[j - 1]; --j) { value[j] = value[j - 1]; index[j] = index[j - 1]; }
-            value[j] = v;
-            index[j] = at;
-        };
-        constexpr int64_t kLanes = 8;
-        if (n >= 4 * kLanes) {
-            double column_min[kLanes];
-            for (int64_t j = 0; j < kLanes; ++j) column_min[j] = values[j];
-            const int64_t full = n / kLanes * kLanes;
-            for (int64_t i = kLanes; i < full; i += kLanes) {
-                for (int64_t j = 0; j < kLanes; ++j) {  // vectorised
-                    column_min[j] = values[i + j] < column_min[j] ? values[i + j] : column_min[j];
-                }
-            }
-            std::sort(column_min, column_min + kLanes);
-            const double bound = column_min[k - 1];
-            for (int64_t i = 0; i < n; ++i) {
-                if (values[i] <= bound) offer(values[i], i);
-            }
-        } else {
-            for (int64_t i = 0; i < n; ++i) offer(values[i], i);
-        }
+    if (k <= kSmallK) {  // the vote's k: local arrays
+        SmallestK s(k);
+        offer_smallest(values, n, s);
         best.resize(static_cast<size_t>(k));
-        for (int64_t j = 0; j < k; ++j) best[j] = {value[j], index[j]};
+        for (int64_t j = 0; j < k; ++j) best[j] = {s.value[j], s.index[j]};
         return;
     }
     best.clear();
@@ -487,8 +505,37 @@ void vote_unit(const PointsView& prior, const double* norms, const int64_t* labe
                int64_t& out_label, int64_t& out_size) {
     k = std::min(k, prior.rows);
     if (k == 0) { out_label = -1; out_size = 0; return; }
-    // The k + 1 smallest: when the (k + 1)-th is beyond the filter's bound, the candidates
-    // are the k smallest and the scan over every row is skipped.
+    auto cosine = [&](int64_t i) {
+        double dot = 0.0;
+        for (int64_t j = 0; j < prior.cols; ++j) dot += x[j] * prior.row(i)[j];
+        return 1.0 - dot / (norm_x * norms[i]);
+    };
+    if (k < kSmallK) {  // the vote's k: no buffers
+        // The k + 1 smallest: when the (k + 1)-th is beyond the filter's bound, the candidates
+        // are the k smallest and the scan over every row is skipped.
+        SmallestK near(std::min(k + 1, prior.rows));
+        offer_smallest(squared, prior.rows, near);
+        const double bound = near.value[k - 1] + kFilterMargin;
+        SmallestK nearest(k);
+        if (near.k == k || near.value[k] > bound) {
+            int64_t rows[kSmallK];
+            for (int64_t j = 0; j < k; ++j) {  // into index order, as the offers must come
+                int64_t at = j;
+                for (; at > 0 && rows[at - 1] > near.index[j]; --at) rows[at] = rows[at - 1];
+                rows[at] = near.index[j];
+            }
+            for (int64_t j = 0; j < k; ++j) nearest.offer(cosine(rows[j]), rows[j]);
+        } else {
+            for (int64_t i = 0; i < prior.rows; ++i) {
+                if (squared[i] <= bound) nearest.offer(cosine(i), i);
+            }
+        }
+        int64_t votes[kSmallK] = {};
+        for (int64_t j = 0; j < k; ++j) votes[j] = labels[nearest.index[j]];
+        out_label = majority_of_few(votes, k);
+        out_size = out_label < 0 ? noise : sizes[out_label];
+        return;
+    }
     const int64_t k_plus = std::min(k + 1, prior.rows);
     k_smallest(squared, prior.rows, k_plus, w.best);
     const double bound = w.best[k - 1].first + kFilterMargin;
@@ -502,11 +549,7 @@ void vote_unit(const PointsView& prior, const double* norms, const int64_t* labe
         }
     }
     w.best.clear();
-    for (const int64_t i : w.candidates) {
-        double dot = 0.0;
-        for (int64_t j = 0; j < prior.cols; ++j) dot += x[j] * prior.row(i)[j];
-        keep_k_smallest(w.best, {1.0 - dot / (norm_x * norms[i]), i}, k);
-    }
+    for (const int64_t i : w.candidates) keep_k_smallest(w.best, {cosine(i), i}, k);
     count_votes(labels, sizes, noise, w, out_label, out_size);
 }
 
@@ -643,6 +686,30 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
     return update;
 }
 
+/// The indices t of `touched` by decreasing old_sizes[t] + new rows, ties by t: a counting
+/// sort while sizes are small (every step of a keyed memory), else a comparison sort.
+template <class NewRows>
+std::vector<int64_t> largest_first(const std::vector<int64_t>& touched, const std::vector<int64_t>& old_sizes,
+                                   NewRows&& new_rows) {
+    const int64_t n = static_cast<int64_t>(touched.size());
+    std::vector<int64_t> size(touched.size()), order(touched.size());
+    int64_t largest = 0;
+    for (int64_t t = 0; t < n; ++t) {
+        size[t] = old_sizes[t] + new_rows(touched[t]);
+        largest = std::max(largest, size[t]);
+    }
+    if (largest <= 4 * n + 1024) {
+        std::vector<int64_t> start(static_cast<size_t>(largest + 2), 0);  // by rank largest - size
+        for (int64_t t = 0; t < n; ++t) ++start[largest - size[t] + 1];
+        for (int64_t r = 0; r <= largest; ++r) start[r + 1] += start[r];
+        for (int64_t t = 0; t < n; ++t) order[start[largest - size[t]]++] = t;
+        return order;
+    }
+    for (int64_t t = 0; t < n; ++t) order[t] = t;
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return size[a] != size[b] ? size[a] > size[b] : a < b; });
+    return order;
+}
+
 void check_params(const MemoryParams& p) {
     if (p.dim < 1) throw std::invalid_argument("KeyedMemory: dim must be >= 1, got " + std::to_string(p.dim));
     if (p.hdbscan.min_cluster_size < 2) {
@@ -671,14 +738,19 @@ void check_batch(const PointsView& points, const int64_t* keys, int64_t step, in
         throw std::invalid_argument("penalize_step: step " + std::to_string(step) + " is before the last step " +
                                     std::to_string(last_step));
     }
-    // Branch-free passes first (they vectorise); a row is located only when one fails.
+    // Branch-free integer passes first (they vectorise); a row is located only when one fails.
     int64_t lowest_key = 0;
     for (int64_t i = 0; i < points.rows; ++i) lowest_key = std::min(lowest_key, keys[i]);
-    // x - x is 0 for a finite x and NaN for an infinite or NaN one, and NaN survives the sum.
-    double nan_unless_finite = 0.0;
+    // An IEEE double is infinite or NaN exactly when its exponent bits are all ones.
+    constexpr uint64_t kExponent = 0x7ff0000000000000ULL;
+    uint64_t not_finite = 0;
     const int64_t total = points.rows * dim;
-    for (int64_t i = 0; i < total; ++i) nan_unless_finite += points.data[i] - points.data[i];
-    if (lowest_key >= 0 && nan_unless_finite == 0.0) return;
+    for (int64_t i = 0; i < total; ++i) {
+        uint64_t bits;
+        std::memcpy(&bits, points.data + i, sizeof bits);
+        not_finite |= static_cast<uint64_t>((bits & kExponent) == kExponent);
+    }
+    if (lowest_key >= 0 && not_finite == 0) return;
     for (int64_t i = 0; i < points.rows; ++i) {
         if (keys[i] < 0) throw std::invalid_argument("penalize_step: key ids must be >= 0, row " + std::to_string(i));
         for (int64_t j = 0; j < dim; ++j) {
@@ -769,11 +841,7 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         // One key (a global memory) gets every thread for a refit; else threads go across keys.
         const int refit_threads = n_jobs == 1 ? params_.n_threads : 1;
         // Largest keys first: handed out dynamically, the small ones then fill the gaps.
-        std::vector<int64_t> order(touched.size());
-        for (size_t t = 0; t < order.size(); ++t) order[t] = static_cast<int64_t>(t);
-        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-            return old_sizes[a] + rows_of(touched[a]).count > old_sizes[b] + rows_of(touched[b]).count;
-        });
+        const std::vector<int64_t> order = largest_first(touched, old_sizes, [&](int64_t k) { return rows_of(k).count; });
         // Chunks of several keys (about 16 per thread) keep the shared counter quiet.
         const int64_t chunk = std::max<int64_t>(1, n_jobs / (16 * static_cast<int64_t>(pool_->threads())));
         pool_->parallel_for(n_jobs, chunk, [&](int64_t begin, int64_t end) {
