@@ -147,6 +147,7 @@ class Memory:
         self._keys: list = []
         self._key_ids: dict = {}
         self._penalty_table = np.zeros(0, dtype=np.float64)  # default penalty by size, grown on demand
+        self._normalized_buffer = np.empty((0, 0))  # normalised rows of the step (transient)
         self._last_step = -1
         self._last_penalties = np.zeros(0)
 
@@ -235,7 +236,12 @@ class Memory:
         if self._options["backend"] == "cpp":
             from ._backends import get_backend
 
-            stored, zero = get_backend("cpp").l2_normalized_rows(points, rows)
+            # A buffer kept between steps: a fresh [M, D] array costs a page fault per 4 KiB.
+            if self._normalized_buffer.shape[0] < len(rows) or self._normalized_buffer.shape[1] != points.shape[1]:
+                self._normalized_buffer = np.empty((max(len(rows), 2 * self._normalized_buffer.shape[0]),
+                                                    points.shape[1]))
+            stored = self._normalized_buffer[:len(rows)]
+            zero = get_backend("cpp").l2_normalized_rows(points, rows, stored)
         else:
             stored = points[rows]
             norms = np.linalg.norm(stored, axis=1, keepdims=True)

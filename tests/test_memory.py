@@ -310,8 +310,8 @@ def test_native_normalisation_has_numpys_bits(dim, rows, seed, log_scale):
     rng = np.random.default_rng(seed)
     points = rng.normal(size=(rows + 3, dim)) * 10.0 ** log_scale
     picked = rng.integers(0, rows + 3, size=rows)
-    normalised, zero_row = _core.l2_normalized_rows(points, picked)
-    assert zero_row == -1
+    normalised = np.empty((rows, dim))
+    assert _core.l2_normalized_rows(points, picked, normalised) == -1
     expected = points[picked] / np.linalg.norm(points[picked], axis=1, keepdims=True)
     assert normalised.tobytes() == expected.tobytes()
 
@@ -320,6 +320,8 @@ def test_native_normalisation_reports_the_first_zero_row():
     from medscore import _core
 
     points = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
-    assert _core.l2_normalized_rows(points, np.array([0, 2, 3, 1]))[1] == 2
+    assert _core.l2_normalized_rows(points, np.array([0, 2, 3, 1]), np.empty((4, 2))) == 2
     with pytest.raises(ValueError, match="row out of range"):
-        _core.l2_normalized_rows(points, np.array([4]))
+        _core.l2_normalized_rows(points, np.array([4]), np.empty((1, 2)))
+    with pytest.raises(ValueError, match="out must be"):
+        _core.l2_normalized_rows(points, np.array([0]), np.empty((2, 2)))
