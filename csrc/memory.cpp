@@ -800,9 +800,29 @@ std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsV
     return sizes;
 }
 
+namespace {
+
+/// The process's worker pool for `n_threads` threads (resolved), created on first use and
+/// shared by every memory: a memory created later (after a load, or one per task) finds its
+/// workers already running, with their workspaces grown. Pools are never destroyed (their
+/// threads sleep when idle and end with the process).
+std::shared_ptr<WorkerPool> shared_pool(int n_threads) {
+    static std::mutex mutex;
+    static auto* pools = new std::vector<std::shared_ptr<WorkerPool>>();  // leaked on purpose: no exit-time join
+    const int threads = resolve_threads(n_threads);
+    std::lock_guard<std::mutex> lock(mutex);
+    for (const auto& pool : *pools) {
+        if (pool->threads() == threads) return pool;
+    }
+    pools->push_back(std::make_shared<WorkerPool>(threads));
+    return pools->back();
+}
+
+}  // namespace
+
 KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) {
     check_params(params_);
-    pool_ = std::make_shared<WorkerPool>(params_.n_threads);
+    pool_ = shared_pool(params_.n_threads);
 }
 
 StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step) {

@@ -106,8 +106,8 @@ private:
     MemoryParams params_;
     int64_t last_step_ = -1;
     std::vector<KeyState> keys_;
-    /// Threads across keys, kept between steps (copies of the memory share them; calls are
-    /// serialised).
+    /// Threads across keys, kept between steps and shared by every memory of the process with
+    /// the same thread count (calls from several memories at once are serialised).
     std::shared_ptr<WorkerPool> pool_;
 };
 
