@@ -132,10 +132,13 @@ class Memory:
         and penalties bit for bit; slower, and its refits are O(n^2) per key, so it does not
         suit one very large global memory).
     n_threads : int, default 0 (every hardware thread)
+        Threads across keys. The worker threads are kept for the whole process and shared
+        by every Memory with the same count; they sleep between steps.
 
     Notes
     -----
-    ``penalize`` holds a lock: concurrent calls from several threads are serialised.
+    ``penalize`` holds a lock: concurrent calls from several threads are serialised. Two
+    memories with the same ``n_threads`` share workers: their steps take turns on them.
     """
 
     def __init__(self, preset: str | None = None, **options):
