@@ -827,7 +827,6 @@ KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) {
 
 StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step) {
     check_batch(points, keys, step, params_.dim, last_step_);
-    pool_->prepare();  // the workers wake while the step is set up
     const int64_t max_key = *std::max_element(keys, keys + points.rows);
     // Rows grouped by key (a counting sort, ascending rows within a key): two flat arrays
     // instead of one vector per key.
@@ -838,6 +837,7 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         if (key_start[k + 1] > 0) touched.push_back(k);
         key_start[k + 1] += key_start[k];
     }
+    if (touched.size() > 1) pool_->prepare();  // the workers wake while the step is set up
     {
         std::vector<int64_t> fill(key_start.begin(), key_start.end() - 1);
         for (int64_t i = 0; i < points.rows; ++i) grouped[fill[keys[i]]++] = i;
