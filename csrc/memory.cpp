@@ -805,14 +805,16 @@ namespace {
 /// The process's worker pool for `n_threads` threads (resolved), created on first use and
 /// shared by every memory: a memory created later (after a load, or one per task) finds its
 /// workers already running, with their workspaces grown. Pools are never destroyed (their
-/// threads sleep when idle and end with the process).
+/// threads sleep when idle and end with the process), so a forked child, which gets pools
+/// of its own, never destroys the parent's (whose thread objects it cannot join).
 std::shared_ptr<WorkerPool> shared_pool(int n_threads) {
     static std::mutex mutex;
     static auto* pools = new std::vector<std::shared_ptr<WorkerPool>>();  // leaked on purpose: no exit-time join
     const int threads = resolve_threads(n_threads);
+    const long pid = WorkerPool::current_pid();
     std::lock_guard<std::mutex> lock(mutex);
     for (const auto& pool : *pools) {
-        if (pool->threads() == threads) return pool;
+        if (pool->threads() == threads && pool->created_in() == pid) return pool;
     }
     pools->push_back(std::make_shared<WorkerPool>(threads));
     return pools->back();
@@ -827,6 +829,7 @@ KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) {
 
 StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step) {
     check_batch(points, keys, step, params_.dim, last_step_);
+    if (pool_->created_in() != WorkerPool::current_pid()) pool_ = shared_pool(params_.n_threads);  // forked
     const int64_t max_key = *std::max_element(keys, keys + points.rows);
     // Rows grouped by key (a counting sort, ascending rows within a key): two flat arrays
     // instead of one vector per key.

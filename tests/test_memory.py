@@ -1,6 +1,7 @@
 """medscore.Memory: API, policy options, bad input, staleness, threads, metrics."""
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -325,3 +326,35 @@ def test_native_normalisation_reports_the_first_zero_row():
         _core.l2_normalized_rows(points, np.array([4]), np.empty((1, 2)))
     with pytest.raises(ValueError, match="out must be"):
         _core.l2_normalized_rows(points, np.array([0]), np.empty((2, 2)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_keeps_using_the_memory():
+    # Worker threads do not survive fork(): the child must get workers of its own (the
+    # parent's pool may hold their lock and waiter state) and give the parent's answers.
+    import time
+
+    run = list(simulated_run(n_prompts=40, epochs=3, seed=2))
+    memory = medscore.Memory(preset="paper", n_threads=2)
+    for X, keys, correct in run[:-1]:
+        memory.penalize(medscore.Batch(X, keys, correct))
+    twin = medscore.Memory(preset="paper", n_threads=2)
+    twin.load_state_dict(memory.state_dict())
+    X, keys, correct = run[-1]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one step, its penalties to the pipe, then out without cleanup
+        try:
+            os.write(write_end, memory.penalize(medscore.Batch(X, keys, correct)).tobytes())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    deadline = time.monotonic() + 60
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            pytest.fail("the forked child hung in penalize")
+        time.sleep(0.01)
+    with os.fdopen(read_end, "rb") as pipe:
+        child = np.frombuffer(pipe.read(), dtype=np.float64)
+    assert np.array_equal(child, twin.penalize(medscore.Batch(X, keys, correct)))

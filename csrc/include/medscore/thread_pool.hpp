@@ -76,6 +76,9 @@ public:
     ~WorkerPool() { stop(); }
 
     int threads() const noexcept { return n_threads_; }
+    /// The process the pool was created in; in a forked child it must not be used (its
+    /// mutexes and condition variables may hold the parent's threads' state).
+    long created_in() const noexcept { return created_in_; }
 
     /// Wakes the workers for a parallel_for that follows soon; they spin for it at most
     /// kSpinMicroseconds before sleeping again.
@@ -207,6 +210,7 @@ private:
         workers_.clear();
     }
 
+public:
     static long current_pid() noexcept {
 #if defined(__unix__) || defined(__APPLE__)
         return static_cast<long>(::getpid());
@@ -215,7 +219,9 @@ private:
 #endif
     }
 
+private:
     int n_threads_;
+    long created_in_ = current_pid();
     long owner_pid_ = 0;
     std::vector<std::thread> workers_;
     std::mutex call_mutex_, mutex_;
