@@ -7,35 +7,12 @@
 #include <string>
 #include <utility>
 
+#include "medscore/normalize.hpp"
+
 namespace medscore {
 namespace {
 
 [[noreturn]] void bad_input(const std::string& what) { throw std::invalid_argument("Memory::penalize: " + what); }
-
-/// Sum of `x` [n] in numpy's pairwise order: below 8 terms a plain loop; up to 128 eight
-/// running sums combined as ((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7)) then the tail; above that
-/// the two halves (the first a multiple of 8 long) summed recursively.
-double pairwise_sum(const double* x, int64_t n) {
-    if (n < 8) {
-        double sum = 0.0;
-        for (int64_t i = 0; i < n; ++i) sum += x[i];
-        return sum;
-    }
-    if (n <= 128) {
-        double r[8];
-        for (int j = 0; j < 8; ++j) r[j] = x[j];
-        int64_t i = 8;
-        for (; i < n - (n % 8); i += 8) {
-            for (int j = 0; j < 8; ++j) r[j] += x[i + j];
-        }
-        double sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; ++i) sum += x[i];
-        return sum;
-    }
-    int64_t half = n / 2;
-    half -= half % 8;
-    return pairwise_sum(x, half) + pairwise_sum(x + half, n - half);
-}
 
 std::vector<uint8_t> check_flags(const uint8_t* flags, int64_t n, const char* name) {
     if (flags == nullptr) bad_input(std::string(name) + " is null");
@@ -99,12 +76,6 @@ double default_penalty(int64_t size, double alpha, double beta) {
     return std::min(alpha * std::log(static_cast<double>(size + 1)), beta);
 }
 
-double numpy_norm(const double* values, int64_t n) {
-    std::vector<double> squares(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) squares[i] = values[i] * values[i];
-    return std::sqrt(pairwise_sum(squares.data(), n));
-}
-
 Memory::Memory(const MemoryOptions& options) : options_(options) { check_options(options_); }
 
 KeyedMemory Memory::make_engine(int64_t dim) const {
@@ -153,12 +124,15 @@ Memory::StoredRows Memory::stored_rows(const PointsView& x, const std::vector<in
         out.rows.push_back(i);
         out.groups.push_back(group);
     }
-    out.points.resize(out.rows.size() * static_cast<size_t>(x.cols));
-    for (size_t r = 0; r < out.rows.size(); ++r) {
-        const double* src = x.row(out.rows[r]);
-        const double norm = options_.normalize ? numpy_norm(src, x.cols) : 1.0;
-        if (norm == 0.0) bad_input("fingerprint row " + std::to_string(out.rows[r]) + " is all zeros and cannot be L2-normalised");
-        for (int64_t j = 0; j < x.cols; ++j) out.points[r * x.cols + j] = options_.normalize ? src[j] / norm : src[j];
+    const int64_t count = static_cast<int64_t>(out.rows.size());
+    out.points.resize(static_cast<size_t>(count * x.cols));
+    if (options_.normalize) {
+        const int64_t zero = l2_normalized_rows(x, out.rows.data(), count, out.points.data());
+        if (zero >= 0) {
+            bad_input("fingerprint row " + std::to_string(out.rows[zero]) + " is all zeros and cannot be L2-normalised");
+        }
+    } else {
+        for (int64_t r = 0; r < count; ++r) std::copy(x.row(out.rows[r]), x.row(out.rows[r]) + x.cols, &out.points[r * x.cols]);
     }
     return out;
 }

@@ -14,6 +14,7 @@
 
 #include "medscore/matrix.hpp"
 #include "medscore/memory.hpp"
+#include "medscore/normalize.hpp"  // numpy_norm, l2_normalized_rows
 #include "medscore/select.hpp"
 
 namespace medscore {
@@ -57,10 +58,6 @@ void check_options(const MemoryOptions& options);
 
 /// The default penalty of a cluster of `size` members: min(alpha * ln(size + 1), beta).
 double default_penalty(int64_t size, double alpha, double beta);
-
-/// Euclidean norm of `values` [n], summed in the order numpy's add.reduce uses (pairwise
-/// blocks of 8), so normalised fingerprints equal numpy's bit for bit.
-double numpy_norm(const double* values, int64_t n);
 
 /// Per-rollout answer of Memory::penalize; every vector has N entries.
 struct Penalties {

@@ -12,8 +12,12 @@ namespace medscore {
 /// above 128 the two halves (the first a multiple of 8 long) summed alike and added.
 double numpy_sum(const double* values, int64_t n) noexcept;
 
+/// Euclidean norm of `values` [n]: sqrt(numpy_sum of the squares), the bits of
+/// `np.linalg.norm` of a row.
+double numpy_norm(const double* values, int64_t n);
+
 /// Writes rows `rows[0 .. count)` of `points` divided by their Euclidean norms into `out`
-/// [count, points.cols], each norm sqrt(numpy_sum of the squares): the same bits as NumPy's
+/// [count, points.cols], each divided by its numpy_norm: the same bits as NumPy's
 /// `x / np.linalg.norm(x, axis=1, keepdims=True)`. Returns the position (in `rows`) of the
 /// first row whose norm is zero, or -1; rows from there on are then not written.
 /// Row indices must be valid (checked by the caller).

@@ -9,6 +9,7 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -24,9 +25,42 @@ inline int resolve_threads(int n_threads) {
     return hw == 0 ? 1 : static_cast<int>(hw);
 }
 
-/// Calls body(begin, end) on chunks of [0, n) from `n_threads` threads. Chunks are handed
-/// out dynamically because per-item costs (tree queries) vary a lot. The first exception
-/// thrown by a worker is rethrown in the caller after every worker has stopped.
+/// Chunks of [0, n) handed out dynamically to every thread that calls work() (per-item costs,
+/// such as tree queries, vary a lot); the first exception a chunk throws stops the hand-out
+/// and is kept for rethrow().
+template <class Body>
+class ChunkedLoop {
+public:
+    ChunkedLoop(int64_t n, int64_t chunk, Body& body) : n_(n), chunk_(chunk), body_(body) {}
+
+    void work() noexcept {
+        try {
+            for (int64_t begin = next_.fetch_add(chunk_); begin < n_; begin = next_.fetch_add(chunk_)) {
+                body_(begin, std::min(n_, begin + chunk_));
+            }
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(error_mutex_);
+            if (!error_) error_ = std::current_exception();
+            next_.store(n_);  // stop handing out work
+        }
+    }
+
+    /// After every thread's work() has returned.
+    void rethrow() const {
+        if (error_) std::rethrow_exception(error_);
+    }
+
+private:
+    const int64_t n_, chunk_;
+    Body& body_;
+    std::atomic<int64_t> next_{0};
+    std::exception_ptr error_;
+    std::mutex error_mutex_;
+};
+
+/// Calls body(begin, end) on chunks of [0, n) (ChunkedLoop) from `n_threads` threads started
+/// for this call. The first exception thrown by a chunk is rethrown in the caller after every
+/// thread has stopped.
 template <class Body>
 void parallel_for(int64_t n, int n_threads, int64_t chunk, Body&& body) {
     if (n <= 0) return;
@@ -37,26 +71,13 @@ void parallel_for(int64_t n, int n_threads, int64_t chunk, Body&& body) {
         body(int64_t{0}, n);
         return;
     }
-    std::atomic<int64_t> next{0};
-    std::exception_ptr error;
-    std::mutex error_mutex;
-    auto work = [&]() {
-        try {
-            for (int64_t begin = next.fetch_add(chunk); begin < n; begin = next.fetch_add(chunk)) {
-                body(begin, std::min(n, begin + chunk));
-            }
-        } catch (...) {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            if (!error) error = std::current_exception();
-            next.store(n);  // stop handing out work
-        }
-    };
+    ChunkedLoop<std::remove_reference_t<Body>> loop(n, chunk, body);
     std::vector<std::thread> threads;
     threads.reserve(static_cast<size_t>(workers - 1));
-    for (int t = 1; t < workers; ++t) threads.emplace_back(work);
-    work();
+    for (int t = 1; t < workers; ++t) threads.emplace_back([&loop] { loop.work(); });
+    loop.work();
     for (auto& thread : threads) thread.join();
-    if (error) std::rethrow_exception(error);
+    loop.rethrow();
 }
 
 /// Worker threads kept between calls, for a caller that runs many short parallel loops
@@ -65,8 +86,8 @@ void parallel_for(int64_t n, int n_threads, int64_t chunk, Body&& body) {
 /// warm; new threads per call re-allocated them every step. A sleeping worker takes tens of
 /// microseconds to wake, so a caller can announce a loop (prepare) before its serial set-up:
 /// the workers then wait for it awake, for a bounded time. Calls from several threads are
-/// serialised. After a fork() the child rebuilds its workers (the parent's are not copied
-/// into it).
+/// serialised. A pool is not usable in a forked child (the parent's workers are not copied
+/// into it, and its locks may be held): the child takes a pool of its own (created_in()).
 class WorkerPool {
 public:
     /// `n_threads` as in parallel_for (0 = every hardware thread); the caller is one of them.
@@ -106,30 +127,17 @@ public:
         }
         std::lock_guard<std::mutex> call(call_mutex_);
         start_workers();
-        std::atomic<int64_t> next{0};
-        std::exception_ptr error;
-        std::mutex error_mutex;
-        auto work = [&]() {
-            try {
-                for (int64_t begin = next.fetch_add(chunk); begin < n; begin = next.fetch_add(chunk)) {
-                    body(begin, std::min(n, begin + chunk));
-                }
-            } catch (...) {
-                std::lock_guard<std::mutex> lock(error_mutex);
-                if (!error) error = std::current_exception();
-                next.store(n);
-            }
-        };
+        ChunkedLoop<std::remove_reference_t<Body>> loop(n, chunk, body);
         const int helpers = static_cast<int>(std::min<int64_t>(n_threads_, max_workers)) - 1;
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            job_ = work;
+            job_ = [&loop] { loop.work(); };
             job_helpers_ = helpers;
             pending_.store(helpers);
             generation_.fetch_add(1);
         }
         wake_.notify_all();
-        work();
+        loop.work();
         // The helpers have at most a chunk left: wait awake a while, then asleep.
         const auto give_up = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicroseconds);
         while (pending_.load() != 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
@@ -137,7 +145,7 @@ public:
         done_.wait(lock, [&] { return pending_.load() == 0; });
         job_ = nullptr;
         lock.unlock();
-        if (error) std::rethrow_exception(error);
+        loop.rethrow();
     }
 
 private:
@@ -145,17 +153,7 @@ private:
     static constexpr int kSpinMicroseconds = 2000;
 
     void start_workers() {
-        const long pid = current_pid();
-        if (!workers_.empty() && pid == owner_pid_) return;
-        if (!workers_.empty()) {
-            // Forked: these thread objects name threads of the parent; drop them unjoined.
-            for (auto& t : workers_) t.detach();
-            workers_.clear();
-            generation_.store(0);
-            prepared_ = 0;
-            stopping_ = false;
-        }
-        owner_pid_ = pid;
+        if (!workers_.empty()) return;
         // What a worker has seen is fixed here, before any loop is posted: read by the new
         // thread itself, it could already include the first loop and miss it.
         const uint64_t generation = generation_.load();
@@ -200,7 +198,12 @@ private:
     }
 
     void stop() {
-        if (workers_.empty() || current_pid() != owner_pid_) return;
+        if (current_pid() != created_in_) {
+            // A forked child: these thread objects name the parent's threads; drop them unjoined.
+            for (auto& t : workers_) t.detach();
+            return;
+        }
+        if (workers_.empty()) return;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             stopping_ = true;
@@ -222,7 +225,6 @@ public:
 private:
     int n_threads_;
     long created_in_ = current_pid();
-    long owner_pid_ = 0;
     std::vector<std::thread> workers_;
     std::mutex call_mutex_, mutex_;
     std::condition_variable wake_, done_;
