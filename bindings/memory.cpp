@@ -37,7 +37,7 @@ std::vector<T> to_vector(const py::array_t<T, py::array::c_style | py::array::fo
 
 KeyedMemory make_memory(int64_t dim, int64_t min_cluster_size, int64_t min_samples, const std::string& method,
                          bool allow_single_cluster, double epsilon, const std::string& assign, int64_t vote_k,
-                         int64_t max_age, int64_t capacity, int n_threads) {
+                         int64_t max_age, int64_t capacity, int n_threads, bool normalize) {
     MemoryParams p;
     p.dim = dim;
     p.hdbscan.min_cluster_size = min_cluster_size;
@@ -54,6 +54,7 @@ KeyedMemory make_memory(int64_t dim, int64_t min_cluster_size, int64_t min_sampl
     p.max_age = max_age;
     p.capacity = capacity;
     p.n_threads = n_threads;
+    p.normalize = normalize;
     return KeyedMemory(p);
 }
 
@@ -154,9 +155,11 @@ void register_memory(py::module_& m) {
     py::class_<KeyedMemory>(m, "KeyedMemory", "Per-key exact HDBSCAN memory (see medscore/memory.hpp).")
         .def(py::init(&make_memory), py::arg("dim"), py::arg("min_cluster_size"), py::arg("min_samples"),
              py::arg("method"), py::arg("allow_single_cluster"), py::arg("epsilon"), py::arg("assign"),
-             py::arg("vote_k"), py::arg("max_age"), py::arg("capacity"), py::arg("n_threads"))
+             py::arg("vote_k"), py::arg("max_age"), py::arg("capacity"), py::arg("n_threads"),
+             py::arg("normalize") = false)
         .def("penalize_step", &penalize_step, py::arg("points"), py::arg("keys"), py::arg("step"),
-             "points f64 [N, D], keys int64 [N] -> (labels int64 [N], sizes int64 [N]); GIL released.")
+             "points f64 [N, D], keys int64 [N] (-1: row not stored) -> (labels int64 [N], sizes int64 [N]); "
+             "GIL released.")
         .def("state", &state_of, "The memory as a dict of numpy arrays.")
         .def("load_state", &load_state, py::arg("dim"), py::arg("last_step"), py::arg("offsets"), py::arg("points"),
              py::arg("steps"), py::arg("labels"), py::arg("mst_u"), py::arg("mst_v"), py::arg("mst_weight"))

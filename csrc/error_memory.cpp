@@ -7,8 +7,6 @@
 #include <string>
 #include <utility>
 
-#include "medscore/normalize.hpp"
-
 namespace medscore {
 namespace {
 
@@ -89,6 +87,7 @@ KeyedMemory Memory::make_engine(int64_t dim) const {
     p.max_age = options_.max_age;
     p.capacity = options_.capacity;
     p.n_threads = options_.n_threads;
+    p.normalize = options_.normalize;
     return KeyedMemory(p);
 }
 
@@ -114,27 +113,18 @@ std::vector<int64_t> Memory::key_ids(const int64_t* keys, int64_t n, std::vector
     return ids;
 }
 
-Memory::StoredRows Memory::stored_rows(const PointsView& x, const std::vector<int64_t>& ids,
-                                       const std::vector<uint8_t>& is_correct, const std::vector<uint8_t>& is_valid) const {
-    StoredRows out;
-    for (int64_t i = 0; i < x.rows; ++i) {
+std::vector<int64_t> Memory::groups_of(const std::vector<int64_t>& ids, const std::vector<uint8_t>& is_correct,
+                                       const std::vector<uint8_t>& is_valid, int64_t& n_stored) const {
+    std::vector<int64_t> groups(ids.size(), -1);
+    n_stored = 0;
+    for (size_t i = 0; i < ids.size(); ++i) {
         if (!is_valid[i] || (options_.store == StoreRule::wrong && is_correct[i])) continue;
         int64_t group = options_.keyed ? ids[i] : 0;
         if (options_.store == StoreRule::all) group = 2 * group + is_correct[i];
-        out.rows.push_back(i);
-        out.groups.push_back(group);
+        groups[i] = group;
+        ++n_stored;
     }
-    const int64_t count = static_cast<int64_t>(out.rows.size());
-    out.points.resize(static_cast<size_t>(count * x.cols));
-    if (options_.normalize) {
-        const int64_t zero = l2_normalized_rows(x, out.rows.data(), count, out.points.data());
-        if (zero >= 0) {
-            bad_input("fingerprint row " + std::to_string(out.rows[zero]) + " is all zeros and cannot be L2-normalised");
-        }
-    } else {
-        for (int64_t r = 0; r < count; ++r) std::copy(x.row(out.rows[r]), x.row(out.rows[r]) + x.cols, &out.points[r * x.cols]);
-    }
-    return out;
+    return groups;
 }
 
 Penalties Memory::penalize(const PointsView& x, const int64_t* keys, const uint8_t* correct, const uint8_t* valid,
@@ -153,24 +143,22 @@ Penalties Memory::penalize(const PointsView& x, const int64_t* keys, const uint8
     if (step == -1) step = last_step_ + 1;
     if (step < last_step_) bad_input("step " + std::to_string(step) + " is before the memory's last step " + std::to_string(last_step_));
 
-    const StoredRows stored = stored_rows(x, ids, is_correct, is_valid);
-    const std::vector<int64_t>& rows = stored.rows;
+    int64_t n_stored = 0;
+    const std::vector<int64_t> groups = groups_of(ids, is_correct, is_valid, n_stored);
     Penalties out{std::vector<double>(n, 0.0), std::vector<int64_t>(n, -1), std::vector<int64_t>(n, 0)};
-    if (!rows.empty()) {
-        const PointsView view{stored.points.data(), static_cast<int64_t>(rows.size()), x.cols};
+    if (n_stored > 0) {
+        // The engine stores (and normalises) the rows with a group >= 0; it is unchanged if it throws.
         StepResult result;
         if (engine_) {
-            result = engine_->penalize_step(view, stored.groups.data(), step);  // unchanged if it throws
+            result = engine_->penalize_step(x, groups.data(), step);
         } else {
             KeyedMemory fresh = make_engine(x.cols);
-            result = fresh.penalize_step(view, stored.groups.data(), step);
+            result = fresh.penalize_step(x, groups.data(), step);
             engine_.emplace(std::move(fresh));
         }
         dim_ = x.cols;
-        for (size_t r = 0; r < rows.size(); ++r) {
-            out.labels[rows[r]] = result.labels[r];
-            out.sizes[rows[r]] = result.sizes[r];
-        }
+        out.labels = std::move(result.labels);
+        out.sizes = std::move(result.sizes);
     }
     for (int64_t key : new_keys) {
         key_index_.emplace_back(key, static_cast<int64_t>(keys_.size()));

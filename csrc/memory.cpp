@@ -12,6 +12,7 @@
 
 #include "medscore/distance.hpp"
 #include "medscore/distance_batch.hpp"
+#include "medscore/normalize.hpp"
 #include "medscore/thread_pool.hpp"
 
 // A thread_local workspace is reached through its accessor, kept out of line: inlined, GCC
@@ -563,36 +564,35 @@ bool all_unit(const double* norms, int64_t n) {
 /// Most squared distances (new row, any row) the vote keeps for the insert: 32 MiB.
 constexpr size_t kMaxSquaredBlock = size_t{1} << 22;
 
-/// The MEDS vote of every new row of a key against its prior rows, into `result`. `rows_now`
-/// holds the n_prior prior rows followed by the m new ones (batch rows `rows`, appended);
-/// `norms` their norms. For unit vectors the squared distances from each new row to every
+/// The MEDS vote of every new row of a key against its prior rows, into `out`. `rows_now`
+/// holds the n_prior prior rows followed by the m new ones (as stored); `norms` their norms. For unit vectors the squared distances from each new row to every
 /// row of rows_now are computed (by coordinate, PointColumns); returns the row stride of
 /// w.squared when it now holds all m rows of them (a block of at most kMaxSquaredBlock
 /// entries), else 0.
 int64_t vote_new_rows(const PointsView& rows_now, int64_t n_prior, const double* norms, const int64_t* labels,
-                      const std::vector<int64_t>& sizes, int64_t noise, const PointsView& batch, const RowList& rows,
-                      int64_t k, VoteWorkspace& w, KeyAnswers out) {
+                      const std::vector<int64_t>& sizes, int64_t noise, int64_t k, VoteWorkspace& w,
+                      KeyAnswers out) {
     if (n_prior == 0) return 0;  // nothing to vote against: label -1, size 0 (as initialised)
     const PointsView prior{rows_now.data, n_prior, rows_now.cols};
     const bool unit = all_unit(norms, rows_now.rows);
+    const size_t m = static_cast<size_t>(rows_now.rows - n_prior);
     int64_t stride = 0;
     bool keep_block = false;
     if (unit) {
         w.columns.assign(rows_now, 0, rows_now.rows);
         stride = w.columns.stride();
-        keep_block = rows.size() * static_cast<size_t>(stride) <= kMaxSquaredBlock;
-        w.squared.resize((keep_block ? rows.size() : 1) * static_cast<size_t>(stride));
+        keep_block = m * static_cast<size_t>(stride) <= kMaxSquaredBlock;
+        w.squared.resize((keep_block ? m : 1) * static_cast<size_t>(stride));
     }
-    for (size_t j = 0; j < rows.size(); ++j) {
-        const int64_t r = rows[j];
+    for (size_t j = 0; j < m; ++j) {
+        const double* x = rows_now.row(n_prior + static_cast<int64_t>(j));
         const double norm_x = norms[n_prior + static_cast<int64_t>(j)];
         if (unit) {
             double* squared = w.squared.data() + (keep_block ? j * static_cast<size_t>(stride) : 0);
-            w.columns.squared_distances(batch.row(r), squared);
-            vote_unit(prior, norms, labels, sizes, noise, batch.row(r), norm_x, squared, k, w, out.labels[j],
-                      out.sizes[j]);
+            w.columns.squared_distances(x, squared);
+            vote_unit(prior, norms, labels, sizes, noise, x, norm_x, squared, k, w, out.labels[j], out.sizes[j]);
         } else {
-            vote(prior, norms, labels, sizes, noise, batch.row(r), norm_x, k, w, out.labels[j], out.sizes[j]);
+            vote(prior, norms, labels, sizes, noise, x, norm_x, k, w, out.labels[j], out.sizes[j]);
         }
     }
     return keep_block ? stride : 0;
@@ -623,10 +623,11 @@ constexpr int64_t kKdInsertMinRows = 1024;
 constexpr int64_t kKdInsertMinPrior = 16384;
 constexpr int64_t kKdInsertMaxGrowth = 1;
 
-/// Appends the key's rows, votes, inserts and re-clusters. Leaves `key`'s old rows, labels
-/// and MST untouched (only appends to points/steps, which the caller truncates on failure).
-KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batch, int64_t step,
-                      const MemoryParams& params, int refit_threads, KeyAnswers out) {
+/// Appends the key's rows (each divided by row_norms[r] when that is not null), votes,
+/// inserts and re-clusters. Leaves `key`'s old rows, labels and MST untouched (only appends
+/// to points/steps/norms, which the caller truncates on failure).
+KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batch, const double* row_norms,
+                      int64_t step, const MemoryParams& params, int refit_threads, KeyAnswers out) {
     const int64_t dim = params.dim, n_old = key.size(), m = static_cast<int64_t>(rows.size());
     for (int64_t i = static_cast<int64_t>(key.norms.size()); i < n_old; ++i) {
         key.norms.push_back(norm_of(key.points.data() + i * dim, dim));
@@ -639,9 +640,15 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
     grow(key.steps, static_cast<size_t>(n_old + m));
     grow(key.norms, static_cast<size_t>(n_old + m));
     for (int64_t r : rows) {
-        key.points.insert(key.points.end(), batch.row(r), batch.row(r) + dim);
+        const size_t at = key.points.size();
+        key.points.resize(at + static_cast<size_t>(dim));
+        if (row_norms != nullptr) {
+            divide_row(batch.row(r), row_norms[r], dim, key.points.data() + at);
+        } else {
+            std::copy(batch.row(r), batch.row(r) + dim, key.points.data() + at);
+        }
         key.steps.push_back(step);
-        key.norms.push_back(norm_of(batch.row(r), dim));
+        key.norms.push_back(norm_of(key.points.data() + at, dim));
     }
     int64_t aged = 0;
     while (params.max_age >= 0 && aged < n_old && step - key.steps[aged] > params.max_age) ++aged;
@@ -656,7 +663,7 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
     const int64_t squared_stride =
         params.assign == AssignRule::paper
             ? vote_new_rows(slice(key, dim, aged, n_prior + m), n_prior, key.norms.data() + aged, prior_labels,
-                            prior_sizes, prior_noise, batch, rows, params.vote_k, w, out)
+                            prior_sizes, prior_noise, params.vote_k, w, out)
             : 0;
     const int64_t over = params.capacity >= 0 ? std::max<int64_t>(0, n_prior + m - params.capacity) : 0;
     const int64_t start = aged + over, n_final = n_old + m - start;
@@ -727,7 +734,10 @@ void check_params(const MemoryParams& p) {
     }
 }
 
-void check_batch(const PointsView& points, const int64_t* keys, int64_t step, int64_t dim, int64_t last_step) {
+/// Checks a batch (penalize_step's contract) before anything changes. With `normalize`,
+/// fills row_norms[i] with the numpy_norm of every stored row i (keys[i] >= 0).
+void check_batch(const PointsView& points, const int64_t* keys, int64_t step, int64_t dim, int64_t last_step,
+                 bool normalize, std::vector<double>& row_norms) {
     check_points(points, "penalize_step");
     if (points.cols != dim) {
         throw std::invalid_argument("penalize_step: fingerprints have " + std::to_string(points.cols) +
@@ -741,6 +751,14 @@ void check_batch(const PointsView& points, const int64_t* keys, int64_t step, in
     // Branch-free integer passes first (they vectorise); a row is located only when one fails.
     int64_t lowest_key = 0;
     for (int64_t i = 0; i < points.rows; ++i) lowest_key = std::min(lowest_key, keys[i]);
+    if (lowest_key < -1) {
+        for (int64_t i = 0; i < points.rows; ++i) {
+            if (keys[i] < -1) {
+                throw std::invalid_argument("penalize_step: key ids must be >= 0 (or -1: not stored), row " +
+                                            std::to_string(i));
+            }
+        }
+    }
     // An IEEE double is infinite or NaN exactly when its exponent bits are all ones.
     constexpr uint64_t kExponent = 0x7ff0000000000000ULL;
     uint64_t not_finite = 0;
@@ -750,13 +768,25 @@ void check_batch(const PointsView& points, const int64_t* keys, int64_t step, in
         std::memcpy(&bits, points.data + i, sizeof bits);
         not_finite |= static_cast<uint64_t>((bits & kExponent) == kExponent);
     }
-    if (lowest_key >= 0 && not_finite == 0) return;
-    for (int64_t i = 0; i < points.rows; ++i) {
-        if (keys[i] < 0) throw std::invalid_argument("penalize_step: key ids must be >= 0, row " + std::to_string(i));
-        for (int64_t j = 0; j < dim; ++j) {
-            if (!std::isfinite(points.row(i)[j])) {
-                throw std::invalid_argument("penalize_step: row " + std::to_string(i) + " is not finite");
+    if (not_finite != 0) {  // only stored rows must be finite
+        for (int64_t i = 0; i < points.rows; ++i) {
+            if (keys[i] < 0) continue;
+            for (int64_t j = 0; j < dim; ++j) {
+                if (!std::isfinite(points.row(i)[j])) {
+                    throw std::invalid_argument("penalize_step: row " + std::to_string(i) + " is not finite");
+                }
             }
+        }
+    }
+    if (!normalize) return;
+    row_norms.resize(static_cast<size_t>(points.rows));
+    std::vector<double> squares(static_cast<size_t>(dim));
+    for (int64_t i = 0; i < points.rows; ++i) {
+        if (keys[i] < 0) continue;
+        row_norms[i] = numpy_norm(points.row(i), dim, squares.data());
+        if (row_norms[i] == 0.0) {
+            throw std::invalid_argument("fingerprint row " + std::to_string(i) +
+                                        " is all zeros and cannot be L2-normalised");
         }
     }
 }
@@ -828,13 +858,17 @@ KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) {
 }
 
 StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step) {
-    check_batch(points, keys, step, params_.dim, last_step_);
+    std::vector<double> row_norms;
+    check_batch(points, keys, step, params_.dim, last_step_, params_.normalize, row_norms);
     if (pool_->created_in() != WorkerPool::current_pid()) pool_ = shared_pool(params_.n_threads);  // forked
     const int64_t max_key = *std::max_element(keys, keys + points.rows);
-    // Rows grouped by key (a counting sort, ascending rows within a key): two flat arrays
-    // instead of one vector per key.
-    std::vector<int64_t> key_start(static_cast<size_t>(max_key + 2), 0), grouped(static_cast<size_t>(points.rows));
+    // Stored rows grouped by key (a counting sort, ascending rows within a key): two flat
+    // arrays instead of one vector per key. Rows with key -1 land in key_start[0]'s slot.
+    std::vector<int64_t> key_start(static_cast<size_t>(max_key + 2), 0);
     for (int64_t i = 0; i < points.rows; ++i) ++key_start[keys[i] + 1];
+    const int64_t n_skipped = key_start[0];
+    key_start[0] = 0;
+    std::vector<int64_t> grouped(static_cast<size_t>(points.rows - n_skipped));
     std::vector<int64_t> touched;
     for (int64_t k = 0; k <= max_key; ++k) {
         if (key_start[k + 1] > 0) touched.push_back(k);
@@ -843,14 +877,16 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
     if (touched.size() > 1) pool_->prepare();  // the workers wake while the step is set up
     {
         std::vector<int64_t> fill(key_start.begin(), key_start.end() - 1);
-        for (int64_t i = 0; i < points.rows; ++i) grouped[fill[keys[i]]++] = i;
+        for (int64_t i = 0; i < points.rows; ++i) {
+            if (keys[i] >= 0) grouped[fill[keys[i]]++] = i;
+        }
     }
     auto rows_of = [&](int64_t k) {
         return RowList{grouped.data() + key_start[k], key_start[k + 1] - key_start[k]};
     };
 
     // Answers in grouped order (each key's rows contiguous), scattered to batch order at the end.
-    std::vector<int64_t> grouped_labels(static_cast<size_t>(points.rows), -1), grouped_sizes(grouped_labels.size(), 0);
+    std::vector<int64_t> grouped_labels(grouped.size(), -1), grouped_sizes(grouped.size(), 0);
     auto answers_of = [&](int64_t k) {
         return KeyAnswers{grouped_labels.data() + key_start[k], grouped_sizes.data() + key_start[k]};
     };
@@ -859,7 +895,7 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
     std::vector<KeyUpdate> updates(touched.size());
     for (size_t t = 0; t < touched.size(); ++t) old_sizes[t] = key_state(touched[t]).size();
     try {
-        if (keys_.size() <= static_cast<size_t>(max_key)) keys_.resize(static_cast<size_t>(max_key + 1));
+        if (static_cast<int64_t>(keys_.size()) <= max_key) keys_.resize(static_cast<size_t>(max_key + 1));
         const int64_t n_jobs = static_cast<int64_t>(touched.size());
         // One key (a global memory) gets every thread for a refit; else threads go across keys.
         const int refit_threads = n_jobs == 1 ? params_.n_threads : 1;
@@ -870,8 +906,9 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         pool_->parallel_for(n_jobs, chunk, [&](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) {
                 const int64_t t = order[i];
-                updates[t] = process_key(keys_[touched[t]], rows_of(touched[t]), points, step, params_, refit_threads,
-                                         answers_of(touched[t]));
+                updates[t] = process_key(keys_[touched[t]], rows_of(touched[t]), points,
+                                         params_.normalize ? row_norms.data() : nullptr, step, params_,
+                                         refit_threads, answers_of(touched[t]));
             }
         });
     } catch (...) {
@@ -896,9 +933,9 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         key.mst = std::move(update.clustering.mst);
     }
     StepResult result;
-    result.labels.resize(static_cast<size_t>(points.rows));
-    result.sizes.resize(static_cast<size_t>(points.rows));
-    for (int64_t g = 0; g < points.rows; ++g) {
+    result.labels.assign(static_cast<size_t>(points.rows), -1);
+    result.sizes.assign(static_cast<size_t>(points.rows), 0);
+    for (int64_t g = 0; g < static_cast<int64_t>(grouped.size()); ++g) {
         result.labels[grouped[g]] = grouped_labels[g];
         result.sizes[grouped[g]] = grouped_sizes[g];
     }

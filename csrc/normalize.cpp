@@ -30,25 +30,20 @@ double numpy_sum(const double* values, int64_t n) noexcept {
     return numpy_sum(values, half) + numpy_sum(values + half, n - half);
 }
 
-namespace {
-
-/// numpy_norm with the caller's buffer for the squares ([n]).
-double norm_with_buffer(const double* values, int64_t n, double* squares) noexcept {
+double numpy_norm(const double* values, int64_t n, double* squares) noexcept {
     for (int64_t k = 0; k < n; ++k) squares[k] = values[k] * values[k];
     return std::sqrt(numpy_sum(squares, n));
 }
 
-/// Divides x [d] by `norm` into y; a separate function so the compiler knows y and x do not
-/// overlap and vectorises it (IEEE division is exact at any vector width).
+// __restrict: y and x do not overlap, so the loop vectorises (IEEE division is exact at any
+// vector width, so the bits do not depend on it).
 void divide_row(const double* __restrict x, double norm, int64_t d, double* __restrict y) noexcept {
     for (int64_t k = 0; k < d; ++k) y[k] = x[k] / norm;
 }
 
-}  // namespace
-
 double numpy_norm(const double* values, int64_t n) {
     std::vector<double> squares(static_cast<size_t>(n));
-    return norm_with_buffer(values, n, squares.data());
+    return numpy_norm(values, n, squares.data());
 }
 
 int64_t l2_normalized_rows(const PointsView& points, const int64_t* rows, int64_t count, double* out) noexcept {
@@ -56,7 +51,7 @@ int64_t l2_normalized_rows(const PointsView& points, const int64_t* rows, int64_
     std::vector<double> squares(static_cast<size_t>(d));
     for (int64_t i = 0; i < count; ++i) {
         const double* x = points.row(rows[i]);
-        const double norm = norm_with_buffer(x, d, squares.data());
+        const double norm = numpy_norm(x, d, squares.data());
         if (norm == 0.0) return i;
         divide_row(x, norm, d, out + i * d);
     }

@@ -150,7 +150,6 @@ class Memory:
         self._keys: list = []
         self._key_ids: dict = {}
         self._penalty_table = np.zeros(0, dtype=np.float64)  # default penalty by size, grown on demand
-        self._normalized_buffer = np.empty((0, 0))  # normalised rows of the step (transient)
         self._last_step = -1
         self._last_penalties = np.zeros(0)
 
@@ -221,40 +220,15 @@ class Memory:
         if step < self._last_step:
             raise ValueError(f"step {step} is before the memory's last step {self._last_step}")
         store = valid & (~correct if self._options["store"] == "wrong" else True)
-        rows = np.flatnonzero(store)
-        if self._options["normalize"] and len(rows):
-            stored = self._normalized(points, rows)
-        else:
-            stored = points[rows]
-        group = key_ids[rows] if self._options["keyed"] else np.zeros(len(rows), dtype=np.int64)
+        group = key_ids if self._options["keyed"] else np.zeros(n, dtype=np.int64)
         if self._options["store"] == "all":
-            group = 2 * group + correct[rows].astype(np.int64)
-        return dict(n=n, dim=points.shape[1], rows=rows, stored=np.ascontiguousarray(stored),
+            group = 2 * group + correct
+        # The engine stores (and, with normalize, L2-normalises) the rows whose group is >= 0.
+        if not store.all():
+            group = np.where(store, group, -1)
+        return dict(n=n, dim=points.shape[1], points=points, n_stored=int(np.count_nonzero(store)),
                     groups=np.ascontiguousarray(group, dtype=np.int64), correct=correct, valid=valid,
                     step=step, new_keys=new_keys)
-
-    def _normalized(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """``points[rows] / np.linalg.norm(points[rows], axis=1, keepdims=True)``, bit for bit
-        (natively with the C++ backend); ValueError naming the first all-zero row."""
-        if self._options["backend"] == "cpp":
-            from ._backends import get_backend
-
-            # A buffer kept between steps: a fresh [M, D] array costs a page fault per 4 KiB.
-            if self._normalized_buffer.shape[0] < len(rows) or self._normalized_buffer.shape[1] != points.shape[1]:
-                self._normalized_buffer = np.empty((max(len(rows), 2 * self._normalized_buffer.shape[0]),
-                                                    points.shape[1]))
-            stored = self._normalized_buffer[:len(rows)]
-            zero = get_backend("cpp").l2_normalized_rows(points, rows, stored)
-        else:
-            stored = points[rows]
-            norms = np.linalg.norm(stored, axis=1, keepdims=True)
-            zeros = np.flatnonzero(norms[:, 0] == 0)
-            zero = int(zeros[0]) if len(zeros) else -1
-            if zero < 0:
-                stored = stored / norms
-        if zero >= 0:
-            raise ValueError(f"fingerprint row {int(rows[zero])} is all zeros and cannot be L2-normalised")
-        return stored
 
     def _valid_rows(self, points: np.ndarray, valid, n: int) -> np.ndarray:
         if valid is not None:
@@ -285,18 +259,12 @@ class Memory:
         return ids[inverse], new_keys
 
     def _run_engine(self, parsed):
-        labels = np.full(parsed["n"], -1, dtype=np.int64)
-        sizes = np.zeros(parsed["n"], dtype=np.int64)
-        if len(parsed["rows"]) == 0:
-            return labels, sizes
+        if parsed["n_stored"] == 0:
+            return np.full(parsed["n"], -1, dtype=np.int64), np.zeros(parsed["n"], dtype=np.int64)
         engine = self._engine if self._engine is not None else self._new_engine(parsed["dim"])
-        step_labels, step_sizes = engine.penalize_step(parsed["stored"], parsed["groups"], parsed["step"])
+        labels, sizes = engine.penalize_step(parsed["points"], parsed["groups"], parsed["step"])
         self._engine = engine
         self._dim = parsed["dim"]
-        if len(parsed["rows"]) == parsed["n"]:  # every row stored: already in batch order
-            return step_labels, step_sizes
-        labels[parsed["rows"]] = step_labels
-        sizes[parsed["rows"]] = step_sizes
         return labels, sizes
 
     def _new_engine(self, dim: int):
@@ -311,7 +279,8 @@ class Memory:
             dim=dim, min_cluster_size=o["min_cluster_size"], min_samples=o["min_samples"],
             method=o["cluster_selection_method"], allow_single_cluster=False, epsilon=0.0,
             assign=o["assign"], vote_k=3, max_age=-1 if o["max_age"] is None else o["max_age"],
-            capacity=-1 if o["capacity"] is None else o["capacity"], n_threads=o["n_threads"])
+            capacity=-1 if o["capacity"] is None else o["capacity"], n_threads=o["n_threads"],
+            normalize=o["normalize"])
 
     def _penalties(self, parsed, labels, sizes) -> np.ndarray:
         o = self._options

@@ -300,6 +300,62 @@ def test_paper_vote_of_a_big_chunk_into_a_big_key_equals_numba():
         assert np.array_equal(a, b)
 
 
+def _engine_of(backend, normalize, dim=5):
+    if backend == "numba":
+        from medscore._numba.memory import KeyedMemory
+    else:
+        from medscore._core import KeyedMemory
+    return KeyedMemory(dim=dim, min_cluster_size=2, min_samples=1, method="eom", allow_single_cluster=False,
+                       epsilon=0.0, assign="paper", vote_k=3, max_age=-1, capacity=-1, n_threads=2,
+                       normalize=normalize)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), skipped=st.floats(0.0, 1.0))
+def test_engine_stores_the_keyed_rows_normalised(seed, skipped):
+    # The engine's own path (keys -1 = not stored, normalize=True) against the same rows
+    # picked and normalised by NumPy beforehand: the same answers and state, bit for bit.
+    rng = np.random.default_rng(seed)
+    for backend in ENGINES:
+        if backend == "numba":
+            pytest.importorskip("numba")
+        fused, plain = _engine_of(backend, True), _engine_of(backend, False)
+        for step in range(3):
+            n = int(rng.integers(1, 40))
+            X = rng.normal(size=(n, 5)) * 10.0 ** rng.uniform(-3, 3)
+            keys = rng.integers(0, 4, size=n)
+            out = rng.random(n) < skipped
+            keys[out] = -1
+            X[out & (rng.random(n) < 0.5)] = np.nan  # a row that is not stored may hold anything
+            labels, sizes = fused.penalize_step(X, keys, step)
+            assert (labels[out] == -1).all() and (sizes[out] == 0).all()
+            rows = np.flatnonzero(~out)
+            if len(rows):
+                stored = X[rows] / np.linalg.norm(X[rows], axis=1, keepdims=True)
+                want_labels, want_sizes = plain.penalize_step(stored, keys[rows], step)
+                np.testing.assert_array_equal(labels[rows], want_labels)
+                np.testing.assert_array_equal(sizes[rows], want_sizes)
+        a, b = fused.state(), plain.state()
+        assert all(np.asarray(a[k]).tobytes() == np.asarray(b[k]).tobytes() for k in a if k != "last_step")
+
+
+@pytest.mark.parametrize("backend", ENGINES)
+def test_engine_refuses_a_zero_row_or_a_bad_key_and_stays_unchanged(backend):
+    if backend == "numba":
+        pytest.importorskip("numba")
+    engine = _engine_of(backend, True, dim=2)
+    engine.penalize_step(np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([0, 1]), 0)
+    before = engine.state()
+    with pytest.raises(ValueError, match="fingerprint row 2 is all zeros"):
+        engine.penalize_step(np.array([[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]), np.array([0, -1, 1]), 1)
+    with pytest.raises(ValueError, match="key ids must be >= 0"):
+        engine.penalize_step(np.array([[1.0, 1.0]]), np.array([-2]), 1)
+    with pytest.raises(ValueError, match="not finite"):
+        engine.penalize_step(np.array([[1.0, 1.0], [np.inf, 0.0]]), np.array([-1, 0]), 1)
+    after = engine.state()
+    assert all(np.asarray(before[k]).tobytes() == np.asarray(after[k]).tobytes() for k in before)
+
+
 @settings(max_examples=60, deadline=None)
 @given(dim=st.integers(1, 300), rows=st.integers(1, 40), seed=st.integers(0, 2**32 - 1),
        log_scale=st.floats(-30, 30))

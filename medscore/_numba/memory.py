@@ -461,10 +461,12 @@ class KeyedMemory:
     max_age : int >= 0, or -1 for none
     capacity : int >= 1, or -1 for none
     n_threads : int >= 0 (0: every Numba thread)
+    normalize : bool: store each row divided by its Euclidean norm (NumPy's bits); a zero row
+        is an error.
     """
 
     def __init__(self, dim, min_cluster_size, min_samples, method, allow_single_cluster, epsilon, assign,
-                 vote_k, max_age, capacity, n_threads):
+                 vote_k, max_age, capacity, n_threads, normalize=False):
         if method not in ("eom", "leaf"):
             raise ValueError(f"cluster_selection_method must be 'eom' or 'leaf', got {method!r}")
         if assign not in ("paper", "exact"):
@@ -484,6 +486,7 @@ class KeyedMemory:
         self._allow_single = bool(allow_single_cluster)
         self._epsilon = float(epsilon)
         self._n_threads = int(n_threads)
+        self._normalize = bool(normalize)
         self._last_step = -1
         self._set_state(np.zeros(1, np.int64), np.empty((0, self._dim)), np.empty(0, np.int64),
                         np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
@@ -493,7 +496,8 @@ class KeyedMemory:
         self._mst_u, self._mst_v, self._mst_w = mst_u, mst_v, mst_w
 
     def penalize_step(self, points, keys, step):
-        """points f64 [N, D], keys int64 [N] (>= 0), step >= last_step -> (labels int64 [N], sizes int64 [N])."""
+        """points f64 [N, D], keys int64 [N] (>= 0, or -1: row not stored), step >= last_step
+        -> (labels int64 [N], sizes int64 [N]); a row not stored gets label -1, size 0."""
         points = np.ascontiguousarray(points, dtype=np.float64)
         keys = np.ascontiguousarray(keys, dtype=np.int64)
         if points.ndim != 2 or points.shape[0] < 1:
@@ -505,16 +509,29 @@ class KeyedMemory:
             raise ValueError(f"penalize_step: keys must be [N] with N = {points.shape[0]}")
         if int(step) < self._last_step:
             raise ValueError(f"penalize_step: step {step} is before the last step {self._last_step}")
-        if (keys < 0).any():
-            raise ValueError("penalize_step: key ids must be >= 0")
-        if not np.isfinite(points).all():
+        if (keys < -1).any():
+            raise ValueError("penalize_step: key ids must be >= 0 (or -1: not stored)")
+        rows = np.flatnonzero(keys >= 0)
+        stored = points[rows]
+        if not np.isfinite(stored).all():
             raise ValueError("penalize_step: a row is not finite")
-        with thread_limit(self._n_threads):
-            out = _step(self._offsets, self._points, self._steps, self._labels, self._mst_u, self._mst_v,
-                        self._mst_w, points, keys, int(step), self._params, self._allow_single, self._epsilon)
-        self._set_state(*out[:7])
+        if self._normalize:
+            norms = np.linalg.norm(stored, axis=1, keepdims=True)
+            zeros = np.flatnonzero(norms[:, 0] == 0)
+            if len(zeros):
+                raise ValueError(f"fingerprint row {int(rows[zeros[0]])} is all zeros and cannot be L2-normalised")
+            stored = stored / norms
+        labels = np.full(len(keys), -1, dtype=np.int64)
+        sizes = np.zeros(len(keys), dtype=np.int64)
+        if len(rows):
+            with thread_limit(self._n_threads):
+                out = _step(self._offsets, self._points, self._steps, self._labels, self._mst_u, self._mst_v,
+                            self._mst_w, stored, keys[rows], int(step), self._params, self._allow_single,
+                            self._epsilon)
+            self._set_state(*out[:7])
+            labels[rows], sizes[rows] = out[7], out[8]
         self._last_step = int(step)
-        return out[7], out[8]
+        return labels, sizes
 
     def state(self) -> dict:
         """The memory as a dict of numpy arrays (the layout of ``_core.KeyedMemory.state``)."""

@@ -14,7 +14,7 @@
 
 #include "medscore/matrix.hpp"
 #include "medscore/memory.hpp"
-#include "medscore/normalize.hpp"  // numpy_norm, l2_normalized_rows
+#include "medscore/normalize.hpp"  // numpy_norm
 #include "medscore/select.hpp"
 
 namespace medscore {
@@ -105,13 +105,9 @@ public:
     static Memory from_snapshot(const MemorySnapshot& snapshot);
 
 private:
-    /// The rows a step stores, their clustering group and their (normalised) fingerprints.
-    struct StoredRows {
-        std::vector<int64_t> rows, groups;
-        std::vector<double> points;  ///< [rows.size() * dim]
-    };
-    StoredRows stored_rows(const PointsView& x, const std::vector<int64_t>& ids, const std::vector<uint8_t>& is_correct,
-                           const std::vector<uint8_t>& is_valid) const;
+    /// The engine group of each row (-1: not stored) and how many rows are stored.
+    std::vector<int64_t> groups_of(const std::vector<int64_t>& ids, const std::vector<uint8_t>& is_correct,
+                                   const std::vector<uint8_t>& is_valid, int64_t& n_stored) const;
     KeyedMemory make_engine(int64_t dim) const;
     std::vector<int64_t> key_ids(const int64_t* keys, int64_t n, std::vector<int64_t>& new_keys) const;
 

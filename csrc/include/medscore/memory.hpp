@@ -34,6 +34,9 @@ struct MemoryParams {
     int64_t max_age = -1;         ///< points with step - inserted_step > max_age are dropped; -1: never
     int64_t capacity = -1;        ///< at most this many points per key, oldest dropped first; -1: no limit
     int n_threads = 0;            ///< threads across keys; 0 = every hardware thread
+    /// Store each row divided by its Euclidean norm, with the bits of NumPy's
+    /// `x / np.linalg.norm(x, axis=1, keepdims=True)` (normalize.hpp); a zero row is an error.
+    bool normalize = false;
 };
 
 /// Per-rollout answer of penalize_step.
@@ -84,7 +87,9 @@ public:
     /// max_age, decides each new point's cluster (AssignRule), inserts the points, enforces
     /// the capacity and re-clusters the key (incrementally when min_samples == 1 and
     /// nothing was dropped, else by a full refit; both give the batch answer).
-    /// `points` is [N, dim] (finite), `keys` [N] dense ids >= 0, `step` >= last_step().
+    /// `points` is [N, dim], `keys` [N] dense ids >= 0, or -1 for a row that is not stored
+    /// (its answer is label -1, size 0, and it may hold NaN or Inf); `step` >= last_step().
+    /// Stored rows must be finite (and, with params.normalize, not all zero).
     /// Throws std::invalid_argument on bad input; on any exception the memory is unchanged.
     StepResult penalize_step(const PointsView& points, const int64_t* keys, int64_t step);
 

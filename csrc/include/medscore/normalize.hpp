@@ -16,6 +16,13 @@ double numpy_sum(const double* values, int64_t n) noexcept;
 /// `np.linalg.norm` of a row.
 double numpy_norm(const double* values, int64_t n);
 
+/// numpy_norm with the caller's buffer `squares` [n] (no allocation).
+double numpy_norm(const double* values, int64_t n, double* squares) noexcept;
+
+/// y[k] = x[k] / norm for k < d (x and y do not overlap): the division of
+/// l2_normalized_rows, for a caller that has the norm already.
+void divide_row(const double* x, double norm, int64_t d, double* y) noexcept;
+
 /// Writes rows `rows[0 .. count)` of `points` divided by their Euclidean norms into `out`
 /// [count, points.cols], each divided by its numpy_norm: the same bits as NumPy's
 /// `x / np.linalg.norm(x, axis=1, keepdims=True)`. Returns the position (in `rows`) of the
