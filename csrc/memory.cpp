@@ -350,6 +350,7 @@ struct VoteWorkspace {
     std::vector<int64_t> candidates;
     std::vector<std::pair<double, int64_t>> best;
     std::vector<int64_t> votes;
+    std::vector<double> squares;  ///< [dim] a row's squared entries, for its norm
 };
 
 MEDSCORE_TLS_ACCESSOR VoteWorkspace& vote_workspace() {
@@ -623,11 +624,11 @@ constexpr int64_t kKdInsertMinRows = 1024;
 constexpr int64_t kKdInsertMinPrior = 16384;
 constexpr int64_t kKdInsertMaxGrowth = 1;
 
-/// Appends the key's rows (each divided by row_norms[r] when that is not null), votes,
+/// Appends the key's rows (each divided by its numpy_norm with params.normalize), votes,
 /// inserts and re-clusters. Leaves `key`'s old rows, labels and MST untouched (only appends
 /// to points/steps/norms, which the caller truncates on failure).
-KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batch, const double* row_norms,
-                      int64_t step, const MemoryParams& params, int refit_threads, KeyAnswers out) {
+KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batch, int64_t step,
+                      const MemoryParams& params, int refit_threads, KeyAnswers out) {
     const int64_t dim = params.dim, n_old = key.size(), m = static_cast<int64_t>(rows.size());
     for (int64_t i = static_cast<int64_t>(key.norms.size()); i < n_old; ++i) {
         key.norms.push_back(norm_of(key.points.data() + i * dim, dim));
@@ -639,11 +640,15 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
     grow(key.points, static_cast<size_t>((n_old + m) * dim));
     grow(key.steps, static_cast<size_t>(n_old + m));
     grow(key.norms, static_cast<size_t>(n_old + m));
+    VoteWorkspace& w = vote_workspace();
+    w.squares.resize(static_cast<size_t>(dim));
     for (int64_t r : rows) {
         const size_t at = key.points.size();
         key.points.resize(at + static_cast<size_t>(dim));
-        if (row_norms != nullptr) {
-            divide_row(batch.row(r), row_norms[r], dim, key.points.data() + at);
+        if (params.normalize) {
+            const double norm = numpy_norm(batch.row(r), dim, w.squares.data());
+            if (norm == 0.0) throw std::invalid_argument("a stored row is all zeros");  // named by the caller
+            divide_row(batch.row(r), norm, dim, key.points.data() + at);
         } else {
             std::copy(batch.row(r), batch.row(r) + dim, key.points.data() + at);
         }
@@ -659,7 +664,6 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
     const int64_t* prior_labels = prior_fit ? prior_fit->labels.data() : key.labels.data();
     const std::vector<int64_t>& prior_sizes = prior_fit ? prior_fit->sizes : key.cluster_sizes;
     const int64_t prior_noise = prior_fit ? prior_fit->noise : key.noise;
-    VoteWorkspace& w = vote_workspace();
     const int64_t squared_stride =
         params.assign == AssignRule::paper
             ? vote_new_rows(slice(key, dim, aged, n_prior + m), n_prior, key.norms.data() + aged, prior_labels,
@@ -734,10 +738,9 @@ void check_params(const MemoryParams& p) {
     }
 }
 
-/// Checks a batch (penalize_step's contract) before anything changes. With `normalize`,
-/// fills row_norms[i] with the numpy_norm of every stored row i (keys[i] >= 0).
-void check_batch(const PointsView& points, const int64_t* keys, int64_t step, int64_t dim, int64_t last_step,
-                 bool normalize, std::vector<double>& row_norms) {
+/// Checks a batch (penalize_step's contract) before anything changes; zero rows are found
+/// while the rows are stored (see throw_first_zero_row).
+void check_batch(const PointsView& points, const int64_t* keys, int64_t step, int64_t dim, int64_t last_step) {
     check_points(points, "penalize_step");
     if (points.cols != dim) {
         throw std::invalid_argument("penalize_step: fingerprints have " + std::to_string(points.cols) +
@@ -778,13 +781,14 @@ void check_batch(const PointsView& points, const int64_t* keys, int64_t step, in
             }
         }
     }
-    if (!normalize) return;
-    row_norms.resize(static_cast<size_t>(points.rows));
-    std::vector<double> squares(static_cast<size_t>(dim));
+}
+
+/// The error for the first stored row (keys[i] >= 0) whose norm is zero, if there is one:
+/// process_key finds zero rows key by key, in parallel; this names the same row every time.
+void throw_first_zero_row(const PointsView& points, const int64_t* keys) {
+    std::vector<double> squares(static_cast<size_t>(points.cols));
     for (int64_t i = 0; i < points.rows; ++i) {
-        if (keys[i] < 0) continue;
-        row_norms[i] = numpy_norm(points.row(i), dim, squares.data());
-        if (row_norms[i] == 0.0) {
+        if (keys[i] >= 0 && numpy_norm(points.row(i), points.cols, squares.data()) == 0.0) {
             throw std::invalid_argument("fingerprint row " + std::to_string(i) +
                                         " is all zeros and cannot be L2-normalised");
         }
@@ -858,8 +862,7 @@ KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) {
 }
 
 StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step) {
-    std::vector<double> row_norms;
-    check_batch(points, keys, step, params_.dim, last_step_, params_.normalize, row_norms);
+    check_batch(points, keys, step, params_.dim, last_step_);
     if (pool_->created_in() != WorkerPool::current_pid()) pool_ = shared_pool(params_.n_threads);  // forked
     const int64_t max_key = *std::max_element(keys, keys + points.rows);
     // Stored rows grouped by key (a counting sort, ascending rows within a key): two flat
@@ -906,8 +909,7 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         pool_->parallel_for(n_jobs, chunk, [&](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) {
                 const int64_t t = order[i];
-                updates[t] = process_key(keys_[touched[t]], rows_of(touched[t]), points,
-                                         params_.normalize ? row_norms.data() : nullptr, step, params_,
+                updates[t] = process_key(keys_[touched[t]], rows_of(touched[t]), points, step, params_,
                                          refit_threads, answers_of(touched[t]));
             }
         });
@@ -919,6 +921,7 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
             key.norms.resize(std::min(key.norms.size(), static_cast<size_t>(old_sizes[t])));
         }
         if (keys_.size() > old_key_count) keys_.resize(old_key_count);
+        if (params_.normalize) throw_first_zero_row(points, keys);
         throw;
     }
     for (size_t t = 0; t < touched.size(); ++t) {
