@@ -762,16 +762,18 @@ void check_batch(const PointsView& points, const int64_t* keys, int64_t step, in
             }
         }
     }
-    // An IEEE double is infinite or NaN exactly when its exponent bits are all ones.
-    constexpr uint64_t kExponent = 0x7ff0000000000000ULL;
-    uint64_t not_finite = 0;
+    // x * 0.0 is 0 for a finite x and NaN for an infinite or NaN one, so eight running sums
+    // (a loop that vectorises) are all zero exactly when every entry is finite.
+    double zero[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
     const int64_t total = points.rows * dim;
-    for (int64_t i = 0; i < total; ++i) {
-        uint64_t bits;
-        std::memcpy(&bits, points.data + i, sizeof bits);
-        not_finite |= static_cast<uint64_t>((bits & kExponent) == kExponent);
+    int64_t at = 0;
+    for (; at + 8 <= total; at += 8) {
+        for (int j = 0; j < 8; ++j) zero[j] += points.data[at + j] * 0.0;
     }
-    if (not_finite != 0) {  // only stored rows must be finite
+    for (; at < total; ++at) zero[0] += points.data[at] * 0.0;
+    bool all_finite = true;
+    for (const double z : zero) all_finite &= z == 0.0;
+    if (!all_finite) {  // only stored rows must be finite
         for (int64_t i = 0; i < points.rows; ++i) {
             if (keys[i] < 0) continue;
             for (int64_t j = 0; j < dim; ++j) {

@@ -247,27 +247,69 @@ void prim_over(int64_t count, int64_t first, const double* core, Workspace& w, s
     }
 }
 
-/// Up to this many rows prim() takes its squared distances pair by pair into a local matrix:
-/// a key of a few points then costs no workspace traffic (the memory's first steps refit a
-/// thousand keys of about eight points each).
+/// Up to this many vertices Prim's algorithm runs on a local matrix of every weight
+/// (prim_tiny): a key of a few points then costs no workspace traffic (the memory's first
+/// steps refit a thousand keys of about eight points each).
 constexpr int64_t kTinyPrimRows = 16;
 
-/// Prim's algorithm on rows [first, first + count) of `points` (prim_over, distances from the
-/// rows stored by coordinate); appends the tree's edges (global row indices) to `out`.
+/// Prim's algorithm over count <= kTinyPrimRows vertices, appending the tree's edges (vertex
+/// i named `first + i`, unsorted) to `out`: the tree prim_over gives. Every weight is taken
+/// first (the square root of squared_of(a, b), or with `core` the reachability max(core[a],
+/// core[b], d)); a vertex's best edge is kept as (weight, ends packed as u * 32 + v), and the
+/// strict order (weight, u, v) is compared without branches, since on a few vertices the
+/// mispredicted branches of prim_over cost more than its skipped square roots.
+template <class SquaredOf>
+void prim_tiny(int64_t count, int64_t first, const double* core, std::vector<MstEdge>& out, SquaredOf&& squared_of) {
+    const int n = static_cast<int>(count);
+    double weight[kTinyPrimRows * kTinyPrimRows];
+    for (int a = 0; a < n; ++a) {
+        for (int b = a + 1; b < n; ++b) {
+            double d = std::sqrt(squared_of(a, b));
+            if (core != nullptr) d = std::max(std::max(core[a], core[b]), d);
+            weight[a * n + b] = weight[b * n + a] = d;
+        }
+    }
+    double best[kTinyPrimRows];
+    int ends[kTinyPrimRows], remaining[kTinyPrimRows];
+    for (int v = 1; v < n; ++v) {
+        remaining[v - 1] = v;
+        best[v] = weight[v];  // the edge (0, v)
+        ends[v] = v;
+    }
+    for (int left = n - 1; left > 0;) {
+        int at = 0;
+        double w = best[remaining[0]];
+        int e = ends[remaining[0]];
+        for (int p = 1; p < left; ++p) {
+            const int v = remaining[p];
+            const bool lt = (best[v] < w) | ((best[v] == w) & (ends[v] < e));
+            at = lt ? p : at;
+            w = lt ? best[v] : w;
+            e = lt ? ends[v] : e;
+        }
+        const int last = remaining[at];
+        out.push_back(MstEdge{(e >> 5) + first, (e & 31) + first, w});
+        remaining[at] = remaining[--left];  // the scan order does not matter: the order is strict
+        const double* row = weight + last * n;
+        for (int p = 0; p < left; ++p) {
+            const int v = remaining[p];
+            const int ev = last < v ? last * 32 + v : v * 32 + last;
+            const bool lt = (row[v] < best[v]) | ((row[v] == best[v]) & (ev < ends[v]));
+            best[v] = lt ? row[v] : best[v];
+            ends[v] = lt ? ev : ends[v];
+        }
+    }
+}
+
+/// Prim's algorithm on rows [first, first + count) of `points` (prim_tiny on a few rows, else
+/// prim_over with distances from the rows stored by coordinate); appends the tree's edges
+/// (global row indices) to `out`.
 void prim(const PointsView& points, int64_t first, int64_t count, const double* core, Workspace& w,
           std::vector<MstEdge>& out) {
     if (count < 2) return;
     if (count <= kTinyPrimRows) {
-        double squared[kTinyPrimRows * kTinyPrimRows];
-        for (int64_t a = 0; a < count; ++a) {
-            squared[a * count + a] = 0.0;
-            for (int64_t b = a + 1; b < count; ++b) {
-                squared[a * count + b] = squared[b * count + a] =
-                    squared_distance(points.row(first + a), points.row(first + b), points.cols);
-            }
-        }
-        prim_over(count, first, core, w, out, [&](int64_t v, std::vector<double>&) {
-            return static_cast<const double*>(squared + v * count);
+        prim_tiny(count, first, core, out, [&](int a, int b) {
+            return squared_distance(points.row(first + a), points.row(first + b), points.cols);
         });
         return;
     }
@@ -428,9 +470,14 @@ std::vector<MstEdge> insert_into_mst(const std::vector<MstEdge>& mst, const Poin
     if (squared != nullptr) {
         for (int64_t j = 0; j < m; ++j) candidates_of_vertex(n_old + j, squared + j * squared_stride, w);
         // The new rows' own MST from the same rows (their entries n_old onwards).
-        prim_over(m, n_old, nullptr, w, w.candidates, [&](int64_t v, std::vector<double>&) {
-            return static_cast<const double*>(squared + v * squared_stride + n_old);
-        });
+        if (m <= kTinyPrimRows) {
+            prim_tiny(m, n_old, nullptr, w.candidates,
+                      [&](int a, int b) { return squared[a * squared_stride + n_old + b]; });
+        } else {
+            prim_over(m, n_old, nullptr, w, w.candidates, [&](int64_t v, std::vector<double>&) {
+                return static_cast<const double*>(squared + v * squared_stride + n_old);
+            });
+        }
     } else {  // a big memory: one row of distances at a time
         w.to_q.resize(static_cast<size_t>(n_old));
         for (int64_t q = n_old; q < points.rows; ++q) {
