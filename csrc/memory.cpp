@@ -785,6 +785,17 @@ void check_batch(const PointsView& points, const int64_t* keys, int64_t step, in
     }
 }
 
+/// Whether keys[0 .. n) holds two different stored keys (>= 0); usually decided by the first rows.
+bool stores_two_keys(const int64_t* keys, int64_t n) noexcept {
+    int64_t first = -1;
+    for (int64_t i = 0; i < n; ++i) {
+        if (keys[i] < 0) continue;
+        if (first < 0) first = keys[i];
+        else if (keys[i] != first) return true;
+    }
+    return false;
+}
+
 /// The error for the first stored row (keys[i] >= 0) whose norm is zero, if there is one:
 /// process_key finds zero rows key by key, in parallel; this names the same row every time.
 void throw_first_zero_row(const PointsView& points, const int64_t* keys) {
@@ -864,8 +875,12 @@ KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) {
 }
 
 StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step) {
-    check_batch(points, keys, step, params_.dim, last_step_);
     if (pool_->created_in() != WorkerPool::current_pid()) pool_ = shared_pool(params_.n_threads);  // forked
+    // The workers wake (a system call, then tens of microseconds) while the batch is checked
+    // and grouped, if it stores rows of two keys or more (a single key, as in a global
+    // memory, refits on threads of its own).
+    if (stores_two_keys(keys, points.rows)) pool_->prepare();
+    check_batch(points, keys, step, params_.dim, last_step_);
     const int64_t max_key = *std::max_element(keys, keys + points.rows);
     // Stored rows grouped by key (a counting sort, ascending rows within a key): two flat
     // arrays instead of one vector per key. Rows with key -1 land in key_start[0]'s slot.
@@ -879,7 +894,6 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         if (key_start[k + 1] > 0) touched.push_back(k);
         key_start[k + 1] += key_start[k];
     }
-    if (touched.size() > 1) pool_->prepare();  // the workers wake while the step is set up
     {
         std::vector<int64_t> fill(key_start.begin(), key_start.end() - 1);
         for (int64_t i = 0; i < points.rows; ++i) {

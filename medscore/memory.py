@@ -287,15 +287,14 @@ class Memory:
         target = parsed["valid"] & ~parsed["correct"]
         if not o["penalize_noise"]:
             target &= labels >= 0
+        if o["penalty"] is None:  # every row's penalty from the table, then zero where exempt
+            return np.where(target, self._default_penalties(sizes), 0.0)
         penalties = np.zeros(parsed["n"], dtype=np.float64)
         if not target.any():
             return penalties
-        if o["penalty"] is None:
-            values = self._default_penalties(sizes[target])
-        else:
-            values = np.asarray(o["penalty"](sizes[target].copy()), dtype=np.float64).reshape(-1)
-            if values.shape != (int(target.sum()),) or not np.isfinite(values).all() or (values < 0).any():
-                raise ValueError("penalty(sizes) must return one finite value >= 0 per size")
+        values = np.asarray(o["penalty"](sizes[target].copy()), dtype=np.float64).reshape(-1)
+        if values.shape != (int(target.sum()),) or not np.isfinite(values).all() or (values < 0).any():
+            raise ValueError("penalty(sizes) must return one finite value >= 0 per size")
         penalties[target] = values
         return penalties
 
