@@ -213,20 +213,26 @@ class Memory:
         if self._dim is not None and points.shape[1] != self._dim:
             raise ValueError(f"fingerprints have {points.shape[1]} dimensions, the memory holds {self._dim}")
         correct = _as_bool_vector(fields["correct"], n, "correct")
-        valid = self._valid_rows(points, fields.get("valid"), n)
+        # When every row goes to the engine, the engine checks that they are finite (and
+        # _run_engine names a bad row); else it is done here.
+        every_row_stored = (fields.get("valid") is None and self._options["nan_rows"] == "error"
+                            and self._options["store"] == "all")
+        valid = np.ones(n, dtype=bool) if every_row_stored else self._valid_rows(points, fields.get("valid"), n)
         key_ids, new_keys = self._key_ids_of(fields["keys"], n)
         step = fields.get("step")
         step = self._last_step + 1 if step is None else check_int("step", step, low=0)
         if step < self._last_step:
             raise ValueError(f"step {step} is before the memory's last step {self._last_step}")
-        store = valid & (~correct if self._options["store"] == "wrong" else True)
+        store = valid & ~correct if self._options["store"] == "wrong" else valid
         group = key_ids if self._options["keyed"] else np.zeros(n, dtype=np.int64)
         if self._options["store"] == "all":
             group = 2 * group + correct
         # The engine stores (and, with normalize, L2-normalises) the rows whose group is >= 0.
-        if not store.all():
+        if not every_row_stored and not store.all():
             group = np.where(store, group, -1)
-        return dict(n=n, dim=points.shape[1], points=points, n_stored=int(np.count_nonzero(store)),
+        return dict(n=n, dim=points.shape[1], points=points,
+                    n_stored=n if every_row_stored else int(np.count_nonzero(store)),
+                    finite_checked=not every_row_stored,
                     groups=np.ascontiguousarray(group, dtype=np.int64), correct=correct, valid=valid,
                     step=step, new_keys=new_keys)
 
@@ -262,7 +268,12 @@ class Memory:
         if parsed["n_stored"] == 0:
             return np.full(parsed["n"], -1, dtype=np.int64), np.zeros(parsed["n"], dtype=np.int64)
         engine = self._engine if self._engine is not None else self._new_engine(parsed["dim"])
-        labels, sizes = engine.penalize_step(parsed["points"], parsed["groups"], parsed["step"])
+        try:
+            labels, sizes = engine.penalize_step(parsed["points"], parsed["groups"], parsed["step"])
+        except ValueError:
+            if not parsed["finite_checked"]:
+                self._valid_rows(parsed["points"], None, parsed["n"])  # the precise error, if it is this
+            raise
         self._engine = engine
         self._dim = parsed["dim"]
         return labels, sizes

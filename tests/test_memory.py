@@ -147,6 +147,8 @@ BAD_BATCHES = [
     (dict(fingerprints=np.ones((3, 5)), keys=[0, 1, 2], correct=[0, 0, 0]), ValueError, "dimensions"),
     (dict(fingerprints=np.full((3, 4), np.nan), keys=[0, 1, 2], correct=[0, 0, 0]), ValueError, "NaN"),
     (dict(fingerprints=np.full((3, 4), np.inf), keys=[0, 1, 2], correct=[0, 0, 0]), ValueError, "NaN or Inf"),
+    (dict(fingerprints=np.array([[1.0] * 4, [2.0] * 4, [np.nan, 0, 0, 0]]), keys=[0, 1, 2], correct=[0, 1, 0]),
+     ValueError, "NaN or Inf in row 2"),
     (dict(fingerprints=np.zeros((0, 4)), keys=[], correct=[]), ValueError, "non-empty"),
     (dict(fingerprints=np.zeros((2, 4)), keys=[0, 1], correct=[0, 0]), ValueError, "all zeros"),
     (dict(fingerprints=np.ones((2, 4)), keys=[0.5, 1.5], correct=[0, 0]), TypeError, "keys"),
@@ -156,9 +158,10 @@ BAD_BATCHES = [
 ]
 
 
+@pytest.mark.parametrize("preset", ["paper", None])  # every row stored (the engine checks them), or not
 @pytest.mark.parametrize("fields,error,match", BAD_BATCHES)
-def test_bad_input_leaves_memory_unchanged(fields, error, match, engine):
-    memory = _memory(engine, preset="paper")
+def test_bad_input_leaves_memory_unchanged(fields, error, match, preset, engine):
+    memory = _memory(engine, preset=preset)
     _run(memory, epochs=1, dim=4)
     memory.penalize(medscore.Batch(np.random.default_rng(9).normal(size=(3, 4)), [0, 1, 2], [0, 0, 0], step=5))
     before = memory.state_dict()
