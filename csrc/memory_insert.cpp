@@ -263,10 +263,14 @@ void prim_tiny(int64_t count, int64_t first, const double* core, std::vector<Mst
     const int n = static_cast<int>(count);
     double weight[kTinyPrimRows * kTinyPrimRows];
     for (int a = 0; a < n; ++a) {
-        for (int b = a + 1; b < n; ++b) {
-            double d = std::sqrt(squared_of(a, b));
-            if (core != nullptr) d = std::max(std::max(core[a], core[b]), d);
-            weight[a * n + b] = weight[b * n + a] = d;
+        weight[a * n + a] = 0.0;
+        for (int b = a + 1; b < n; ++b) weight[a * n + b] = weight[b * n + a] = squared_of(a, b);
+    }
+    // The roots in a loop of their own: it vectorises, and the square roots overlap.
+    for (int i = 0; i < n * n; ++i) weight[i] = std::sqrt(weight[i]);
+    if (core != nullptr) {
+        for (int a = 0; a < n; ++a) {
+            for (int b = 0; b < n; ++b) weight[a * n + b] = std::max(std::max(core[a], core[b]), weight[a * n + b]);
         }
     }
     double best[kTinyPrimRows];
