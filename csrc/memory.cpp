@@ -350,7 +350,8 @@ struct VoteWorkspace {
     std::vector<int64_t> candidates;
     std::vector<std::pair<double, int64_t>> best;
     std::vector<int64_t> votes;
-    std::vector<double> squares;  ///< [dim] a row's squared entries, for its norm
+    std::vector<double> squares;    ///< [dim] a row's squared entries, for its norm
+    std::vector<double> row_norms;  ///< [m] the norms of a key's new rows
 };
 
 MEDSCORE_TLS_ACCESSOR VoteWorkspace& vote_workspace() {
@@ -641,20 +642,24 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
     grow(key.steps, static_cast<size_t>(n_old + m));
     grow(key.norms, static_cast<size_t>(n_old + m));
     VoteWorkspace& w = vote_workspace();
-    w.squares.resize(static_cast<size_t>(dim));
-    for (int64_t r : rows) {
-        const size_t at = key.points.size();
-        key.points.resize(at + static_cast<size_t>(dim));
-        if (params.normalize) {
-            const double norm = numpy_norm(batch.row(r), dim, w.squares.data());
-            if (norm == 0.0) throw std::invalid_argument("a stored row is all zeros");  // named by the caller
-            divide_row(batch.row(r), norm, dim, key.points.data() + at);
-        } else {
-            std::copy(batch.row(r), batch.row(r) + dim, key.points.data() + at);
+    // Row by row but stage by stage (all norms, then all divisions, then the stored rows'
+    // norms): each stage's rows are independent, so their latency chains overlap.
+    key.points.resize(static_cast<size_t>((n_old + m) * dim));
+    double* added = key.points.data() + n_old * dim;
+    if (params.normalize) {
+        w.squares.resize(static_cast<size_t>(dim));
+        w.row_norms.resize(static_cast<size_t>(m));
+        for (int64_t j = 0; j < m; ++j) w.row_norms[j] = numpy_norm(batch.row(rows[j]), dim, w.squares.data());
+        for (int64_t j = 0; j < m; ++j) {
+            if (w.row_norms[j] == 0.0) throw std::invalid_argument("a stored row is all zeros");  // named by the caller
         }
-        key.steps.push_back(step);
-        key.norms.push_back(norm_of(key.points.data() + at, dim));
+        for (int64_t j = 0; j < m; ++j) divide_row(batch.row(rows[j]), w.row_norms[j], dim, added + j * dim);
+    } else {
+        for (int64_t j = 0; j < m; ++j) std::copy(batch.row(rows[j]), batch.row(rows[j]) + dim, added + j * dim);
     }
+    key.steps.insert(key.steps.end(), static_cast<size_t>(m), step);
+    key.norms.resize(static_cast<size_t>(n_old + m));
+    for (int64_t j = 0; j < m; ++j) key.norms[n_old + j] = norm_of(added + j * dim, dim);
     int64_t aged = 0;
     while (params.max_age >= 0 && aged < n_old && step - key.steps[aged] > params.max_age) ++aged;
     const int64_t n_prior = n_old - aged;

@@ -30,32 +30,9 @@ double numpy_sum(const double* values, int64_t n) noexcept {
     return numpy_sum(values, half) + numpy_sum(values + half, n - half);
 }
 
-double numpy_norm(const double* values, int64_t n, double* squares) noexcept {
-    if (n <= 128) {  // numpy_sum's two short cases, squaring as it reads (the same operations)
-        const double* x = values;
-        if (n < 8) {
-            double sum = 0.0;
-            for (int64_t i = 0; i < n; ++i) sum += x[i] * x[i];
-            return std::sqrt(sum);
-        }
-        double r[8];
-        for (int j = 0; j < 8; ++j) r[j] = x[j] * x[j];
-        int64_t i = 8;
-        for (; i < n - n % 8; i += 8) {
-            for (int j = 0; j < 8; ++j) r[j] += x[i + j] * x[i + j];
-        }
-        double sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; ++i) sum += x[i] * x[i];
-        return std::sqrt(sum);
-    }
+double numpy_norm_long(const double* values, int64_t n, double* squares) noexcept {
     for (int64_t k = 0; k < n; ++k) squares[k] = values[k] * values[k];
     return std::sqrt(numpy_sum(squares, n));
-}
-
-// __restrict: y and x do not overlap, so the loop vectorises (IEEE division is exact at any
-// vector width, so the bits do not depend on it).
-void divide_row(const double* __restrict x, double norm, int64_t d, double* __restrict y) noexcept {
-    for (int64_t k = 0; k < d; ++k) y[k] = x[k] / norm;
 }
 
 double numpy_norm(const double* values, int64_t n) {

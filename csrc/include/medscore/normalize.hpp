@@ -1,5 +1,6 @@
 // L2 normalisation of rows with the bits of NumPy's `x / np.linalg.norm(x, axis=1, keepdims=True)`.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "medscore/matrix.hpp"
@@ -16,12 +17,36 @@ double numpy_sum(const double* values, int64_t n) noexcept;
 /// `np.linalg.norm` of a row.
 double numpy_norm(const double* values, int64_t n);
 
-/// numpy_norm with the caller's buffer `squares` [n] (no allocation).
-double numpy_norm(const double* values, int64_t n, double* squares) noexcept;
+/// numpy_norm of more than 128 values, with the caller's buffer `squares` [n].
+double numpy_norm_long(const double* values, int64_t n, double* squares) noexcept;
+
+/// numpy_norm with the caller's buffer `squares` [n] (used above 128 values; no allocation).
+/// Inline: a short row (numpy_sum's two short cases) is squared as it is summed, the same
+/// operations in the same order.
+inline double numpy_norm(const double* x, int64_t n, double* squares) noexcept {
+    if (n > 128) return numpy_norm_long(x, n, squares);
+    if (n < 8) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; ++i) sum += x[i] * x[i];
+        return std::sqrt(sum);
+    }
+    double r[8];
+    for (int j = 0; j < 8; ++j) r[j] = x[j] * x[j];
+    int64_t i = 8;
+    for (; i < n - n % 8; i += 8) {
+        for (int j = 0; j < 8; ++j) r[j] += x[i + j] * x[i + j];
+    }
+    double sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) sum += x[i] * x[i];
+    return std::sqrt(sum);
+}
 
 /// y[k] = x[k] / norm for k < d (x and y do not overlap): the division of
-/// l2_normalized_rows, for a caller that has the norm already.
-void divide_row(const double* x, double norm, int64_t d, double* y) noexcept;
+/// l2_normalized_rows, for a caller that has the norm already. __restrict lets the loop
+/// vectorise (IEEE division is exact at any vector width, so the bits do not depend on it).
+inline void divide_row(const double* __restrict x, double norm, int64_t d, double* __restrict y) noexcept {
+    for (int64_t k = 0; k < d; ++k) y[k] = x[k] / norm;
+}
 
 /// Writes rows `rows[0 .. count)` of `points` divided by their Euclidean norms into `out`
 /// [count, points.cols], each divided by its numpy_norm: the same bits as NumPy's
