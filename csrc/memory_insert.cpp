@@ -261,16 +261,20 @@ constexpr int64_t kTinyPrimRows = 16;
 template <class SquaredOf>
 void prim_tiny(int64_t count, int64_t first, const double* core, std::vector<MstEdge>& out, SquaredOf&& squared_of) {
     const int n = static_cast<int>(count);
-    double weight[kTinyPrimRows * kTinyPrimRows];
+    // Each pair once: squared distances, then their roots in a loop of their own (it
+    // vectorises, and the square roots overlap), then both halves of the matrix.
+    double pair[kTinyPrimRows * (kTinyPrimRows - 1) / 2];
+    int pairs = 0;
     for (int a = 0; a < n; ++a) {
-        weight[a * n + a] = 0.0;
-        for (int b = a + 1; b < n; ++b) weight[a * n + b] = weight[b * n + a] = squared_of(a, b);
+        for (int b = a + 1; b < n; ++b) pair[pairs++] = squared_of(a, b);
     }
-    // The roots in a loop of their own: it vectorises, and the square roots overlap.
-    for (int i = 0; i < n * n; ++i) weight[i] = std::sqrt(weight[i]);
-    if (core != nullptr) {
-        for (int a = 0; a < n; ++a) {
-            for (int b = 0; b < n; ++b) weight[a * n + b] = std::max(std::max(core[a], core[b]), weight[a * n + b]);
+    for (int i = 0; i < pairs; ++i) pair[i] = std::sqrt(pair[i]);
+    double weight[kTinyPrimRows * kTinyPrimRows];
+    pairs = 0;
+    for (int a = 0; a < n; ++a) {
+        for (int b = a + 1; b < n; ++b) {
+            const double d = pair[pairs++];
+            weight[a * n + b] = weight[b * n + a] = core == nullptr ? d : std::max(std::max(core[a], core[b]), d);
         }
     }
     double best[kTinyPrimRows];

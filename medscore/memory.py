@@ -261,7 +261,7 @@ class Memory:
         ids = np.fromiter(map(self._key_ids.get, unique, itertools.repeat(-1)), dtype=np.int64, count=len(unique))
         fresh = np.flatnonzero(ids < 0)
         ids[fresh] = np.arange(len(self._keys), len(self._keys) + len(fresh))
-        new_keys = [unique[i] for i in fresh.tolist()]
+        new_keys = unique if len(fresh) == len(unique) else [unique[i] for i in fresh.tolist()]
         return ids[inverse], new_keys
 
     def _run_engine(self, parsed):
