@@ -64,12 +64,14 @@ py::tuple penalize_step(KeyedMemory& memory, const F64Array& points, const I64Ar
         throw std::invalid_argument("penalize_step: keys must be [N] with N = " + std::to_string(points.shape(0)));
     }
     const medscore::PointsView view{points.data(), points.shape(0), points.shape(1)};
-    medscore::StepResult result;
+    py::array_t<int64_t> labels(points.shape(0)), sizes(points.shape(0));
+    int64_t* labels_out = labels.mutable_data();
+    int64_t* sizes_out = sizes.mutable_data();
     {
         py::gil_scoped_release release;
-        result = memory.penalize_step(view, keys.data(), step);
+        memory.penalize_step(view, keys.data(), step, labels_out, sizes_out);
     }
-    return py::make_tuple(to_numpy(result.labels), to_numpy(result.sizes));
+    return py::make_tuple(labels, sizes);
 }
 
 py::dict state_of(const KeyedMemory& memory) {

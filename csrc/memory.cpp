@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -631,6 +632,8 @@ constexpr int64_t kKdInsertMaxGrowth = 1;
 KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batch, int64_t step,
                       const MemoryParams& params, int refit_threads, KeyAnswers out) {
     const int64_t dim = params.dim, n_old = key.size(), m = static_cast<int64_t>(rows.size());
+    std::fill(out.labels, out.labels + m, int64_t{-1});  // the answer of a row nothing decides
+    std::fill(out.sizes, out.sizes + m, int64_t{0});
     for (int64_t i = static_cast<int64_t>(key.norms.size()); i < n_old; ++i) {
         key.norms.push_back(norm_of(key.points.data() + i * dim, dim));
     }
@@ -879,7 +882,9 @@ KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) {
     pool_ = shared_pool(params_.n_threads);
 }
 
-StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step) {
+void KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step, int64_t* labels,
+                                int64_t* sizes) {
+    if (labels == nullptr || sizes == nullptr) throw std::invalid_argument("penalize_step: labels and sizes must not be null");
     if (pool_->created_in() != WorkerPool::current_pid()) pool_ = shared_pool(params_.n_threads);  // forked
     // The workers wake (a system call, then tens of microseconds) while the batch is checked
     // and grouped, if it stores rows of two keys or more (a single key, as in a global
@@ -909,10 +914,13 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         return RowList{grouped.data() + key_start[k], key_start[k + 1] - key_start[k]};
     };
 
-    // Answers in grouped order (each key's rows contiguous), scattered to batch order at the end.
-    std::vector<int64_t> grouped_labels(grouped.size(), -1), grouped_sizes(grouped.size(), 0);
+    // Answers in grouped order (each key's rows contiguous), scattered to batch order at the
+    // end; process_key initialises its own entries.
+    const std::unique_ptr<int64_t[]> grouped_answers(new int64_t[2 * grouped.size()]);
+    int64_t* grouped_labels = grouped_answers.get();
+    int64_t* grouped_sizes = grouped_labels + grouped.size();
     auto answers_of = [&](int64_t k) {
-        return KeyAnswers{grouped_labels.data() + key_start[k], grouped_sizes.data() + key_start[k]};
+        return KeyAnswers{grouped_labels + key_start[k], grouped_sizes + key_start[k]};
     };
     const size_t old_key_count = keys_.size();
     std::vector<int64_t> old_sizes(touched.size());
@@ -956,14 +964,22 @@ StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* k
         key.noise = update.clustering.noise;
         key.mst = std::move(update.clustering.mst);
     }
-    StepResult result;
-    result.labels.assign(static_cast<size_t>(points.rows), -1);
-    result.sizes.assign(static_cast<size_t>(points.rows), 0);
+    if (n_skipped > 0) {
+        std::fill(labels, labels + points.rows, int64_t{-1});
+        std::fill(sizes, sizes + points.rows, int64_t{0});
+    }
     for (int64_t g = 0; g < static_cast<int64_t>(grouped.size()); ++g) {
-        result.labels[grouped[g]] = grouped_labels[g];
-        result.sizes[grouped[g]] = grouped_sizes[g];
+        labels[grouped[g]] = grouped_labels[g];
+        sizes[grouped[g]] = grouped_sizes[g];
     }
     last_step_ = step;
+}
+
+StepResult KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step) {
+    StepResult result;
+    result.labels.resize(static_cast<size_t>(std::max<int64_t>(points.rows, 0)));
+    result.sizes.resize(result.labels.size());
+    penalize_step(points, keys, step, result.labels.data(), result.sizes.data());
     return result;
 }
 

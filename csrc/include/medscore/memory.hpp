@@ -92,6 +92,9 @@ public:
     /// Stored rows must be finite (and, with params.normalize, not all zero).
     /// Throws std::invalid_argument on bad input; on any exception the memory is unchanged.
     StepResult penalize_step(const PointsView& points, const int64_t* keys, int64_t step);
+    /// penalize_step writing the answers into the caller's buffers `labels` and `sizes`
+    /// ([N] each; their contents are unspecified after an exception).
+    void penalize_step(const PointsView& points, const int64_t* keys, int64_t step, int64_t* labels, int64_t* sizes);
 
     const MemoryParams& params() const noexcept { return params_; }
     int64_t last_step() const noexcept { return last_step_; }
