@@ -21,7 +21,8 @@ namespace medscore {
 /// Threads to use for a request of `n_threads` (0 = every hardware thread), at least 1.
 inline int resolve_threads(int n_threads) {
     if (n_threads > 0) return n_threads;
-    const unsigned hw = std::thread::hardware_concurrency();
+    // Read once: glibc answers hardware_concurrency by reading /sys/devices/system/cpu/online.
+    static const unsigned hw = std::thread::hardware_concurrency();
     return hw == 0 ? 1 : static_cast<int>(hw);
 }
 
