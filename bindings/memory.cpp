@@ -11,6 +11,7 @@
 
 #include "medscore/memory.hpp"
 #include "medscore/normalize.hpp"
+#include "medscore/unique.hpp"
 #include "registrations.hpp"
 
 namespace py = pybind11;
@@ -147,9 +148,22 @@ int64_t l2_normalized_rows(const F64Array& points, const I64Array& rows, py::arr
     return medscore::l2_normalized_rows(medscore::PointsView{points.data(), n, d}, rows.data(), m, target);
 }
 
+py::tuple unique_int64(const I64Array& values) {
+    if (values.ndim() != 1) throw std::invalid_argument("unique_int64: values must be [N]");
+    medscore::UniqueValues u;
+    {
+        py::gil_scoped_release release;
+        u = medscore::unique_values(values.data(), values.shape(0));
+    }
+    return py::make_tuple(to_numpy(u.values), to_numpy(u.inverse));
+}
+
 }  // namespace
 
 void register_memory(py::module_& m) {
+    m.def("unique_int64", &unique_int64, py::arg("values"),
+          "values int64 [N] -> (distinct values int64 [U] increasing, inverse int64 [N]): "
+          "np.unique(values, return_inverse=True).");
     m.def("l2_normalized_rows", &l2_normalized_rows, py::arg("points"), py::arg("rows"), py::arg("out"),
           "points f64 [N, D], rows int64 [M], out f64 [M, D]: writes points[rows] / "
           "np.linalg.norm(points[rows], axis=1, keepdims=True) bit for bit into out; returns the position "

@@ -7,6 +7,8 @@
 #include <string>
 #include <utility>
 
+#include "medscore/unique.hpp"
+
 namespace medscore {
 namespace {
 
@@ -92,24 +94,20 @@ KeyedMemory Memory::make_engine(int64_t dim) const {
 }
 
 std::vector<int64_t> Memory::key_ids(const int64_t* keys, int64_t n, std::vector<int64_t>& new_keys) const {
-    // New keys get ids in increasing key order, as np.unique orders them in medscore.Memory.
-    std::vector<int64_t> unique(keys, keys + n);
-    std::sort(unique.begin(), unique.end());
-    unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
-    std::vector<int64_t> unique_ids(unique.size());
-    for (size_t u = 0; u < unique.size(); ++u) {
-        auto it = std::lower_bound(key_index_.begin(), key_index_.end(), std::make_pair(unique[u], INT64_MIN));
-        if (it != key_index_.end() && it->first == unique[u]) {
+    // New keys get ids in increasing key order, as medscore.Memory numbers them.
+    const UniqueValues unique = unique_values(keys, n);
+    std::vector<int64_t> unique_ids(unique.values.size());
+    for (size_t u = 0; u < unique.values.size(); ++u) {
+        auto it = std::lower_bound(key_index_.begin(), key_index_.end(), std::make_pair(unique.values[u], INT64_MIN));
+        if (it != key_index_.end() && it->first == unique.values[u]) {
             unique_ids[u] = it->second;
         } else {
             unique_ids[u] = static_cast<int64_t>(keys_.size() + new_keys.size());
-            new_keys.push_back(unique[u]);
+            new_keys.push_back(unique.values[u]);
         }
     }
     std::vector<int64_t> ids(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-        ids[i] = unique_ids[std::lower_bound(unique.begin(), unique.end(), keys[i]) - unique.begin()];
-    }
+    for (int64_t i = 0; i < n; ++i) ids[i] = unique_ids[unique.inverse[i]];
     return ids;
 }
 

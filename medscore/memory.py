@@ -11,6 +11,7 @@ earliest stored point is 0), so they do not depend on how the clustering was com
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import threading
@@ -507,14 +508,9 @@ def _unique_keys(keys, n: int):
             raise TypeError("keys must be ints, strings or bytes, got booleans")
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"keys must have shape ({n},) like the fingerprints, got {arr.shape}")
-    if arr.dtype.kind in "iu" and n:
-        low, high = int(arr.min()), int(arr.max())
-        if high - low <= 4 * n + 1024:  # a dense range: mark the keys present, no sort
-            offset = (arr - arr.dtype.type(low)).astype(np.intp)
-            present = np.zeros(high - low + 1, dtype=bool)
-            present[offset] = True
-            rank = np.cumsum(present, dtype=np.int64) - 1
-            return (np.flatnonzero(present) + low).tolist(), rank[offset]
+    if arr.dtype.kind in "iu" and n and (arr.dtype.kind == "i" or int(arr.max()) < 2**63):
+        unique, inverse = _unique_int64(arr.astype(np.int64, copy=False))
+        return unique.tolist(), inverse
     if arr.dtype.kind in "iuU":
         unique, inverse = np.unique(arr, return_inverse=True)
         convert = int if arr.dtype.kind in "iu" else str
@@ -525,6 +521,25 @@ def _unique_keys(keys, n: int):
         index = {k: i for i, k in enumerate(first)}
         return list(first), np.fromiter((index[k] for k in canon), dtype=np.int64, count=n)
     raise TypeError(f"keys must be ints, strings or bytes, got an array of dtype {arr.dtype}")
+
+
+def _unique_int64(arr: np.ndarray):
+    """np.unique(arr, return_inverse=True) of int64 [n]: natively (O(n) over a dense range of
+    values) when the compiled extension is there, else by NumPy with the same result."""
+    native = _native_unique()
+    if native is not None:
+        return native(arr)
+    unique, inverse = np.unique(arr, return_inverse=True)
+    return unique, inverse.reshape(-1)
+
+
+@functools.cache
+def _native_unique():
+    try:
+        from ._core import unique_int64
+    except ImportError:  # pragma: no cover - a build without the extension
+        return None
+    return unique_int64
 
 
 def _like_input(penalties: np.ndarray, fingerprints):

@@ -303,6 +303,24 @@ def test_paper_vote_of_a_big_chunk_into_a_big_key_equals_numba():
         assert np.array_equal(a, b)
 
 
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), log_span=st.integers(0, 62),
+       dtype=st.sampled_from([np.int8, np.int32, np.int64, np.uint16, np.uint64]))
+def test_integer_keys_are_numbered_like_np_unique(seed, n, log_span, dtype):
+    # The native unique (a table over a dense range, else a sort) against np.unique.
+    from medscore.memory import _unique_keys
+
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    span = min(2**log_span, int(info.max) - int(info.min))
+    low = int(rng.integers(int(info.min), int(info.max) - span, endpoint=True))
+    keys = (low + rng.integers(0, span, size=n, endpoint=True)).astype(dtype)
+    unique, inverse = _unique_keys(keys, n)[:2]
+    expected, expected_inverse = np.unique(keys, return_inverse=True)
+    assert unique == [int(k) for k in expected] and all(type(k) is int for k in unique)
+    np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
+
+
 def _engine_of(backend, normalize, dim=5):
     if backend == "numba":
         from medscore._numba.memory import KeyedMemory

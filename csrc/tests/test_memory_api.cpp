@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include "../sha256.hpp"
 #include "check.hpp"
 #include "medscore/medscore.hpp"
+#include "medscore/unique.hpp"
 
 using medscore_test::throws;
 
@@ -230,7 +232,30 @@ void test_empty_memory_round_trip() {
 
 }  // namespace
 
+// unique_values against a plain sort-based answer: dense ranges (the table), wide ones
+// (the sort), the int64 extremes, repeats and the empty array.
+void test_unique_values() {
+    auto expected = [](const std::vector<int64_t>& v) {
+        std::vector<int64_t> u = v;
+        std::sort(u.begin(), u.end());
+        u.erase(std::unique(u.begin(), u.end()), u.end());
+        return u;
+    };
+    const int64_t big = std::numeric_limits<int64_t>::max(), small = std::numeric_limits<int64_t>::min();
+    const std::vector<std::vector<int64_t>> cases = {
+        {}, {7}, {5, 3, 5, 9, 3}, {-4, -4, -1, -3}, {small, big, 0, small}, {big - 1, big, big}, {small, small + 2},
+        {0, 1000000, 3, 1000000}, {40, 12, 12, 40, 41, 13, 12},
+    };
+    for (const auto& v : cases) {
+        const medscore::UniqueValues u = medscore::unique_values(v.data(), static_cast<int64_t>(v.size()));
+        CHECK(u.values == expected(v));
+        CHECK(u.inverse.size() == v.size());
+        for (size_t i = 0; i < v.size(); ++i) CHECK(u.values[u.inverse[i]] == v[i]);
+    }
+}
+
 int main() {
+    test_unique_values();
     test_sha256_known_digests();
     test_json();
     test_python_float_repr();
