@@ -7,7 +7,9 @@ imports) and, on the reference epochs (``_sizes``; seconds per step), the refere
 real ``hdbscan`` refit per group + scikit-learn 3-NN vote, both as published (a fresh k-NN
 model per new rollout, MEDS.md) and batched (one k-NN model per group; the same answers).
 It records the speed-up against each. A full-size step of each side on throwaway state
-runs first (``_warm_up``).
+runs first (``_warm_up``). The whole run is repeated (``runs`` in ``_sizes``: 3) with fresh
+state; each epoch's figure is the median over the runs (its min and max are recorded too),
+and the speed-ups are ratios of medians.
 It also records a global memory (one key) grown to G points: the time
 of one step of 16 rollouts on it and the peak memory per stored point. Its cases, ``step``
 and ``global_step``, can be picked with ``--case``; each step also records its CPU seconds
@@ -39,8 +41,9 @@ def _reference_module():
 
 def _sizes(quick: bool) -> dict:
     if quick:
-        return dict(prompts=64, epochs=3, reference_epochs=(1, 3), global_points=(20_000,))
-    return dict(prompts=512, epochs=10, reference_epochs=(1, 2, 5, 10), global_points=(100_000, 1_000_000))
+        return dict(prompts=64, epochs=3, reference_epochs=(1, 3), global_points=(20_000,), runs=1)
+    return dict(prompts=512, epochs=10, reference_epochs=(1, 2, 5, 10), global_points=(100_000, 1_000_000),
+                runs=3)
 
 
 def run(bench, quick: bool) -> None:
@@ -55,29 +58,69 @@ def run(bench, quick: bool) -> None:
 
 
 def _run_epochs(bench, sizes) -> None:
+    """sizes["runs"] independent runs of the simulated training (each with its warm-up, fresh
+    memories and a fresh reference; the same data); each epoch's figure is the median over
+    the runs, with the speed-ups taken between medians (a single step of a few milliseconds
+    varies by +-20% on a shared 2-core machine)."""
+    import medscore
+
+    backends = [b for b in ("cpp", "numba") if bench.wants_library(f"medscore {b}")]
+    runs = [_one_run(bench, sizes, backends, r) for r in range(sizes["runs"])]
+    params = {"prompts": sizes["prompts"], "rollouts": 16, "d": 14}
+    names = [name for name in runs[0] if name in {f"{b}" for b in backends} | {"reference", "reference batched"}]
+    for epoch in range(1, sizes["epochs"] + 1):
+        median = {}
+        for name in names:
+            seconds = [run[name][epoch]["seconds"] for run in runs if epoch in run.get(name, {})]
+            if seconds:
+                median[name] = float(np.median(seconds))
+        for name, seconds in median.items():
+            per_run = [run[name][epoch] for run in runs if epoch in run.get(name, {})]
+            extra = {"runs": len(per_run), "load_1min": max(r["load_1min"] for r in per_run)}
+            if len(per_run) > 1:
+                extra["min_seconds"] = min(r["seconds"] for r in per_run)
+                extra["max_seconds"] = max(r["seconds"] for r in per_run)
+            if "cpu_seconds" in per_run[0]:
+                extra["cpu_seconds"] = float(np.median([r["cpu_seconds"] for r in per_run]))
+            if not name.startswith("reference") and "reference" in median:
+                extra["speedup_vs_reference"] = median["reference"] / seconds
+                extra["speedup_vs_batched_reference"] = median["reference batched"] / seconds
+            library = {"reference": "reference, as published (hdbscan + sklearn k-NN per rollout)",
+                       "reference batched": "reference, k-NN batched per group"}.get(name, f"medscore {name}")
+            bench.record(NAME, "step", library, seconds, params={**params, "epoch": epoch}, **extra)
+    for name in backends:
+        if name not in runs[0]:
+            bench.record(NAME, "step", f"medscore {name}", None, status=f"not installed: {runs[0]['errors'][name]}",
+                         params=params)
+
+
+def _one_run(bench, sizes, backends, index: int) -> dict:
+    """One simulated run: {name: {epoch: {"seconds", "load_1min"[, "cpu_seconds"]}}} for the
+    medscore backends that import and, on the reference epochs, both reference forms."""
     import copy
 
     import medscore
 
     ref = _reference_module()
-    backends = [b for b in ("cpp", "numba") if bench.wants_library(f"medscore {b}")]
     memories = {b: medscore.Memory(preset="paper", backend=b) for b in backends}
     reference = ref.ReferenceMEDS()
-    params = {"prompts": sizes["prompts"], "rollouts": 16, "d": 14}
-    _warm_up(ref, medscore, sizes["prompts"])
+    out: dict = {"errors": {}}
+    _warm_up(ref, medscore, sizes["prompts"], backends)
     run = ref.simulated_run(sizes["prompts"], epochs=sizes["epochs"], seed=0)
-    for epoch, (X, keys, correct) in enumerate(bench.progress(run, desc="epochs"), start=1):
+    for epoch, (X, keys, correct) in enumerate(bench.progress(run, desc=f"epochs (run {index + 1})"), start=1):
         batch = medscore.Batch(X, keys, correct)
-        times, cpu = {}, {}
         for name, memory in list(memories.items()):
             try:
                 start, start_cpu = time.perf_counter(), time.process_time()
                 memory.penalize(batch)
-                times[name] = time.perf_counter() - start
-                cpu[name] = time.process_time() - start_cpu
+                seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
             except ImportError as exc:
-                bench.record(NAME, "step", f"medscore {name}", None, status=f"not installed: {exc}", params=params)
+                out["errors"][name] = str(exc)
                 del memories[name]
+                continue
+            # CPU seconds (all threads) and the load show how much a shared machine slowed the wall time.
+            out.setdefault(name, {})[epoch] = {"seconds": seconds, "cpu_seconds": cpu,
+                                               "load_1min": round(os.getloadavg()[0], 2)}
         # The reference's BLAS calls (scikit-learn, hdbscan) leave OpenBLAS threads
         # busy-waiting for a while, on the same 2 cores as the next medscore step; one BLAS
         # thread for the reference stops that (its single-step timing barely changes).
@@ -90,27 +133,19 @@ def _run_epochs(bench, sizes) -> None:
                 published.knn_per_rollout = True
                 start = time.perf_counter()
                 published.step(X, keys, correct)
-                times["reference"] = time.perf_counter() - start
+                seconds = time.perf_counter() - start
                 del published
+                out.setdefault("reference", {})[epoch] = {"seconds": seconds, "load_1min": round(os.getloadavg()[0], 2)}
                 start = time.perf_counter()
                 reference.step(X, keys, correct)
-                times["reference batched"] = time.perf_counter() - start
+                out.setdefault("reference batched", {})[epoch] = {"seconds": time.perf_counter() - start,
+                                                                  "load_1min": round(os.getloadavg()[0], 2)}
             else:
                 reference.step(X, keys, correct)  # keep its memory in step, untimed
-        for name, seconds in times.items():
-            # CPU seconds (all threads) and the load show how much a shared machine slowed the wall time.
-            extra = {"load_1min": round(os.getloadavg()[0], 2)}
-            if name in cpu:
-                extra["cpu_seconds"] = cpu[name]
-            if not name.startswith("reference") and "reference" in times:
-                extra["speedup_vs_reference"] = times["reference"] / seconds
-                extra["speedup_vs_batched_reference"] = times["reference batched"] / seconds
-            library = {"reference": "reference, as published (hdbscan + sklearn k-NN per rollout)",
-                       "reference batched": "reference, k-NN batched per group"}.get(name, f"medscore {name}")
-            bench.record(NAME, "step", library, seconds, params={**params, "epoch": epoch}, **extra)
+    return out
 
 
-def _warm_up(ref, medscore, prompts: int) -> None:
+def _warm_up(ref, medscore, prompts: int, backends=("cpp",)) -> None:
     """One full-size step of each side on throwaway state, outside the timed steps.
 
     The simulated run puts every prompt in one step, so its epoch 1 would otherwise also be
@@ -121,7 +156,11 @@ def _warm_up(ref, medscore, prompts: int) -> None:
     X, keys, correct = next(iter(ref.simulated_run(prompts, epochs=1, seed=1)))
     with _one_blas_thread():
         ref.ReferenceMEDS(knn_per_rollout=True).step(X, keys, correct)
-    medscore.Memory(preset="paper").penalize(medscore.Batch(X, keys, correct))
+    for backend in reversed(backends):  # the first backend timed is the last one warmed
+        try:
+            medscore.Memory(preset="paper", backend=backend).penalize(medscore.Batch(X, keys, correct))
+        except ImportError:  # reported by the timed steps
+            pass
 
 
 def _one_blas_thread():
