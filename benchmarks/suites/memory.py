@@ -80,6 +80,7 @@ def _run_epochs(bench, sizes) -> None:
             if len(per_run) > 1:
                 extra["min_seconds"] = min(r["seconds"] for r in per_run)
                 extra["max_seconds"] = max(r["seconds"] for r in per_run)
+                extra["runs_seconds"] = " ".join(f"{r['seconds']:.4g}" for r in per_run)  # in run order
             if "cpu_seconds" in per_run[0]:
                 extra["cpu_seconds"] = float(np.median([r["cpu_seconds"] for r in per_run]))
             if not name.startswith("reference") and "reference" in median:
