@@ -218,21 +218,23 @@ class Memory:
         # _run_engine names a bad row); else it is done here.
         every_row_stored = (fields.get("valid") is None and self._options["nan_rows"] == "error"
                             and self._options["store"] == "all")
-        valid = np.ones(n, dtype=bool) if every_row_stored else self._valid_rows(points, fields.get("valid"), n)
+        valid = None if every_row_stored else self._valid_rows(points, fields.get("valid"), n)  # None: all
         key_ids, new_keys = self._key_ids_of(fields["keys"], n)
         step = fields.get("step")
         step = self._last_step + 1 if step is None else check_int("step", step, low=0)
         if step < self._last_step:
             raise ValueError(f"step {step} is before the memory's last step {self._last_step}")
-        store = valid & ~correct if self._options["store"] == "wrong" else valid
         group = key_ids if self._options["keyed"] else np.zeros(n, dtype=np.int64)
         if self._options["store"] == "all":
             group = 2 * group + correct
-        # The engine stores (and, with normalize, L2-normalises) the rows whose group is >= 0.
-        if not every_row_stored and not store.all():
-            group = np.where(store, group, -1)
-        return dict(n=n, dim=points.shape[1], points=points,
-                    n_stored=n if every_row_stored else int(np.count_nonzero(store)),
+        n_stored = n
+        if not every_row_stored:
+            store = valid & ~correct if self._options["store"] == "wrong" else valid
+            n_stored = int(np.count_nonzero(store))
+            # The engine stores (and, with normalize, L2-normalises) the rows whose group is >= 0.
+            if n_stored < n:
+                group = np.where(store, group, -1)
+        return dict(n=n, dim=points.shape[1], points=points, n_stored=n_stored,
                     finite_checked=not every_row_stored,
                     groups=np.ascontiguousarray(group, dtype=np.int64), correct=correct, valid=valid,
                     step=step, new_keys=new_keys)
@@ -296,7 +298,7 @@ class Memory:
 
     def _penalties(self, parsed, labels, sizes) -> np.ndarray:
         o = self._options
-        target = parsed["valid"] & ~parsed["correct"]
+        target = ~parsed["correct"] if parsed["valid"] is None else parsed["valid"] & ~parsed["correct"]
         if not o["penalize_noise"]:
             target &= labels >= 0
         if o["penalty"] is None:  # every row's penalty from the table, then zero where exempt
