@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -568,10 +567,10 @@ bool all_unit(const double* norms, int64_t n) {
 constexpr size_t kMaxSquaredBlock = size_t{1} << 22;
 
 /// The MEDS vote of every new row of a key against its prior rows, into `out`. `rows_now`
-/// holds the n_prior prior rows followed by the m new ones (as stored); `norms` their norms. For unit vectors the squared distances from each new row to every
-/// row of rows_now are computed (by coordinate, PointColumns); returns the row stride of
-/// w.squared when it now holds all m rows of them (a block of at most kMaxSquaredBlock
-/// entries), else 0.
+/// holds the n_prior prior rows followed by the m new ones (as stored); `norms` their norms.
+/// For unit vectors the squared distances from each new row to every row of rows_now are
+/// computed (by coordinate, PointColumns); returns the row stride of w.squared when it now
+/// holds all m rows of them (a block of at most kMaxSquaredBlock entries), else 0.
 int64_t vote_new_rows(const PointsView& rows_now, int64_t n_prior, const double* norms, const int64_t* labels,
                       const std::vector<int64_t>& sizes, int64_t noise, int64_t k, VoteWorkspace& w,
                       KeyAnswers out) {
@@ -884,7 +883,9 @@ KeyedMemory::KeyedMemory(const MemoryParams& params) : params_(params) {
 
 void KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, int64_t step, int64_t* labels,
                                 int64_t* sizes) {
-    if (labels == nullptr || sizes == nullptr) throw std::invalid_argument("penalize_step: labels and sizes must not be null");
+    if (keys == nullptr || labels == nullptr || sizes == nullptr) {
+        throw std::invalid_argument("penalize_step: keys, labels and sizes must not be null");
+    }
     if (pool_->created_in() != WorkerPool::current_pid()) pool_ = shared_pool(params_.n_threads);  // forked
     // The workers wake (a system call, then tens of microseconds) while the batch is checked
     // and grouped, if it stores rows of two keys or more (a single key, as in a global
