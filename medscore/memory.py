@@ -150,7 +150,10 @@ class Memory:
         self._dim: int | None = None
         self._keys: list = []
         self._key_ids: dict = {}
-        self._penalty_table = np.zeros(0, dtype=np.float64)  # default penalty by size, grown on demand
+        # The default penalty by cluster size, built here for sizes below 256 and grown on demand.
+        o = self._options
+        self._penalty_table = (_default_penalty(np.arange(256), o["alpha"], o["beta"]) if o["penalty"] is None
+                               else np.zeros(0, dtype=np.float64))
         self._last_step = -1
         self._last_penalties = np.zeros(0)
 
