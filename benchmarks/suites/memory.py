@@ -58,16 +58,14 @@ def run(bench, quick: bool) -> None:
 
 
 def _run_epochs(bench, sizes) -> None:
-    """sizes["runs"] independent runs of the simulated training (each with its warm-up, fresh
-    memories and a fresh reference; the same data); each epoch's figure is the median over
-    the runs, with the speed-ups taken between medians (a single step of a few milliseconds
-    varies by +-20% on a shared 2-core machine)."""
-    import medscore
-
+    """sizes["runs"] runs of the simulated training in this process, each with its own
+    warm-up, fresh memories and a fresh reference on the same data; each epoch's figure is
+    the median over the runs, with the speed-ups taken between medians (a single step of a
+    few milliseconds varies by +-20% on a shared 2-core machine)."""
     backends = [b for b in ("cpp", "numba") if bench.wants_library(f"medscore {b}")]
     runs = [_one_run(bench, sizes, backends, r) for r in range(sizes["runs"])]
     params = {"prompts": sizes["prompts"], "rollouts": 16, "d": 14}
-    names = [name for name in runs[0] if name in {f"{b}" for b in backends} | {"reference", "reference batched"}]
+    names = [name for name in (*backends, "reference", "reference batched") if name in runs[0]]
     for epoch in range(1, sizes["epochs"] + 1):
         median = {}
         for name in names:
