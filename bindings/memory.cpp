@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "medscore/memory.hpp"
-#include "medscore/normalize.hpp"
 #include "medscore/unique.hpp"
 #include "registrations.hpp"
 
@@ -130,24 +129,6 @@ py::tuple moments_of(const KeyedMemory& memory) {
     return py::make_tuple(m.count, to_numpy(m.sum), outer);
 }
 
-/// Writes the normalised rows into `out` (f64 [M, D], C-contiguous); returns the position in
-/// `rows` of the first zero row, or -1.
-int64_t l2_normalized_rows(const F64Array& points, const I64Array& rows, py::array_t<double> out) {
-    if (points.ndim() != 2) throw std::invalid_argument("l2_normalized_rows: points must be [N, D]");
-    if (rows.ndim() != 1) throw std::invalid_argument("l2_normalized_rows: rows must be [M]");
-    const int64_t n = points.shape(0), m = rows.shape(0), d = points.shape(1);
-    if (out.ndim() != 2 || out.shape(0) != m || out.shape(1) != d ||
-        !(out.flags() & py::array::c_style) || !out.writeable()) {
-        throw std::invalid_argument("l2_normalized_rows: out must be a writeable C-contiguous float64 [M, D] array");
-    }
-    for (int64_t i = 0; i < m; ++i) {
-        if (rows.data()[i] < 0 || rows.data()[i] >= n) throw std::invalid_argument("l2_normalized_rows: row out of range");
-    }
-    double* target = out.mutable_data();
-    py::gil_scoped_release release;
-    return medscore::l2_normalized_rows(medscore::PointsView{points.data(), n, d}, rows.data(), m, target);
-}
-
 py::tuple unique_int64(const I64Array& values) {
     if (values.ndim() != 1) throw std::invalid_argument("unique_int64: values must be [N]");
     medscore::UniqueValues u;
@@ -164,10 +145,6 @@ void register_memory(py::module_& m) {
     m.def("unique_int64", &unique_int64, py::arg("values"),
           "values int64 [N] -> (distinct values int64 [U] increasing, inverse int64 [N]): "
           "np.unique(values, return_inverse=True).");
-    m.def("l2_normalized_rows", &l2_normalized_rows, py::arg("points"), py::arg("rows"), py::arg("out"),
-          "points f64 [N, D], rows int64 [M], out f64 [M, D]: writes points[rows] / "
-          "np.linalg.norm(points[rows], axis=1, keepdims=True) bit for bit into out; returns the position "
-          "in rows of the first zero row, or -1 (rows from there on are not written).");
     py::class_<KeyedMemory>(m, "KeyedMemory", "Per-key exact HDBSCAN memory (see medscore/memory.hpp).")
         .def(py::init(&make_memory), py::arg("dim"), py::arg("min_cluster_size"), py::arg("min_samples"),
              py::arg("method"), py::arg("allow_single_cluster"), py::arg("epsilon"), py::arg("assign"),

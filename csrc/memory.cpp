@@ -1,5 +1,4 @@
 // KeyedMemory: per-key exact HDBSCAN with the MEDS vote, FIFO staleness and plain-array state.
-#include "medscore/ordered_sum.hpp"
 #include "medscore/memory.hpp"
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 #include "medscore/distance.hpp"
 #include "medscore/distance_batch.hpp"
 #include "medscore/normalize.hpp"
+#include "medscore/ordered_sum.hpp"
 #include "medscore/thread_pool.hpp"
 
 // A thread_local workspace is reached through its accessor, kept out of line: inlined, GCC

@@ -40,16 +40,4 @@ double numpy_norm(const double* values, int64_t n) {
     return numpy_norm(values, n, squares.data());
 }
 
-int64_t l2_normalized_rows(const PointsView& points, const int64_t* rows, int64_t count, double* out) noexcept {
-    const int64_t d = points.cols;
-    std::vector<double> squares(static_cast<size_t>(d));
-    for (int64_t i = 0; i < count; ++i) {
-        const double* x = points.row(rows[i]);
-        const double norm = numpy_norm(x, d, squares.data());
-        if (norm == 0.0) return i;
-        divide_row(x, norm, d, out + i * d);
-    }
-    return -1;
-}
-
 }  // namespace medscore

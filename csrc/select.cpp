@@ -1,7 +1,6 @@
 // Stage 5 of docs/SPEC.md: stabilities, EOM / leaf selection, epsilon search, labels,
 // probabilities and persistence. Every sum is taken in ascending order of its terms so the
 // result does not depend on the order of the rows.
-#include "medscore/ordered_sum.hpp"
 #include "medscore/select.hpp"
 
 #include <algorithm>
@@ -9,6 +8,8 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+
+#include "medscore/ordered_sum.hpp"
 
 namespace medscore {
 namespace {

@@ -3,8 +3,6 @@
 #include <cmath>
 #include <cstdint>
 
-#include "medscore/matrix.hpp"
-
 namespace medscore {
 
 /// NumPy's summation of n contiguous float64 values (its pairwise sum, as `np.add.reduce`
@@ -41,18 +39,11 @@ inline double numpy_norm(const double* x, int64_t n, double* squares) noexcept {
     return std::sqrt(sum);
 }
 
-/// y[k] = x[k] / norm for k < d (x and y do not overlap): the division of
-/// l2_normalized_rows, for a caller that has the norm already. __restrict lets the loop
-/// vectorise (IEEE division is exact at any vector width, so the bits do not depend on it).
+/// y[k] = x[k] / norm for k < d (x and y do not overlap): with norm = numpy_norm(x, d), the
+/// bits of NumPy's `x / np.linalg.norm(x)`. __restrict lets the loop vectorise (IEEE
+/// division is exact at any vector width, so the bits do not depend on it).
 inline void divide_row(const double* __restrict x, double norm, int64_t d, double* __restrict y) noexcept {
     for (int64_t k = 0; k < d; ++k) y[k] = x[k] / norm;
 }
-
-/// Writes rows `rows[0 .. count)` of `points` divided by their Euclidean norms into `out`
-/// [count, points.cols], each divided by its numpy_norm: the same bits as NumPy's
-/// `x / np.linalg.norm(x, axis=1, keepdims=True)`. Returns the position (in `rows`) of the
-/// first row whose norm is zero, or -1; rows from there on are then not written.
-/// Row indices must be valid (checked by the caller).
-int64_t l2_normalized_rows(const PointsView& points, const int64_t* rows, int64_t count, double* out) noexcept;
 
 }  // namespace medscore
