@@ -20,6 +20,7 @@ _LAZY = {
     "Batch": "medscore.memory",
     "fingerprint": "medscore.fingerprint",
     "capture": "medscore._capture",
+    "answer_fingerprints": "medscore._answers",
 }
 
 

@@ -1,17 +1,34 @@
-"""Where the final answer starts: the token after the last ``\\boxed{`` of a response.
+"""Where the final answer starts, and which hidden state predicts it: one implementation.
 
-Tokenizers split ``\\boxed{`` differently depending on its neighbours: the backslash merges
-with what precedes it (``"Ġ\\"``, ``"$\\"``, ``"(\\"``) and the brace with what follows
-(``"{\\"`` before ``\\frac``, ``"{{"``). :func:`answer_marker_ids` collects the token
-sequences a tokenizer actually produces; :func:`find_answer_positions` searches for any
-of them, vectorised over the batch.
+Two marker rules locate the marker (``\\boxed{`` by default) in a response:
+
+- ``"robust"`` (medscore's default): the last place where any of the token sequences that the
+  tokenizer actually produces for the marker occurs. Tokenizers split ``\\boxed{``
+  differently depending on its neighbours: the backslash merges with what precedes it
+  (``"Ġ\\"``, ``"$\\"``, ``"(\\"``) and the brace with what follows (``"{\\"`` before
+  ``\\frac``, ``"{{"``). :func:`answer_marker_ids` collects those sequences;
+  :func:`find_answer_positions` searches for any of them, vectorised over the batch. A
+  marker may start at the end of the prompt (an assistant turn prefilled up to ``\\boxed{``).
+- ``"paper"`` (the MEDS reference): the last exact occurrence of
+  ``tokenizer.encode(marker, add_special_tokens=False)`` in the response; where there is none,
+  scanning from the end, the last token whose text contains ``"boxed"`` (any case) followed,
+  at most 9 tokens later, by a token whose text contains ``"{"`` (the reference's two textual
+  fallbacks, :func:`find_paper_marker_ends`). Only the response is searched.
+
+Either way the *answer token* is the token right after the marker, and the fingerprint reads
+the hidden state one position earlier (the marker's last token), whose output predicts the
+answer token: :func:`locate_answers` returns both, in the layouts the trainers use.
 """
 from __future__ import annotations
 
 import importlib
-from typing import Sequence
+import weakref
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
+
+from ._validation import check_choice
 
 # Text commonly found right before and after "\boxed{" in math responses.
 _PREFIXES = ("", " ", "$", " $", "$$", "(", " (", "{", "[", "\n", "=", " =", ":", "**",
@@ -52,7 +69,34 @@ def answer_marker_ids(tokenizer, marker: str = "\\boxed{") -> list[tuple[int, ..
                 last -= 1
             if last >= first:
                 found.add(tuple(ids[first:last + 1]))
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    found = {seq for seq in found if unknown is None or unknown not in seq}
+    if not found:
+        raise ValueError(_unrepresentable(tokenizer, marker))
     return sorted(found, key=lambda seq: (-len(seq), seq))
+
+
+def _unrepresentable(tokenizer, marker: str) -> str:
+    return (f"the tokenizer {type(tokenizer).__name__} cannot represent the answer marker {marker!r} "
+            "(it encodes to nothing or to its unknown token), so no answer could ever be located: "
+            "use a marker its vocabulary holds")
+
+
+def paper_marker_ids(tokenizer, marker: str = "\\boxed{") -> tuple[int, ...]:
+    """The marker's ids as the MEDS reference takes them: ``encode(marker, add_special_tokens=False)``.
+
+    Raises
+    ------
+    ValueError
+        When the marker encodes to nothing or holds the tokenizer's unknown token.
+    """
+    if not marker:
+        raise ValueError("marker must be a non-empty string")
+    ids = tuple(int(i) for i in tokenizer.encode(marker, add_special_tokens=False))
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if not ids or (unknown is not None and unknown in ids):
+        raise ValueError(_unrepresentable(tokenizer, marker))
+    return ids
 
 
 def _token_spans(tokenizer, text: str):
@@ -76,6 +120,42 @@ def _normalise_markers(marker_ids) -> list[tuple[int, ...]]:
     return out
 
 
+def _as_ids_and_real(token_ids, attention_mask):
+    """(int Tensor [B, T], bool Tensor [B, T] of real tokens, whether the input was torch)."""
+    torch = importlib.import_module("torch")
+    is_torch = isinstance(token_ids, torch.Tensor)
+    ids = torch.as_tensor(np.asarray(token_ids) if not is_torch else token_ids)
+    if ids.ndim != 2 or ids.dtype.is_floating_point:
+        raise ValueError(f"token_ids must be an integer [B, T] array, got {tuple(ids.shape)} {ids.dtype}")
+    if attention_mask is None:
+        return ids, torch.ones_like(ids, dtype=torch.bool), is_torch
+    real = torch.as_tensor(attention_mask, device=ids.device)
+    if tuple(real.shape) != tuple(ids.shape):
+        raise ValueError(
+            f"attention_mask must have the shape of token_ids {tuple(ids.shape)} (batch sizes differ), "
+            f"got {tuple(real.shape)}"
+        )
+    return ids, real != 0, is_torch
+
+
+def _last_marker_ends(ids, real, seq, need_answer: bool):
+    """Column of the last token of the last occurrence of ``seq`` on real tokens, -1 if none.
+
+    With ``need_answer`` an occurrence counts only when a real token follows it.
+    """
+    torch = importlib.import_module("torch")
+    B, T = ids.shape
+    m = len(seq)
+    if m > T - int(need_answer):
+        return torch.full((B,), -1, dtype=torch.int64, device=ids.device)
+    width = T - m + 1 - int(need_answer)  # candidate start columns 0 .. width - 1
+    hit = real[:, m:m + width].clone() if need_answer else torch.ones_like(real[:, :width])
+    for j, token in enumerate(seq):
+        hit &= (ids[:, j:j + width] == token) & real[:, j:j + width]
+    ends = torch.where(hit, torch.arange(m - 1, m - 1 + width, device=ids.device).expand(B, -1), -1)
+    return ends.max(dim=1).values
+
+
 def find_answer_positions(token_ids, marker_ids, attention_mask=None):
     """Position of the token right after the last occurrence of any marker, ``-1`` if none.
 
@@ -93,33 +173,57 @@ def find_answer_positions(token_ids, marker_ids, attention_mask=None):
     int64 [B]: a torch tensor on ``token_ids``' device for torch input, else a numpy array.
     """
     torch = importlib.import_module("torch")
-    is_torch = isinstance(token_ids, torch.Tensor)
-    ids = torch.as_tensor(np.asarray(token_ids) if not is_torch else token_ids)
-    if ids.ndim != 2 or ids.dtype.is_floating_point:
-        raise ValueError(f"token_ids must be an integer [B, T] array, got {tuple(ids.shape)} {ids.dtype}")
-    B, T = ids.shape
-    real = torch.ones_like(ids, dtype=torch.bool)
-    if attention_mask is not None:
-        real = torch.as_tensor(attention_mask, device=ids.device)
-        if tuple(real.shape) != (B, T):
-            raise ValueError(
-                f"attention_mask must have the shape of token_ids {(B, T)} (batch sizes differ), "
-                f"got {tuple(real.shape)}"
-            )
-        real = real != 0
-    best = torch.full((B,), -1, dtype=torch.int64, device=ids.device)
-    columns = torch.arange(T, device=ids.device)
+    ids, real, is_torch = _as_ids_and_real(token_ids, attention_mask)
+    best = torch.full((ids.shape[0],), -1, dtype=torch.int64, device=ids.device)
     for seq in _normalise_markers(marker_ids):
-        m = len(seq)
-        if m >= T:
-            continue
-        # hit[b, t]: the marker occupies t..t+m-1 and the answer token t+m is real.
-        hit = real[:, m:].clone()
-        for j, token in enumerate(seq):
-            hit &= (ids[:, j:T - m + j] == token) & real[:, j:T - m + j]
-        ends = torch.where(hit, columns[m:].expand(B, -1), -1)
-        best = torch.maximum(best, ends.max(dim=1).values)
+        ends = _last_marker_ends(ids, real, seq, need_answer=True)
+        best = torch.maximum(best, torch.where(ends >= 0, ends + 1, -1))
     return best if is_torch else best.numpy()
+
+
+def find_paper_marker_ends(tokenizer, response_ids, response_mask=None, marker: str = "\\boxed{",
+                           marker_ids: Sequence[int] | None = None):
+    """The MEDS reference's marker rule: column of the marker's last token in each response.
+
+    The last exact occurrence of ``marker_ids`` (default :func:`paper_marker_ids`) on real
+    tokens; for a row without one, scanning its tokens from the end, the last token whose
+    text (``convert_ids_to_tokens``) contains ``"boxed"`` in any case such that one of it and
+    the 9 tokens after it contains ``"{"``: the first such token is the marker's end.
+
+    Parameters
+    ----------
+    tokenizer : a Hugging Face tokenizer
+    response_ids : int Tensor or array [B, R]
+    response_mask : Tensor or array [B, R], optional
+        Non-zero on real tokens (the reference scans the padded row; padding tokens, which
+        contain neither ``"boxed"`` nor ``"{"``, cannot change its result).
+    marker, marker_ids : the marker text, or its ids as already encoded
+
+    Returns
+    -------
+    int64 [B], ``-1`` where the rule finds no marker; torch for torch input, else numpy.
+    """
+    torch = importlib.import_module("torch")
+    ids, real, is_torch = _as_ids_and_real(response_ids, response_mask)
+    seq = tuple(marker_ids) if marker_ids is not None else paper_marker_ids(tokenizer, marker)
+    ends = _last_marker_ends(ids, real, _normalise_markers(seq)[0], need_answer=False)
+    for row in (ends < 0).nonzero().squeeze(1).tolist():
+        columns = real[row].nonzero().squeeze(1)
+        if columns.numel():
+            stop = int(columns[-1]) + 1
+            found = _textual_marker_end(tokenizer.convert_ids_to_tokens(ids[row, :stop].tolist()))
+            ends[row] = -1 if found is None else found
+    return ends if is_torch else ends.numpy()
+
+
+def _textual_marker_end(tokens: list) -> int | None:
+    """The reference's fallback on one row's token texts (see :func:`find_paper_marker_ends`)."""
+    for idx in range(len(tokens) - 1, -1, -1):
+        if isinstance(tokens[idx], str) and "boxed" in tokens[idx].lower():
+            for m in range(idx, min(idx + 10, len(tokens))):
+                if isinstance(tokens[m], str) and "{" in tokens[m]:
+                    return m
+    return None
 
 
 def answer_targets(token_ids, positions):
@@ -141,4 +245,102 @@ def answer_targets(token_ids, positions):
     return torch.where(pos >= 0, picked, torch.zeros_like(picked))
 
 
-__all__ = ["answer_marker_ids", "answer_targets", "find_answer_positions"]
+MARKER_RULES = ("robust", "paper")
+_MARKER_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def marker_ids_for(tokenizer, rule: str = "robust", marker: str = "\\boxed{"):
+    """The marker ids a rule searches for: :func:`answer_marker_ids` (``"robust"``, a list of
+    sequences) or :func:`paper_marker_ids` (``"paper"``, one sequence); cached per tokenizer."""
+    check_choice("rule", rule, MARKER_RULES)
+    try:
+        cached = _MARKER_CACHE.setdefault(tokenizer, {})
+    except TypeError:  # a tokenizer that cannot be weakly referenced: no cache
+        cached = {}
+    if (rule, marker) not in cached:
+        build = answer_marker_ids if rule == "robust" else paper_marker_ids
+        cached[(rule, marker)] = build(tokenizer, marker)
+    return cached[(rule, marker)]
+
+
+@dataclass(frozen=True)
+class AnswerLocations:
+    """Where each rollout's answer starts, in the layouts trainers hold (all int64 [B] tensors).
+
+    Attributes
+    ----------
+    column : Tensor
+        Column of the answer token (the token after the marker) in ``[prompt | response]``
+        (``P + r`` for response column ``r``); -1 where there is none.
+    index : Tensor
+        Index of the answer token among the row's real tokens (the unpadded prompt +
+        response, as packed layouts hold it); -1 where there is none.
+    target : Tensor
+        The answer token's id; 0 where there is none.
+    marker : Tensor (bool)
+        A marker was found in the response; True with ``column == -1`` means the response
+        ends right after the marker (no answer token, no fingerprint).
+
+    The fingerprint is read at ``column - 1`` (``index - 1``): the marker's last token, whose
+    output predicts the answer token.
+    """
+
+    column: Any
+    index: Any
+    target: Any
+    marker: Any
+
+
+def locate_answers(tokenizer, prompt_ids, prompt_mask, response_ids, response_mask, *, rule: str = "robust",
+                   marker: str = "\\boxed{", marker_ids=None) -> AnswerLocations:
+    """Answer token of each rollout, by the ``"robust"`` or ``"paper"`` marker rule.
+
+    Parameters
+    ----------
+    tokenizer : a Hugging Face tokenizer (used for the marker's ids, and by the paper rule's
+        textual fallbacks; may be None when ``marker_ids`` is given and ``rule="robust"``)
+    prompt_ids, prompt_mask : int Tensor [B, P]; prompts (left padded), non-zero on real tokens
+    response_ids, response_mask : int Tensor [B, R]; responses (right padded)
+    rule : {"robust", "paper"}
+        See the module docstring. "robust" also finds a marker that ends the prompt (a
+        prefilled ``\\boxed{``); "paper" searches the response only, as the reference does.
+    marker : str
+    marker_ids : the rule's marker ids, when already built (:func:`marker_ids_for`)
+
+    Returns
+    -------
+    AnswerLocations on ``response_ids``' device.
+    """
+    torch = importlib.import_module("torch")
+    check_choice("rule", rule, MARKER_RULES)
+    prompt, p_real, _ = _as_ids_and_real(prompt_ids, prompt_mask)
+    response, r_real, _ = _as_ids_and_real(response_ids, response_mask)
+    if prompt.shape[0] != response.shape[0]:
+        raise ValueError(f"batch sizes differ: {prompt.shape[0]} prompts, {response.shape[0]} responses")
+    prompt, p_real = prompt.to(response.device), p_real.to(response.device)
+    P, R = prompt.shape[1], response.shape[1]
+    ids = torch.cat([prompt, response], 1)
+    real = torch.cat([p_real, r_real], 1)
+    seqs = marker_ids if marker_ids is not None else marker_ids_for(tokenizer, rule, marker)
+    if rule == "robust":
+        seqs = _normalise_markers(seqs)
+        answer = find_answer_positions(ids, seqs, real)
+        answer = torch.where(answer >= P, answer, -1)  # answers live in the response
+        ends = torch.stack([_last_marker_ends(ids, real, seq, need_answer=False) for seq in seqs]).max(0).values
+        found = (answer >= 0) | (ends >= P)
+    else:
+        ends = find_paper_marker_ends(tokenizer, response, r_real, marker, marker_ids=seqs)
+        # The answer token must be a real token; a column of padding stands in past the end.
+        padded = torch.nn.functional.pad(r_real, (0, 1))
+        has_answer = (ends >= 0) & padded.gather(1, (ends + 1)[:, None]).squeeze(1)
+        answer = torch.where(has_answer, P + ends + 1, -1)
+        found = ends >= 0
+    present = answer >= 0
+    safe = answer.clamp(min=0)[:, None]
+    index = real.long().cumsum(1).gather(1, safe).squeeze(1) - 1
+    target = ids.gather(1, safe).squeeze(1).long()
+    return AnswerLocations(answer, torch.where(present, index, -1), torch.where(present, target, 0), found)
+
+
+__all__ = ["AnswerLocations", "MARKER_RULES", "answer_marker_ids", "answer_targets", "find_answer_positions",
+           "find_paper_marker_ends", "locate_answers", "marker_ids_for", "paper_marker_ids"]

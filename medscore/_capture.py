@@ -10,7 +10,12 @@ as ``hidden_states[i + 1]`` with ``output_hidden_states=True``. For ``i < N - 1`
 decoder layer ``i``'s output (no final norm, unless ``norm=True``); for the last layer
 HF returns the output of the model's final norm, so the last layer is read at the final
 norm's output (``norm=True`` does not apply the norm twice). This reproduces the MEDS
-reference, which reads ``hidden_states[-14:]`` and runs ``lm_head`` on each.
+reference, which reads the last 14 of ``hidden_states[1:]`` and runs ``lm_head`` on each.
+
+Positions name the answer token (what :func:`medscore.fingerprint.find_answer_positions`
+and :func:`medscore._answer_markers.locate_answers` return); by default the hidden state is
+read one token earlier, where the model predicts the answer token (the logit lens, and the
+MEDS reference's position: the marker's last token).
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from . import fingerprint as fp
 from ._validation import check_choice, check_int
 
 MODES = ("answer", "pooled")
-READ_AT = ("answer", "before")
+READ_AT = ("before", "answer")
 _LAYER_LIST_NAMES = ("layers", "h", "blocks", "layer")
 _FINAL_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "final_norm", "norm_f")
 
@@ -112,21 +117,28 @@ class capture:
     mask, projection : optional (pooled mode); ``mask`` may be set later with :meth:`set_mask`.
     norm : bool
         Apply the model's final norm to the intermediate layers too (exact, folded).
-    read_at : {"answer", "before"}
-        "answer" (the MEDS reference): read the hidden state at the answer token itself.
-        "before": read it one token earlier, where the model predicts the answer token.
+    read_at : {"before", "answer"}
+        "before" (default; the MEDS reference): read the hidden state one token before the
+        answer token, where the model predicts it (the logit lens). "answer": read it at the
+        answer token itself (whose output predicts the token after the answer's first).
     cu_seqlens : int [B + 1], optional
         Sequence boundaries when the model runs on packed input ``[1, N]``.
     backend : {"auto", "torch", "triton"}
+    bf16 : bool
+        Answer mode: each logit as ``lm_head`` computes it under
+        ``torch.autocast(dtype=torch.bfloat16)`` (bf16 inputs, fp32 sum, bf16-rounded
+        result, stored as float32), as in the MEDS reference's bf16 actor forward. Uses
+        the torch path (B x L dot products).
     """
 
     def __init__(self, model, layers="last:14", mode="answer", positions=None, target_ids=None,
-                 mask=None, projection=None, norm=False, read_at="answer", cu_seqlens=None,
-                 backend="auto"):
+                 mask=None, projection=None, norm=False, read_at="before", cu_seqlens=None,
+                 backend="auto", bf16=False):
         self.model = model
         self.mode = check_choice("mode", mode, MODES)
         self.read_at = check_choice("read_at", read_at, READ_AT)
         self.backend = check_choice("backend", backend, fp.BACKENDS)
+        self.bf16 = bool(bf16)
         decoder_layers, self.final_norm_module = find_decoder_layers(model)
         self.n_model_layers = len(decoder_layers)
         self._first_layer = decoder_layers[0]
@@ -165,8 +177,6 @@ class capture:
         if pos.dtype.is_floating_point or pos.ndim != 1:
             raise ValueError(f"positions must be an int [B] tensor, got {tuple(pos.shape)} {pos.dtype}")
         pos = pos.long()
-        if self.read_at == "before":
-            pos = torch.where(pos > 0, pos - 1, torch.full_like(pos, -1))
         tgt = fp.check_targets(target_ids, pos.numel(), self.unembed.shape[0], device)
         rows = self.unembed.detach()[tgt]
         self._targets = {"positions": pos, "target_ids": tgt, "rows": rows,
@@ -227,13 +237,19 @@ class capture:
 
     def _layer_and_index(self, hidden):
         """View the layer output as ``[B, T, H]`` (packed ``[1, N, H]``); validate once per shape."""
+        torch = importlib.import_module("torch")
         cu = self._targets["cu_seqlens"]
         layer = hidden.reshape(1, -1, hidden.shape[-1]) if cu is not None else hidden
         key = (tuple(layer.shape[:2]), layer.device)
         if self._targets["checked_for"] != key:
             index = fp.token_index(layer, cu)
             if self.mode == "answer":
-                self._targets["positions"] = fp.check_positions(self._targets["positions"], index)
+                # Answer positions are checked as given; "before" then reads one token earlier
+                # (an answer at a sequence's first token has nothing before it: NaN).
+                pos = fp.check_positions(self._targets["positions"], index)
+                if self.read_at == "before":
+                    pos = torch.where(pos > 0, pos - 1, torch.full_like(pos, -1))
+                self._targets["read"] = pos
             else:
                 self._targets["mask"] = fp.check_mask(self._targets["mask"], layer, index)
             self._targets["checked_for"], self._targets["index"] = key, index
@@ -247,13 +263,13 @@ class capture:
         return torch.full(shape, float("nan"), dtype=torch.float32, device=device)
 
     def _record_answer(self, slot, layer, index, norm, kernels):
-        pos, t = self._targets["positions"], self._targets
-        if kernels is not None:
+        pos, t = self._targets["read"], self._targets
+        if kernels is not None and not self.bf16:
             kernels.answer_logits([layer], index, pos, t["target_ids"], self.unembed, norm,
                                   self._out[:, slot:slot + 1])
         else:
             rows = t["rows"].to(layer.device)
-            self._out[:, slot] = fp.answer_logits_layer_torch(layer, index, pos, rows, norm)
+            self._out[:, slot] = fp.answer_logits_layer_torch(layer, index, pos, rows, norm, self.bf16)
 
     def _record_pooled(self, slot, layer, index, norm, kernels):
         mask = self._targets["mask"]

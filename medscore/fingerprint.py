@@ -20,10 +20,11 @@ Layouts accepted for ``hidden`` (every layer has the same layout):
 
 Positions are token indices inside each sequence (for padded input: the column in the
 padded row, so left padding needs no correction). A position of ``-1`` marks a sequence
-without an answer: its fingerprint is NaN. MEDS reads the hidden state at the answer
-token's own position (what :func:`find_answer_positions` returns) with the answer token as
-target; to read the position that *predicts* the answer token (the classic logit lens),
-pass ``positions - 1`` with the same targets (``capture(read_at="before")`` does this).
+without an answer: its fingerprint is NaN. These functions read the hidden state at the
+positions they are given. MEDS (the reference and medscore alike) reads the position that
+*predicts* the answer token, the marker's last token, with the answer token as target (the
+classic logit lens): pass ``positions - 1`` of what :func:`find_answer_positions` returns
+(``capture``'s default ``read_at="before"`` does this).
 
 Backends: ``"torch"`` (any device, the reference), ``"triton"`` (CUDA tensors, needs the
 ``triton`` extra), ``"auto"`` (triton on CUDA tensors when it imports, torch otherwise).
@@ -246,17 +247,24 @@ def _pick_backend(backend: str, tensor, norm: FinalNorm | None):
 # --------------------------------------------------------------------------- answer logits
 
 
-def answer_logits_layer_torch(layer, index: TokenIndex, positions, unembed_rows, norm):
+def answer_logits_layer_torch(layer, index: TokenIndex, positions, unembed_rows, norm, bf16: bool = False):
     """Reference for one layer: fp32 ``dot(unembed_rows[b], norm(layer[b, pos_b]))``, NaN if absent.
 
     ``layer`` ``[B or 1, T, H]``; ``positions`` int64 ``[B]``; ``unembed_rows`` ``[B, H]``.
-    Returns float32 ``[B]``.
+    ``bf16``: the value ``lm_head`` gives under ``torch.autocast(dtype=torch.bfloat16)``:
+    both vectors rounded to bf16 (their products are then exact in fp32), summed in fp32,
+    the sum rounded to bf16. Returns float32 ``[B]``.
     """
     torch = _torch()
     present = positions >= 0
     rows = index.start + positions.clamp(min=0)
     x = apply_final_norm(layer[index.batch, rows], norm)
-    value = (x * unembed_rows.float()).sum(-1)
+    u = unembed_rows.float()
+    if bf16:
+        x, u = x.bfloat16().float(), u.bfloat16().float()
+    value = (x * u).sum(-1)
+    if bf16:
+        value = value.bfloat16().float()
     return torch.where(present, value, torch.full_like(value, float("nan")))
 
 

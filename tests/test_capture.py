@@ -80,8 +80,9 @@ def test_answer_capture_equals_slow_way(family, side, norm):
         cap.set_targets(positions, targets)
         with torch.no_grad():
             model(input_ids=ids, attention_mask=attention)
-    want = slow_answer_logits(model, [2, 3, 4], positions, targets, norm=norm,
-                              input_ids=ids, attention_mask=attention)
+    # The default reads the token before the answer, whose output predicts it (logit lens).
+    want = slow_answer_logits(model, [2, 3, 4], torch.where(positions > 0, positions - 1, -1), targets,
+                              norm=norm, input_ids=ids, attention_mask=attention)
     assert cap.layer_indices == [2, 3, 4]
     assert cap.fingerprints.shape == (3, 3) and cap.fingerprints.dtype == torch.float32
     assert rel_err(cap.fingerprints, want) < 1e-5
@@ -109,7 +110,7 @@ def test_capture_packed_input_matches_same_forward():
     assert cu.tolist() == [0, 6, 10, 15]
     local = torch.tensor([5, 0, 2])
     targets = torch.tensor([3, 4, 5])
-    with medscore.capture(model, layers="upper_half") as cap:
+    with medscore.capture(model, layers="upper_half", read_at="answer") as cap:
         cap.set_targets(local, targets, cu_seqlens=cu)
         with torch.no_grad():
             model(input_ids=ids, position_ids=position_ids)
@@ -144,7 +145,7 @@ def test_each_forward_gets_fresh_fingerprints():
     model = tiny_model("llama")
     ids, attention = padded_batch("right")
     with torch.no_grad(), medscore.capture(model, layers="last:1") as cap:
-        cap.set_targets(torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3]))
+        cap.set_targets(torch.tensor([1, 2, 3]), torch.tensor([1, 2, 3]))
         model(input_ids=ids, attention_mask=attention)
         first = cap.fingerprints
         cap.set_targets(torch.tensor([3, 4]), torch.tensor([1, 2]))

@@ -101,7 +101,8 @@ def test_capture_equals_slow_way_on_last_14_layers(smollm2, norm):
             h = hidden[i + 1]
             if norm and i < 29:
                 h = model.model.norm(h)
-            want.append(model.lm_head(h)[rows, positions, targets])
+            # Read at the token before the answer (capture's default, the logit lens).
+            want.append(model.lm_head(h)[rows, positions - 1, targets])
         want = torch.stack(want, dim=1)
     assert cap.layer_indices == list(range(16, 30))
     assert cap.fingerprints.shape == (len(QUESTIONS), 14)
