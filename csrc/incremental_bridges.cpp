@@ -47,7 +47,9 @@ public:
 
     void run(int64_t p, const std::vector<std::pair<double, int64_t>>& near, std::vector<MstEdge>& out) {
         weights_.clear();
-        std::pair<double, int64_t> lightest{kInf, -1};
+        // The sentinel sorts after every real pair, so q0 is a listed point even when every
+        // weight is infinite.
+        std::pair<double, int64_t> lightest{kInf, std::numeric_limits<int64_t>::max()};
         for (const auto& [d, q] : near) {
             const double w = std::max({core_[p], core_[q], d});
             lightest = std::min(lightest, {w, q});

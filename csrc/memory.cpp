@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -624,6 +625,8 @@ constexpr int64_t kRefitPairsPerPoint = 2000;
 constexpr int64_t kKdInsertMinRows = 1024;
 constexpr int64_t kKdInsertMinPrior = 16384;
 constexpr int64_t kKdInsertMaxGrowth = 1;
+/// The largest norm of a row that can be L2-normalised (an infinite one cannot).
+constexpr double kMaxNorm = std::numeric_limits<double>::max();
 
 /// Appends the key's rows (each divided by its numpy_norm with params.normalize), votes,
 /// inserts and re-clusters. Leaves `key`'s old rows, labels and MST untouched (only appends
@@ -653,7 +656,8 @@ KeyUpdate process_key(KeyState& key, const RowList& rows, const PointsView& batc
         w.row_norms.resize(static_cast<size_t>(m));
         for (int64_t j = 0; j < m; ++j) w.row_norms[j] = numpy_norm(batch.row(rows[j]), dim, w.squares.data());
         for (int64_t j = 0; j < m; ++j) {
-            if (w.row_norms[j] == 0.0) throw std::invalid_argument("a stored row is all zeros");  // named by the caller
+            // Zero (or underflowing to zero) or overflowing to infinity: no unit row. Named by the caller.
+            if (!(w.row_norms[j] > 0.0 && w.row_norms[j] <= kMaxNorm)) throw std::invalid_argument("a stored row has no unit row");
         }
         for (int64_t j = 0; j < m; ++j) divide_row(batch.row(rows[j]), w.row_norms[j], dim, added + j * dim);
     } else {
@@ -745,9 +749,34 @@ void check_params(const MemoryParams& p) {
     }
 }
 
-/// Checks a batch (penalize_step's contract) before anything changes; zero rows are found
-/// while the rows are stored (see throw_first_zero_row).
-void check_batch(const PointsView& points, const int64_t* keys, int64_t step, int64_t dim, int64_t last_step) {
+/// Throws std::invalid_argument naming the first stored row (keys[i] >= 0) with an entry
+/// beyond max_safe_magnitude; one branch-free pass over all rows first (it vectorises).
+void check_magnitudes(const PointsView& points, const int64_t* keys) {
+    const double bound = max_safe_magnitude(points.cols);
+    const int64_t total = points.rows * points.cols;
+    double largest = 0.0;  // NaN entries are skipped here (a key -1 row may hold them)
+    for (int64_t at = 0; at < total; ++at) largest = std::max(largest, std::fabs(points.data[at]));
+    if (!(largest > bound)) return;
+    for (int64_t i = 0; i < points.rows; ++i) {
+        if (keys[i] < 0) continue;
+        for (int64_t j = 0; j < points.cols; ++j) {
+            if (std::fabs(points.row(i)[j]) > bound) {
+                std::ostringstream message;
+                message << "penalize_step: row " << i << " has an entry of magnitude " << std::fabs(points.row(i)[j])
+                        << "; without normalisation stored rows must satisfy max|x| <= 1e150 / sqrt(D) = " << bound
+                        << " (their squared distances would overflow)";
+                throw std::invalid_argument(message.str());
+            }
+        }
+    }
+}
+
+/// Checks a batch (penalize_step's contract) before anything changes; rows that cannot be
+/// normalised are found while the rows are stored (see throw_first_unnormalisable_row).
+/// Without normalisation, stored rows must lie within max_safe_magnitude (their squared
+/// distances then cannot overflow).
+void check_batch(const PointsView& points, const int64_t* keys, int64_t step, int64_t dim, int64_t last_step,
+                 bool normalize) {
     check_points(points, "penalize_step");
     if (points.cols != dim) {
         throw std::invalid_argument("penalize_step: fingerprints have " + std::to_string(points.cols) +
@@ -790,6 +819,7 @@ void check_batch(const PointsView& points, const int64_t* keys, int64_t step, in
             }
         }
     }
+    if (!normalize) check_magnitudes(points, keys);
 }
 
 /// Whether keys[0 .. n) holds two different stored keys (>= 0); usually decided by the first rows.
@@ -803,14 +833,22 @@ bool stores_two_keys(const int64_t* keys, int64_t n) noexcept {
     return false;
 }
 
-/// The error for the first stored row (keys[i] >= 0) whose norm is zero, if there is one:
-/// process_key finds zero rows key by key, in parallel; this names the same row every time.
-void throw_first_zero_row(const PointsView& points, const int64_t* keys) {
+/// The error for the first stored row (keys[i] >= 0) that cannot be L2-normalised, if there
+/// is one: process_key finds such rows key by key, in parallel; this names the same row every
+/// time. A norm of 0 (all zeros, or squares that underflow) or of infinity (squares that
+/// overflow: the row would become all zeros) has no unit row with NumPy's bits.
+void throw_first_unnormalisable_row(const PointsView& points, const int64_t* keys) {
     std::vector<double> squares(static_cast<size_t>(points.cols));
     for (int64_t i = 0; i < points.rows; ++i) {
-        if (keys[i] >= 0 && numpy_norm(points.row(i), points.cols, squares.data()) == 0.0) {
+        if (keys[i] < 0) continue;
+        const double norm = numpy_norm(points.row(i), points.cols, squares.data());
+        if (norm == 0.0) {
             throw std::invalid_argument("fingerprint row " + std::to_string(i) +
-                                        " is all zeros and cannot be L2-normalised");
+                                        " is all zeros (or its squares underflow) and cannot be L2-normalised");
+        }
+        if (!(norm <= kMaxNorm)) {
+            throw std::invalid_argument("fingerprint row " + std::to_string(i) +
+                                        " has a Euclidean norm that overflows float64 and cannot be L2-normalised");
         }
     }
 }
@@ -891,7 +929,7 @@ void KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, i
     // and grouped, if it stores rows of two keys or more (a single key, as in a global
     // memory, refits on threads of its own).
     if (stores_two_keys(keys, points.rows)) pool_->prepare();
-    check_batch(points, keys, step, params_.dim, last_step_);
+    check_batch(points, keys, step, params_.dim, last_step_, params_.normalize);
     const int64_t max_key = *std::max_element(keys, keys + points.rows);
     // Stored rows grouped by key (a counting sort, ascending rows within a key): two flat
     // arrays instead of one vector per key. Rows with key -1 land in key_start[0]'s slot.
@@ -951,7 +989,7 @@ void KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, i
             key.norms.resize(std::min(key.norms.size(), static_cast<size_t>(old_sizes[t])));
         }
         if (keys_.size() > old_key_count) keys_.resize(old_key_count);
-        if (params_.normalize) throw_first_zero_row(points, keys);
+        if (params_.normalize) throw_first_unnormalisable_row(points, keys);
         throw;
     }
     for (size_t t = 0; t < touched.size(); ++t) {

@@ -21,6 +21,11 @@ from ._validation import as_points, check_choice, check_int
 from .hdbscan import SELECTION_METHODS
 
 KNN_METHODS = ("faiss", "exact")
+#: Live rows with max |x - shift| * sqrt(D) up to these are repaired in place (see
+#: IncrementalHDBSCAN._repairable): float64 squared distances stay below 4e300, float32 dot
+#: products below 4e36.
+_FLOAT64_SAFE_MAGNITUDE = 1e150
+_FLOAT32_SAFE_MAGNITUDE = 1e18
 
 
 @dataclass(frozen=True)
@@ -38,13 +43,15 @@ class _State:
     condensed: np.ndarray  #: CONDENSED, positions
     next_id: int
     next_label: int
+    #: float64 [N], max |x - shift| of each live row (decides when a repair is safe)
+    magnitude: np.ndarray
 
 
 def _empty_state(dim: int | None) -> _State:
     d = 0 if dim is None else dim
     return _State(np.empty((0, d)), np.empty(0, np.int64), np.empty((0, 1), np.int64),
                   np.empty((0, 1)), np.empty(0), np.empty(0, MST_EDGE), np.empty(0, np.int64),
-                  np.empty(0), np.empty(0, CONDENSED), 0, 0)
+                  np.empty(0), np.empty(0, CONDENSED), 0, 0, np.empty(0))
 
 
 def match_labels(old_labels, new_raw, n_raw, next_label):
@@ -174,7 +181,10 @@ class IncrementalHDBSCAN:
         new_ids = np.arange(state.next_id, state.next_id + points.shape[0], dtype=np.int64)
         if self._shift is None:
             # FAISS works on points minus this fixed shift (float32 precision near the data).
-            self._shift = points.mean(axis=0)
+            with np.errstate(over="ignore", invalid="ignore"):
+                shift = points.mean(axis=0)
+            # Rows so far out that their mean overflows are rebuilt, never repaired.
+            self._shift = shift if np.isfinite(shift).all() else np.zeros(points.shape[1])
         if self.capacity is not None:
             points, kept_ids = points[-self.capacity:], new_ids[-self.capacity:]
             overflow = state.ids.size + points.shape[0] - self.capacity
@@ -263,10 +273,12 @@ class IncrementalHDBSCAN:
         n_old = state.ids.size
         X = np.concatenate([state.X, points]) if n_old else points
         all_ids = np.concatenate([state.ids, ids])
+        magnitude = np.concatenate([state.magnitude, self._magnitude(points)])
+        state = replace(state, magnitude=magnitude)
         k = effective_k(self.min_samples, X.shape[0])
-        if n_old - 1 < self.min_samples or points.shape[0] >= n_old:
-            # k grows while N <= min_samples, and a batch as large as the memory is cheaper
-            # to rebuild than to merge.
+        if n_old - 1 < self.min_samples or points.shape[0] >= n_old or not self._repairable(magnitude):
+            # k grows while N <= min_samples, a batch as large as the memory is cheaper to
+            # rebuild than to merge, and far rows (see _repairable) take the batch path.
             return _with_graph(state, X, all_ids, full_graph(self._stages, X, k))
         if self.backend == "cpp":
             # Native repair: kd-tree searches are exact, so ``knn`` does not change the path.
@@ -294,8 +306,9 @@ class IncrementalHDBSCAN:
         if n == 0:
             return replace(_empty_state(state.X.shape[1]), next_id=state.next_id,
                            next_label=state.next_label, labels=state.labels[keep])
+        state = replace(state, magnitude=state.magnitude[keep])
         k = effective_k(self.min_samples, n)
-        if n - 1 < self.min_samples:
+        if n - 1 < self.min_samples or not self._repairable(state.magnitude):
             return _with_graph(state, X, ids, full_graph(self._stages, X, k), labels=state.labels[keep])
         position = np.cumsum(keep) - 1
         stale = gone[state.knn_index[keep]].any(axis=1)
@@ -311,6 +324,25 @@ class IncrementalHDBSCAN:
         forest = kept_after_removal(X, state.mst, keep, state.core, core)
         mst = self._stages.minimum_spanning_tree(X, core, forest)
         return _with_graph(state, X, ids, (knn_index, knn_dist, core, mst), labels=state.labels[keep])
+
+    def _magnitude(self, points: np.ndarray) -> np.ndarray:
+        """float64 [B]: the largest ``|x - shift|`` of each row (inf where it overflows)."""
+        with np.errstate(over="ignore"):
+            return np.abs(points - self._shift).max(axis=1)
+
+    def _repairable(self, magnitude: np.ndarray) -> bool:
+        """Whether the repair path is exact for live rows of these magnitudes.
+
+        Rows farther apart than about 1e154 have squared distances that overflow to inf, and
+        the repair's pruning bounds are then meaningless (the batch stages handle infinite
+        weights: far rows are noise, as in ``hdbscan``). The Numba path also bounds
+        distances with float32 dot products of ``x - shift``, which overflow beyond about
+        1.8e19 / sqrt(D). Above these limits the update rebuilds the graph from scratch.
+        """
+        if magnitude.size == 0:
+            return True
+        limit = (_FLOAT32_SAFE_MAGNITUDE if self.backend == "numba" else _FLOAT64_SAFE_MAGNITUDE)
+        return bool(magnitude.max() <= limit / np.sqrt(self._shift.shape[0]))
 
     def _commit(self, state: _State) -> None:
         """Recompute the hierarchy and stable labels of ``state``, then make it current."""

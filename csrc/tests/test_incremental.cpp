@@ -4,6 +4,7 @@
 // brute force, each with its exact weight.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <tuple>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "brute_force.hpp"
 #include "check.hpp"
 #include "medscore/core_distance.hpp"
+#include "medscore/distance.hpp"
 #include "medscore/incremental.hpp"
 #include "medscore/mst.hpp"
 
@@ -187,6 +189,30 @@ void test_bridges_with_integer_ties() {
     }
 }
 
+void test_bridges_when_every_weight_is_infinite() {
+    // A new point so far away that its squared distances overflow: its core distance and every
+    // weight to the old points are infinite. The lightest old point is then decided by index
+    // alone (it used to be a sentinel -1, used as an index: issue 20, item 1).
+    const std::vector<double> x{0, 0, 1, 0, 0, 1, 1e300, 0, 1, 1};
+    const PointsView all{x.data(), 5, 2};
+    const std::vector<double> core{1, 1, 1, std::numeric_limits<double>::infinity(), 1};
+    const PointsView old_rows{x.data(), 3, 2};
+    const std::vector<double> old_core(core.begin(), core.begin() + 3);
+    const std::vector<MstEdge> tree = minimum_spanning_tree(old_rows, old_core, 1);
+    OldNeighborhoods near(2);
+    for (int64_t q = 0; q < 3; ++q) {
+        near[0].emplace_back(std::sqrt(squared_distance(all.row(3), all.row(q), 2)), q);
+        near[1].emplace_back(std::sqrt(squared_distance(all.row(4), all.row(q), 2)), q);
+    }
+    const std::vector<MstEdge> edges = bridge_edges(3, core, tree, near, 1);
+    int64_t infinite = 0;
+    for (const MstEdge& e : edges) {
+        CHECK(e.u >= 0 && e.u < 3 && (e.v == 3 || e.v == 4));
+        infinite += std::isinf(e.weight) ? 1 : 0;
+    }
+    CHECK(infinite >= 1);
+}
+
 void test_bad_sizes_throw() {
     const std::vector<double> x = blobs(20, 3, 2, 4.0, 1);
     const PointsView all{x.data(), 20, 3};
@@ -212,6 +238,7 @@ int main() {
     RUN(test_bridges_match_their_rule);
     RUN(test_bridges_at_the_range_margin);
     RUN(test_bridges_with_integer_ties);
+    RUN(test_bridges_when_every_weight_is_infinite);
     RUN(test_bad_sizes_throw);
     return report("test_incremental");
 }

@@ -153,8 +153,35 @@ void test_bad_input_leaves_memory_unchanged() {
     s = repeated_mistake(1);
     for (int j = 0; j < 4; ++j) s.x[8 + j] = 0.0;
     CHECK(throws<std::invalid_argument>([&] { run(memory, s, 4); }, "all zeros"));
+    // Finite rows without a unit row: a norm that overflows (the row would become all zeros)
+    // or whose squares underflow to zero (issue 20, item 1).
+    s = repeated_mistake(1);
+    s.x[8] = 1e300;
+    CHECK(throws<std::invalid_argument>([&] { run(memory, s, 4); }, "row 2 has a Euclidean norm that overflows"));
+    s = repeated_mistake(1);
+    for (int j = 0; j < 4; ++j) s.x[12 + j] = 1e-170;
+    CHECK(throws<std::invalid_argument>([&] { run(memory, s, 4); }, "row 3 is all zeros (or its squares underflow)"));
     const auto after = memory.snapshot();
     CHECK(after.last_step == before.last_step && after.keys == before.keys && after.engine.points == before.engine.points);
+}
+
+void test_far_rows_without_normalisation() {
+    // Un-normalised rows beyond 1e150 / sqrt(D) are refused (their squared distances could
+    // overflow and the insert's bounds would break): before the fix a 1e300 row was stored.
+    auto o = medscore::MemoryOptions();
+    o.normalize = false;
+    medscore::Memory memory(o);
+    run(memory, repeated_mistake(0), 0);
+    const auto before = memory.snapshot();
+    Step s = repeated_mistake(1);
+    s.x[4 * 4 + 1] = -1e300;
+    CHECK(throws<std::invalid_argument>([&] { run(memory, s, 1); }, "row 4 has an entry of magnitude 1e+300"));
+    s.x[4 * 4 + 1] = 0.5e150;  // 1e150 / sqrt(4): the largest magnitude accepted
+    const auto after = memory.snapshot();
+    CHECK(after.last_step == before.last_step && after.engine.points == before.engine.points &&
+          after.engine.mst.size() == before.engine.mst.size());
+    run(memory, s, 1);
+    CHECK(memory.engine()->n_points() == 12);
 }
 
 void test_nan_rows_and_valid_mask() {

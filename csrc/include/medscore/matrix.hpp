@@ -1,5 +1,6 @@
 // Non-owning views of row-major float64 point matrices.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -22,5 +23,11 @@ inline void check_points(const PointsView& points, const char* what) {
                                     std::to_string(points.rows) + ", " + std::to_string(points.cols) + "]");
     }
 }
+
+/// The largest coordinate magnitude M of rows that engines which store rows without
+/// normalising them accept (IncrementalHDBSCAN falls back to a rebuild above it; an
+/// un-normalised KeyedMemory refuses such rows): M = 1e150 / sqrt(dim). Then every squared
+/// distance, at most dim * (2M)^2 = 4e300, is finite, so no weight overflows to infinity.
+inline double max_safe_magnitude(int64_t dim) noexcept { return 1e150 / std::sqrt(static_cast<double>(dim)); }
 
 }  // namespace medscore
