@@ -137,8 +137,13 @@ Penalties Memory::penalize(const PointsView& x, const int64_t* keys, const uint8
     const std::vector<uint8_t> is_valid = valid_rows(x, valid, options_.nan_rows);
     std::vector<int64_t> new_keys;
     const std::vector<int64_t> ids = key_ids(keys, n, new_keys);
-    if (step < -1) bad_input("step must be >= 0 (or -1: the last step + 1), got " + std::to_string(step));
-    if (step == -1) step = last_step_ + 1;
+    if (step < -1 || step > kMaxStep) {
+        bad_input("step must be in [0, 2^63 - 2] (or -1: the last step + 1), got " + std::to_string(step));
+    }
+    if (step == -1) {
+        if (last_step_ == kMaxStep) bad_input("step: the memory's last step is 2^63 - 2, the largest; no step can follow it");
+        step = last_step_ + 1;
+    }
     if (step < last_step_) bad_input("step " + std::to_string(step) + " is before the memory's last step " + std::to_string(last_step_));
 
     int64_t n_stored = 0;
@@ -186,7 +191,7 @@ MemorySnapshot Memory::snapshot() const {
 
 Memory Memory::from_snapshot(const MemorySnapshot& s) {
     Memory memory(s.options);
-    if (s.last_step < -1) throw std::invalid_argument("Memory: last_step must be >= -1");
+    if (s.last_step < -1 || s.last_step > kMaxStep) throw std::invalid_argument("Memory: last_step must be in [-1, 2^63 - 2]");
     if (s.dim < 0 || (s.has_engine && s.dim == 0)) throw std::invalid_argument("Memory: bad dim " + std::to_string(s.dim));
     for (double p : s.last_penalties) {
         if (!std::isfinite(p) || p < 0.0) throw std::invalid_argument("Memory: last_penalties must be finite and >= 0");

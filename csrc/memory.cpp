@@ -783,6 +783,9 @@ void check_batch(const PointsView& points, const int64_t* keys, int64_t step, in
                                     " dimensions, the memory holds " + std::to_string(dim));
     }
     if (keys == nullptr) throw std::invalid_argument("penalize_step: keys is null");
+    if (step < 0 || step > kMaxStep) {
+        throw std::invalid_argument("penalize_step: step must be in [0, 2^63 - 2], got " + std::to_string(step));
+    }
     if (step < last_step) {
         throw std::invalid_argument("penalize_step: step " + std::to_string(step) + " is before the last step " +
                                     std::to_string(last_step));

@@ -14,6 +14,7 @@ namespace {
 }
 
 void check_state_sizes(const MemoryState& s, int64_t dim) {
+    if (s.last_step < -1 || s.last_step > kMaxStep) bad_state("last_step must be in [-1, 2^63 - 2]");
     if (s.dim != dim) bad_state("dim is " + std::to_string(s.dim) + ", the memory was built for " + std::to_string(dim));
     if (s.offsets.empty() || s.offsets.front() != 0) bad_state("offsets must start with 0");
     for (size_t k = 1; k < s.offsets.size(); ++k) {
@@ -34,8 +35,8 @@ KeyState key_from_state(const MemoryState& s, int64_t dim, size_t k, size_t& mst
     key.steps.assign(s.steps.begin() + begin, s.steps.begin() + begin + n);
     key.labels.assign(s.labels.begin() + begin, s.labels.begin() + begin + n);
     for (int64_t i = 0; i < n; ++i) {
-        if (key.steps[i] > s.last_step || (i > 0 && key.steps[i] < key.steps[i - 1])) {
-            bad_state("steps of key " + std::to_string(k) + " must be non-decreasing and <= last_step");
+        if (key.steps[i] < 0 || key.steps[i] > s.last_step || (i > 0 && key.steps[i] < key.steps[i - 1])) {
+            bad_state("steps of key " + std::to_string(k) + " must be >= 0, non-decreasing and <= last_step");
         }
         if (key.labels[i] < -1 || key.labels[i] >= n) bad_state("label out of range in key " + std::to_string(k));
     }

@@ -6,6 +6,13 @@ import numbers
 import numpy as np
 
 
+#: The largest value of the native code's integers (int64_t) and thread counts (int).
+INT64_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+#: The largest step a memory takes, so that "the last step + 1" never overflows int64.
+MAX_STEP = INT64_MAX - 1
+
+
 def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` as an int, or raise ``ValueError``/``TypeError`` saying why not."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):

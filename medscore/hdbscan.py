@@ -6,7 +6,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._backends import BACKENDS, get_backend
-from ._validation import as_points, check_choice, check_float, check_int
+from ._validation import INT64_MAX, INT_MAX, as_points, check_choice, check_float, check_int
 
 SELECTION_METHODS = ("eom", "leaf")
 
@@ -110,15 +110,15 @@ class HDBSCAN:
         return f"HDBSCAN({args})"
 
     def _validated_params(self) -> dict:
-        mcs = check_int("min_cluster_size", self.min_cluster_size, low=2)
-        ms = mcs if self.min_samples is None else check_int("min_samples", self.min_samples, low=1)
+        mcs = check_int("min_cluster_size", self.min_cluster_size, low=2, high=INT64_MAX)
+        ms = mcs if self.min_samples is None else check_int("min_samples", self.min_samples, low=1, high=INT64_MAX)
         return dict(
             min_cluster_size=mcs,
             min_samples=ms,
             method=check_choice("cluster_selection_method", self.cluster_selection_method, SELECTION_METHODS),
             allow_single_cluster=bool(self.allow_single_cluster),
             epsilon=check_float("cluster_selection_epsilon", self.cluster_selection_epsilon, low=0.0),
-            n_threads=check_int("n_threads", self.n_threads, low=0),
+            n_threads=check_int("n_threads", self.n_threads, low=0, high=INT_MAX),
         )
 
     def fit(self, X, y=None) -> "HDBSCAN":

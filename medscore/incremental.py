@@ -17,7 +17,7 @@ from ._dtypes import CONDENSED, MST_EDGE
 from ._incremental_knn import make_search
 from ._incremental_mst import insert_mst, kept_after_removal
 from ._incremental_stages import effective_k, full_graph, stages_of
-from ._validation import as_points, check_choice, check_int
+from ._validation import INT64_MAX, as_points, check_choice, check_int
 from .hdbscan import SELECTION_METHODS
 
 KNN_METHODS = ("faiss", "exact")
@@ -151,13 +151,13 @@ class IncrementalHDBSCAN:
 
     def __init__(self, min_cluster_size=5, min_samples=None, cluster_selection_method="eom",
                  allow_single_cluster=False, capacity=None, knn="faiss", backend="cpp"):
-        self.min_cluster_size = check_int("min_cluster_size", min_cluster_size, low=2)
+        self.min_cluster_size = check_int("min_cluster_size", min_cluster_size, low=2, high=INT64_MAX)
         self.min_samples = (self.min_cluster_size if min_samples is None
-                            else check_int("min_samples", min_samples, low=1))
+                            else check_int("min_samples", min_samples, low=1, high=INT64_MAX))
         self.cluster_selection_method = check_choice(
             "cluster_selection_method", cluster_selection_method, SELECTION_METHODS)
         self.allow_single_cluster = bool(allow_single_cluster)
-        self.capacity = None if capacity is None else check_int("capacity", capacity, low=1)
+        self.capacity = None if capacity is None else check_int("capacity", capacity, low=1, high=INT64_MAX)
         self.knn = check_choice("knn", knn, KNN_METHODS)
         self.backend = check_choice("backend", backend, BACKENDS)
         self._stages = stages_of(get_backend(backend))

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._validation import check_choice, check_float, check_int
+from ._validation import INT64_MAX, INT_MAX, MAX_STEP, check_choice, check_float, check_int
 
 FORMAT = "medscore.Memory"
 STATE_VERSION = 1
@@ -224,7 +224,12 @@ class Memory:
         valid = None if every_row_stored else self._valid_rows(points, fields.get("valid"), n)  # None: all
         key_ids, new_keys = self._key_ids_of(fields["keys"], n)
         step = fields.get("step")
-        step = self._last_step + 1 if step is None else check_int("step", step, low=0)
+        if step is None:
+            if self._last_step == MAX_STEP:
+                raise ValueError(f"step: the memory's last step is {MAX_STEP}, the largest; no step can follow it")
+            step = self._last_step + 1
+        else:
+            step = check_int("step", step, low=0, high=MAX_STEP)
         if step < self._last_step:
             raise ValueError(f"step {step} is before the memory's last step {self._last_step}")
         group = key_ids if self._options["keyed"] else np.zeros(n, dtype=np.int64)
@@ -427,15 +432,15 @@ def _validate_options(o: dict) -> dict:
     check_choice("assign", o["assign"], {"exact", "paper"})
     check_choice("nan_rows", o["nan_rows"], {"error", "skip"})
     check_choice("backend", o["backend"], {"cpp", "numba"})
-    o["min_cluster_size"] = check_int("min_cluster_size", o["min_cluster_size"], low=2)
-    o["min_samples"] = check_int("min_samples", o["min_samples"], low=1)
+    o["min_cluster_size"] = check_int("min_cluster_size", o["min_cluster_size"], low=2, high=INT64_MAX)
+    o["min_samples"] = check_int("min_samples", o["min_samples"], low=1, high=INT64_MAX)
     o["alpha"] = check_float("alpha", o["alpha"], low=0.0)
     o["beta"] = check_float("beta", o["beta"], low=0.0)
-    o["n_threads"] = check_int("n_threads", o["n_threads"], low=0)
+    o["n_threads"] = check_int("n_threads", o["n_threads"], low=0, high=INT_MAX)
     if o["max_age"] is not None:
-        o["max_age"] = check_int("max_age", o["max_age"], low=0)
+        o["max_age"] = check_int("max_age", o["max_age"], low=0, high=INT64_MAX)
     if o["capacity"] is not None:
-        o["capacity"] = check_int("capacity", o["capacity"], low=1)
+        o["capacity"] = check_int("capacity", o["capacity"], low=1, high=INT64_MAX)
     if o["penalty"] is not None and not callable(o["penalty"]):
         raise TypeError(f"penalty must be callable or None, got {o['penalty']!r}")
     return o

@@ -130,7 +130,11 @@ void test_bad_input_is_an_error_never_a_crash() {
     refused(medscore_memory_penalize(m, x, INT64_MAX / 2, 3, keys, ok, nullptr, 5, out, nullptr, nullptr), "overflows", __LINE__);
     refused(medscore_memory_penalize(m, x, kN / 2, kDim * 2, keys, ok, nullptr, 5, out, nullptr, nullptr), "dimensions", __LINE__);
     refused(penalize(m, b, 3), "before the memory's last step", __LINE__);
-    refused(penalize(m, b, -7), "step must be >= 0", __LINE__);
+    refused(penalize(m, b, -7), "step must be in [0, 2^63 - 2]", __LINE__);
+    refused(penalize(m, b, INT64_MAX), "step must be in [0, 2^63 - 2]", __LINE__);
+    Batch far = batch(1);
+    far.x[kDim] = 1e300;  // row 1: its norm overflows (the row would become all zeros)
+    refused(penalize(m, far, 5), "row 1 has a Euclidean norm that overflows", __LINE__);
     Batch nan = batch(1);
     nan.x[4] = std::numeric_limits<double>::quiet_NaN();
     refused(penalize(m, nan, 5), "NaN or Inf in row 1", __LINE__);
@@ -148,6 +152,19 @@ void test_bad_input_is_an_error_never_a_crash() {
     CHECK(medscore_memory_penalize(m, nan.x.data(), kN, kDim, nan.keys.data(), nan.correct.data(), valid.data(), 5,
                                    nan.penalties.data(), nullptr, nullptr) == MEDSCORE_OK);
     CHECK(nan.penalties[1] == 0.0 && info_of(m).points == before.points + 4);
+    medscore_memory_free(m);
+}
+
+void test_the_last_step() {
+    // Step 2^63 - 2 is the largest; "the last step + 1" after it is refused, never overflowed
+    // (issue 20, item 4; UBSan checks the additions).
+    medscore_memory_t* m = new_memory();
+    Batch b = batch(0);
+    CHECK(penalize(m, b, INT64_MAX - 1) == MEDSCORE_OK);
+    CHECK(penalize(m, b, -1) == MEDSCORE_ERROR_INVALID_ARGUMENT);
+    CHECK(contains(medscore_memory_last_error(m), "no step can follow it"));
+    CHECK(penalize(m, b, INT64_MAX - 1) == MEDSCORE_OK);  // the same step again is fine
+    CHECK(info_of(m).last_step == INT64_MAX - 1);
     medscore_memory_free(m);
 }
 
@@ -260,6 +277,7 @@ int main() {
     test_options_and_create();
     test_penalize_and_info();
     test_bad_input_is_an_error_never_a_crash();
+    test_the_last_step();
     test_null_handle();
     test_save_load();
     test_concurrent_calls_on_one_handle_are_serialised();

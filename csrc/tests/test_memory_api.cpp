@@ -140,7 +140,8 @@ void test_bad_input_leaves_memory_unchanged() {
     const auto before = memory.snapshot();
     Step s = repeated_mistake(1);
     CHECK(throws<std::invalid_argument>([&] { run(memory, s, 2); }, "before the memory's last step"));
-    CHECK(throws<std::invalid_argument>([&] { run(memory, s, -2); }, "step must be >= 0"));
+    CHECK(throws<std::invalid_argument>([&] { run(memory, s, -2); }, "step must be in [0, 2^63 - 2]"));
+    CHECK(throws<std::invalid_argument>([&] { run(memory, s, INT64_MAX); }, "step must be in [0, 2^63 - 2]"));
     CHECK(throws<std::invalid_argument>([&] { memory.penalize({s.x.data(), 4, 8}, s.keys.data(), s.correct.data(), nullptr, 4); },
                                         "dimensions"));
     CHECK(throws<std::invalid_argument>([&] { memory.penalize({s.x.data(), 8, 4}, nullptr, s.correct.data(), nullptr, 4); },

@@ -101,7 +101,8 @@ void medscore_memory_free(medscore_memory_t* memory);
  *  keys          int64 [n]: the stable id of each rollout's prompt (any value)
  *  correct       uint8 [n]: 1 correct, 0 wrong
  *  valid         uint8 [n] or NULL: 0 marks a row without fingerprint (no penalty, not stored)
- *  step          >= the last step, or -1 for the last step + 1
+ *  step          in [0, 2^63 - 2] and >= the last step, or -1 for the last step + 1 (refused
+ *                once the last step is 2^63 - 2)
  *  penalties     double [n] out: >= 0, to subtract from the rewards
  *  labels, sizes int64 [n] out or NULL: cluster of each rollout within its key (-1 noise or not
  *                stored) and that cluster's size */

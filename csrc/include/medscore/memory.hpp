@@ -19,6 +19,9 @@ namespace medscore {
 
 class WorkerPool;  // thread_pool.hpp (private)
 
+/// The largest step a memory takes (2^63 - 2): "the last step + 1" then never overflows.
+constexpr int64_t kMaxStep = INT64_MAX - 1;
+
 /// How the cluster of a newly inserted point is decided.
 enum class AssignRule {
     exact,  ///< its label once the step's points are inserted and the key re-clustered
