@@ -168,11 +168,24 @@ def node_lower_bound(X, q, lo, hi, center, radius, node):
 
     The larger of the box bound (tight in few dimensions) and the ball bound
     ``d(q, center) - radius`` (tight for separated clusters in many dimensions), shrunk so
-    that rounding can never make it exceed a computed distance.
+    that rounding can never make it exceed a computed distance. Where a squared sum overflows
+    (finite points ~1e154 apart), the box bound falls back to its largest term and the ball
+    bound is dropped, so the bound stays below the distance and is infinite only when the
+    distance is.
     """
     total = 0.0
+    widest = 0.0
     for k in range(X.shape[1]):
         gap = max(lo[node, k] - X[q, k], X[q, k] - hi[node, k], 0.0)
         total += gap * gap
-    ball = row_distance(X, q, center, node) * BOUND_SHRINK - radius[node]
-    return max(np.sqrt(total), ball) * BOUND_SHRINK
+        widest = max(widest, gap * gap)
+    if total == np.inf:
+        # The sum overflowed, though the distance's own sum (another order) may not: keep
+        # one term, which never exceeds that sum (nonnegative terms, monotone rounding).
+        total = widest
+    box = np.sqrt(total)
+    to_center = row_distance(X, q, center, node)
+    if to_center == np.inf or radius[node] == np.inf:
+        return box * BOUND_SHRINK  # the ball bound would be inf - x or x - inf: no bound
+    ball = to_center * BOUND_SHRINK - radius[node]
+    return max(box, ball) * BOUND_SHRINK

@@ -17,6 +17,8 @@ the stored tree may then differ from C++'s; the clustering does not (docs/SPEC.m
 """
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -461,8 +463,9 @@ class KeyedMemory:
     max_age : int >= 0, or -1 for none
     capacity : int >= 1, or -1 for none
     n_threads : int >= 0 (0: every Numba thread)
-    normalize : bool: store each row divided by its Euclidean norm (NumPy's bits); a zero row
-        is an error.
+    normalize : bool: store each row divided by its Euclidean norm (NumPy's bits); a row whose
+        norm is 0 or overflows is an error. Without it, a row with an entry beyond
+        ``max_safe_magnitude(dim)`` is an error (its squared distances could overflow).
     """
 
     def __init__(self, dim, min_cluster_size, min_samples, method, allow_single_cluster, epsilon, assign,
@@ -516,11 +519,9 @@ class KeyedMemory:
         if not np.isfinite(stored).all():
             raise ValueError("penalize_step: a row is not finite")
         if self._normalize:
-            norms = np.linalg.norm(stored, axis=1, keepdims=True)
-            zeros = np.flatnonzero(norms[:, 0] == 0)
-            if len(zeros):
-                raise ValueError(f"fingerprint row {int(rows[zeros[0]])} is all zeros and cannot be L2-normalised")
-            stored = stored / norms
+            stored = _unit_rows(stored, rows)
+        else:
+            _check_magnitudes(stored, rows)
         labels = np.full(len(keys), -1, dtype=np.int64)
         sizes = np.zeros(len(keys), dtype=np.int64)
         if len(rows):
@@ -590,6 +591,49 @@ class KeyedMemory:
     @property
     def n_noise(self):
         return int((self._labels < 0).sum())
+
+
+def max_safe_magnitude(dim: int) -> float:
+    """Largest |entry| of a row stored without normalisation: ``1e150 / sqrt(dim)``.
+
+    Every squared distance between such rows is at most ``dim * (2e150 / sqrt(dim))**2 =
+    4e300``: finite, so no weight overflows. The bound of ``max_safe_magnitude`` in
+    ``csrc/include/medscore/matrix.hpp``, with the same bits.
+    """
+    return 1e150 / math.sqrt(dim)
+
+
+def _check_magnitudes(stored, rows):
+    """Refuse (ValueError) the first stored row with an entry beyond ``max_safe_magnitude``.
+
+    ``stored`` float64 [M, D] holds batch rows ``rows`` (int64 [M]); the message is C++'s.
+    """
+    bound = max_safe_magnitude(stored.shape[1])
+    beyond = np.abs(stored) > bound
+    if not beyond.any():
+        return
+    i, j = np.argwhere(beyond)[0]
+    raise ValueError(f"penalize_step: row {int(rows[i])} has an entry of magnitude {abs(stored[i, j]):g}; "
+                     f"without normalisation stored rows must satisfy max|x| <= 1e150 / sqrt(D) = {bound:g} "
+                     "(their squared distances would overflow)")
+
+
+def _unit_rows(stored, rows):
+    """Each row of ``stored`` divided by its Euclidean norm (NumPy's bits).
+
+    A row whose norm is 0 (all zeros, or squares that underflow) or infinite (squares that
+    overflow: it would become all zeros) has no unit row: ValueError naming the first such
+    batch row (``rows[i]``), with C++'s message.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.linalg.norm(stored, axis=1, keepdims=True)
+    bad = np.flatnonzero(~((norms[:, 0] > 0) & (norms[:, 0] <= np.finfo(np.float64).max)))
+    if len(bad):
+        i = bad[0]
+        what = ("is all zeros (or its squares underflow)" if norms[i, 0] == 0
+                else "has a Euclidean norm that overflows float64")
+        raise ValueError(f"fingerprint row {int(rows[i])} {what} and cannot be L2-normalised")
+    return stored / norms
 
 
 def _check_state(offsets, points, steps, labels, mst_u, mst_v, mst_w, last_step):

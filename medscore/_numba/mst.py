@@ -10,6 +10,11 @@ neighbours. It then searches the tree for the remaining points in ascending orde
 bound, stopping once the bound exceeds the best edge. A search prunes a node when all its points
 are in the component, or when ``max(core_q, min core in node, node distance bound)`` exceeds the
 best weight found so far.
+
+Infinite weights (a squared distance that overflows, between finite points far apart) never
+win: the search keeps only finite edges, and a component with none left reports ``(inf, -1,
+-1)``. Once every component is in that state, the remaining components are joined by
+infinite edges in any order; under those tied weights every such tree is an MST (docs/SPEC.md).
 """
 import numba
 import numpy as np
@@ -81,7 +86,8 @@ def _scan_leaf(q, c, node, points, cores, comp, start, end, best):
 def _search_point(q, c, points, cores, comp, tree_arrays, node_min_core, node_comp, best, stack, stack_lb):
     """Improve ``best`` with the edges from tree-order point ``q`` (component ``c``) leaving ``c``.
 
-    On return ``best`` is the lighter of its old value and ``q``'s lightest outgoing edge.
+    On return ``best`` is the lighter of its old value and ``q``'s lightest finite outgoing
+    edge (subtrees whose bound is infinite are skipped).
     """
     start, end, left, right, lo, hi, center, radius = tree_arrays
     core_q = cores[q]
@@ -92,7 +98,7 @@ def _search_point(q, c, points, cores, comp, tree_arrays, node_min_core, node_co
         node = stack[top]
         lb = stack_lb[top]
         top -= 1
-        if lb > best[0]:
+        if lb > best[0] or lb == np.inf:  # an infinite edge never wins
             continue
         if left[node] < 0:
             _scan_leaf(q, c, node, points, cores, comp, start, end, best)
@@ -218,6 +224,8 @@ def _component_edge(c, members, points, cores, comp, tree_arrays, node_min_core,
                     seed_to, seed_dist, cached_to, cached_w, lower, stack, stack_lb):
     """Lightest edge (float64 [3]: w, a, b) leaving component ``c``; refreshes its points' caches.
 
+    ``(inf, -1, -1)`` when every edge leaving ``c`` is infinite.
+
     ``cached_to[q]``/``cached_w[q]`` hold ``q``'s lightest outgoing edge from an earlier round
     (-1 if unknown); it stays exact while its far end is outside ``q``'s component, because
     components only grow. ``lower[q]`` is a lower bound on the weight of that edge.
@@ -226,7 +234,7 @@ def _component_edge(c, members, points, cores, comp, tree_arrays, node_min_core,
     pending = _search_order(c, members, points, cores, comp, tree_arrays, node_min_core, node_comp,
                             cached_to, lower, stack, stack_lb)
     for q in pending:
-        if lower[q] > best[0]:
+        if lower[q] > best[0] or lower[q] == np.inf:
             if pending.shape[0] >= _SHALLOW_MIN_MEMBERS:
                 break  # sorted by lower bound: no later point can beat best either
             continue
@@ -329,6 +337,8 @@ def _boruvka(points, cores, tree_arrays, depth, forest_a, forest_b, seed_to, see
                                                           seed_to, seed_dist, cached_to, cached_w, lower)
         added = 0
         for c in range(best_a.shape[0]):
+            if best_a[c] < 0:
+                continue  # every edge leaving c is infinite
             ra, rb = find_root(parent, best_a[c]), find_root(parent, best_b[c])
             if ra != rb:
                 union_roots(parent, size, ra, rb)
@@ -336,8 +346,29 @@ def _boruvka(points, cores, tree_arrays, depth, forest_a, forest_b, seed_to, see
                 m += 1
                 added += 1
         if added == 0:
-            raise RuntimeError("Boruvka round added no edge (broken invariant)")
+            m = _join_by_infinite_edges(points, cores, parent, size, edge_a, edge_b, edge_w, m)
     return edge_a, edge_b, edge_w
+
+
+@numba.njit(cache=True)
+def _join_by_infinite_edges(points, cores, parent, size, edge_a, edge_b, edge_w, m):
+    """Join every component to the one of point 0 when no finite edge leaves any of them.
+
+    Each added edge links point 0 to the first point of another component; its weight must be
+    infinite (else a search missed a finite edge: a broken invariant). Returns the new edge
+    count, ``N - 1``.
+    """
+    for p in range(1, points.shape[0]):
+        r0, rp = find_root(parent, 0), find_root(parent, p)
+        if r0 == rp:
+            continue
+        w = _edge_weight(points, cores, 0, p)
+        if w != np.inf:
+            raise RuntimeError("Boruvka round added no edge but a finite edge is left (broken invariant)")
+        union_roots(parent, size, r0, rp)
+        edge_a[m], edge_b[m], edge_w[m] = 0, p, w
+        m += 1
+    return m
 
 
 def sorted_edges(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
