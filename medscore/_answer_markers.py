@@ -291,6 +291,28 @@ class AnswerLocations:
     marker: Any
 
 
+def _drop_bare_brace(tokenizer, ids, answer, marker: str):
+    """No answer where the "answer token" is the marker's own last piece (``"{"``).
+
+    The robust rule's sequences for a brace merged with the answer (``"{\\"``, ``"{{"``)
+    end before the brace; a response cut right after ``\\boxed{`` matches them too, with
+    the bare brace as its "answer" (the marker is then incomplete before it, whereas in
+    ``\\boxed{{5}}`` the bare brace follows the whole marker and is the answer's first
+    token). ``tokenizer`` None (prebuilt ids only): no check.
+    """
+    torch = importlib.import_module("torch")
+    rows = (answer >= 0).nonzero().squeeze(1).tolist()
+    if tokenizer is None or not rows:
+        return answer
+    tokens = ids[rows, answer[rows]].tolist()
+    before = ids[rows, answer[rows] - 1].tolist()
+    bare = [marker.endswith(tokenizer.decode([t])) and not tokenizer.decode([p]).endswith(marker[-1])
+            for t, p in zip(tokens, before)]
+    keep = torch.ones_like(answer, dtype=torch.bool)
+    keep[[r for r, b in zip(rows, bare) if b]] = False
+    return torch.where(keep, answer, -1)
+
+
 def locate_answers(tokenizer, prompt_ids, prompt_mask, response_ids, response_mask, *, rule: str = "robust",
                    marker: str = "\\boxed{", marker_ids=None) -> AnswerLocations:
     """Answer token of each rollout, by the ``"robust"`` or ``"paper"`` marker rule.
@@ -327,6 +349,7 @@ def locate_answers(tokenizer, prompt_ids, prompt_mask, response_ids, response_ma
         answer = find_answer_positions(ids, seqs, real)
         answer = torch.where(answer >= P, answer, -1)  # answers live in the response
         ends = torch.stack([_last_marker_ends(ids, real, seq, need_answer=False) for seq in seqs]).max(0).values
+        answer = _drop_bare_brace(tokenizer, ids, answer, marker)
         found = (answer >= 0) | (ends >= P)
     else:
         ends = find_paper_marker_ends(tokenizer, response, r_real, marker, marker_ids=seqs)
