@@ -2,6 +2,7 @@
 #include "medscore/checkpoint.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -96,16 +97,36 @@ void write_all(int fd, const std::vector<uint8_t>& bytes, const std::string& pat
     }
 }
 
+/// The bytes of the regular file at `path`. Opened without blocking (a FIFO or a device would
+/// otherwise wait for a writer or never end) and read up to the size fstat gives, no further.
 std::vector<uint8_t> read_file(const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (f == nullptr) file_error("cannot open", path);
-    std::vector<uint8_t> bytes;
-    uint8_t buf[1 << 16];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) bytes.insert(bytes.end(), buf, buf + n);
-    const bool failed = std::ferror(f) != 0;
-    std::fclose(f);
-    if (failed) file_error("cannot read", path);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) file_error("cannot open", path);
+    struct stat info {};
+    if (::fstat(fd, &info) != 0) {
+        const int saved = errno;
+        ::close(fd);
+        errno = saved;
+        file_error("cannot stat", path);
+    }
+    if (!S_ISREG(info.st_mode)) {
+        ::close(fd);
+        throw CheckpointError("'" + path + "' is not a regular file (a checkpoint is read only from one)");
+    }
+    std::vector<uint8_t> bytes(static_cast<size_t>(info.st_size));
+    size_t done = 0;
+    while (done < bytes.size()) {
+        const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            const int saved = n < 0 ? errno : EIO;
+            ::close(fd);
+            errno = saved;
+            file_error(n < 0 ? "cannot read" : "file shrank while read", path);
+        }
+        done += static_cast<size_t>(n);
+    }
+    ::close(fd);
     return bytes;
 }
 

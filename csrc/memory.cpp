@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "medscore/distance.hpp"
@@ -15,6 +16,8 @@
 #include "medscore/normalize.hpp"
 #include "medscore/ordered_sum.hpp"
 #include "medscore/thread_pool.hpp"
+#include "medscore/union_find.hpp"
+#include "memory_check.hpp"
 
 // A thread_local workspace is reached through its accessor, kept out of line: inlined, GCC
 // re-derives the object's address (__tls_get_addr in a shared library) at nearly every use
@@ -857,6 +860,31 @@ void throw_first_unnormalisable_row(const PointsView& points, const int64_t* key
 }
 
 }  // namespace
+
+void check_loaded_key(const KeyState& key, const MemoryParams& params, const std::string& where) {
+    const int64_t n = key.size(), dim = params.dim;
+    if (n < 2) return;
+    auto bad = [&](const std::string& what) { throw std::invalid_argument(where + what); };
+    UnionFind sets(n);
+    for (size_t i = 0; i < key.mst.size(); ++i) {
+        const MstEdge& e = key.mst[i];
+        if (i > 0) {
+            const MstEdge& p = key.mst[i - 1];
+            if (!(std::tie(p.weight, p.u, p.v) < std::tie(e.weight, e.u, e.v))) {
+                bad("MST edges are not sorted by (weight, u, v) or an edge is written twice");
+            }
+        }
+        if (!sets.unite(e.u, e.v)) bad("the MST has a cycle, so it does not connect every point");
+        const double d = euclidean_distance(key.points.data() + e.u * dim, key.points.data() + e.v * dim, dim);
+        const bool weight_ok = params.hdbscan.min_samples == 1 ? e.weight == d : e.weight >= d;
+        if (!weight_ok) {
+            bad("MST edge (" + std::to_string(e.u) + ", " + std::to_string(e.v) +
+                ") does not have the weight of its points");
+        }
+    }
+    const Clustering c = cluster_from_mst(key.mst, PointsView{key.points.data(), n, dim}, key.steps.data(), params.hdbscan);
+    if (c.labels != key.labels) bad("the labels are not the clustering of the MST");
+}
 
 std::vector<int64_t> number_clusters(std::vector<int64_t>& labels, const PointsView& points, const int64_t* steps,
                                      int64_t& noise) {

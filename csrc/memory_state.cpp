@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "medscore/memory.hpp"
+#include "memory_check.hpp"
 
 namespace medscore {
 namespace {
@@ -28,7 +29,8 @@ void check_state_sizes(const MemoryState& s, int64_t dim) {
 }
 
 /// Builds one key from its slice of the state, checking labels, steps and the MST.
-KeyState key_from_state(const MemoryState& s, int64_t dim, size_t k, size_t& mst_pos) {
+KeyState key_from_state(const MemoryState& s, const MemoryParams& params, size_t k, size_t& mst_pos) {
+    const int64_t dim = params.dim;
     const int64_t begin = s.offsets[k], n = s.offsets[k + 1] - begin;
     KeyState key;
     key.points.assign(s.points.begin() + begin * dim, s.points.begin() + (begin + n) * dim);
@@ -55,6 +57,7 @@ KeyState key_from_state(const MemoryState& s, int64_t dim, size_t k, size_t& mst
         bad_state("labels of key " + std::to_string(k) + " skip a cluster number");
     }
     if (labels != key.labels) bad_state("labels of key " + std::to_string(k) + " are not numbered by earliest member");
+    check_loaded_key(key, params, "KeyedMemory::load_state: key " + std::to_string(k) + ": ");
     return key;
 }
 
@@ -80,7 +83,7 @@ void KeyedMemory::load_state(const MemoryState& s) {
     check_state_sizes(s, params_.dim);
     std::vector<KeyState> keys(s.offsets.size() - 1);
     size_t mst_pos = 0;
-    for (size_t k = 0; k + 1 < s.offsets.size(); ++k) keys[k] = key_from_state(s, params_.dim, k, mst_pos);
+    for (size_t k = 0; k + 1 < s.offsets.size(); ++k) keys[k] = key_from_state(s, params_, k, mst_pos);
     if (mst_pos != s.mst.size()) bad_state("the MST array has extra edges");
     keys_.swap(keys);
     last_step_ = s.last_step;

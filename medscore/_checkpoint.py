@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import struct
 import tempfile
 from pathlib import Path
@@ -106,7 +107,19 @@ def _deserialize(blob: bytes, path) -> dict:
     start = _PREFIX.size + header_len
     if start > len(body):
         raise CheckpointError(f"{path}: header runs past the end of the file")
+    try:
+        return _interpret(body, start, path)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError) as error:
+        # A checksummed file whose header is not a state (written by another program).
+        raise CheckpointError(f"{path}: malformed header ({type(error).__name__}: {error})") from None
+
+
+def _interpret(body: bytes, start: int, path) -> dict:
     header = json.loads(body[_PREFIX.size:start].decode("utf-8"))
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: the header is not a JSON object")
     data = body[start:]
     arrays = {}
     for entry in header.pop("arrays"):
@@ -155,9 +168,26 @@ def write_state(path, state: dict) -> None:
 
 
 def read_state(path) -> dict:
-    """Read a Memory state dict written by :func:`write_state`; raises CheckpointError."""
-    with open(path, "rb") as f:
-        blob = f.read()
+    """Read a Memory state dict written by :func:`write_state`; raises CheckpointError.
+
+    Only a regular file is read, and no further than the size ``fstat`` reports: it is
+    opened without blocking (a FIFO would otherwise wait for a writer forever, a device
+    might never end), then checked.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"{path}: not a regular file (a checkpoint is read only from one)")
+        blob = bytearray(info.st_size)
+        view, done = memoryview(blob), 0
+        while done < len(blob):
+            n = os.readv(fd, [view[done:]])
+            if n == 0:
+                raise CheckpointError(f"{path}: the file shrank while it was read")
+            done += n
+    finally:
+        os.close(fd)
     return _deserialize(blob, path)
 
 

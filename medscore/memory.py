@@ -30,7 +30,7 @@ STATE_VERSION = 1
 DEFAULTS: dict[str, Any] = dict(
     keyed=True, store="wrong", normalize=True, min_cluster_size=2, min_samples=1,
     cluster_selection_method="eom", assign="exact", penalize_noise=False, alpha=0.1,
-    beta=0.2, penalty=None, max_age=None, capacity=None, nan_rows="error", backend="cpp",
+    beta=0.2, penalty=None, target="wrong", max_age=None, capacity=None, nan_rows="error", backend="cpp",
     n_threads=0,
 )
 
@@ -92,6 +92,15 @@ def _default_penalty(sizes: np.ndarray, alpha: float, beta: float) -> np.ndarray
     return values[inverse.reshape(-1)]
 
 
+def _targeted(correct: np.ndarray, target: str) -> np.ndarray:
+    """bool [N], a new array: the rollouts that ``target`` ("wrong", "right", "both", "none") penalises."""
+    if target == "wrong":
+        return ~correct
+    if target == "right":
+        return correct.copy()
+    return np.full(correct.shape, target == "both")
+
+
 class Memory:
     """Error memory: per-key exact HDBSCAN of stored fingerprints, cluster sizes to penalties.
 
@@ -118,7 +127,13 @@ class Memory:
     penalize_noise : bool, default False
         Penalise a rollout assigned to noise by the number of noise points of its key.
     alpha, beta : float, default 0.1 and 0.2
-        Default penalty ``min(alpha * ln(|C| + 1), beta)``.
+        Default penalty ``min(alpha * ln(|C| + 1), beta)``. With ``preset="paper"`` beta is
+        ``2 * alpha`` unless given (the reference's one knob, ``coef * min(ln(|C| + 1), 2)``).
+    target : {"wrong", "right", "both", "none"}, default "wrong"
+        Which rollouts get a penalty (the reference's ``cluster_penalty_target``): wrong ones
+        (the published runs), correct ones, both, or none (the memory still learns). A
+        correct rollout's penalty ``p`` is meant to scale its reward to ``reward / (1 + p)``
+        (the trainer integrations do); "right" and "both" need ``store="all"``.
     penalty : callable or None
         ``penalty(sizes int64 [M]) -> float [M] >= 0`` replacing the default formula.
     max_age : int or None
@@ -167,6 +182,9 @@ class Memory:
         if preset is not None and preset not in PRESETS:
             raise ValueError(f"preset must be one of {[None, *PRESETS]}, got {preset!r}")
         resolved = {**DEFAULTS, **PRESETS.get(preset, {}), **options}
+        if preset == "paper" and "beta" not in options and isinstance(resolved["alpha"], (int, float)):
+            # The reference has one knob: coef * min(ln(|C| + 1), 2), so its cap is 2 * coef.
+            resolved["beta"] = 2 * resolved["alpha"]
         return _validate_options(resolved)
 
     @property
@@ -306,7 +324,9 @@ class Memory:
 
     def _penalties(self, parsed, labels, sizes) -> np.ndarray:
         o = self._options
-        target = ~parsed["correct"] if parsed["valid"] is None else parsed["valid"] & ~parsed["correct"]
+        target = _targeted(parsed["correct"], o["target"])
+        if parsed["valid"] is not None:
+            target &= parsed["valid"]
         if not o["penalize_noise"]:
             target &= labels >= 0
         if o["penalty"] is None:  # every row's penalty from the table, then zero where exempt
@@ -382,7 +402,12 @@ class Memory:
         ``n_threads`` may be given, as they are not saved)."""
         from ._checkpoint import read_state
 
+        if "preset" in overrides:
+            raise ValueError(f"Memory.load takes the options saved in the file, so preset={overrides['preset']!r} "
+                             "would be ignored; pass an option by name to change it")
         state = read_state(path)
+        if not isinstance(state.get("options"), Mapping):
+            raise ValueError(f"{path}: not a medscore.Memory state (no 'options')")
         options = {**state["options"], **overrides}
         memory = cls(**options)
         memory.load_state_dict(state)
@@ -431,6 +456,10 @@ def _validate_options(o: dict) -> dict:
     check_choice("cluster_selection_method", o["cluster_selection_method"], {"eom", "leaf"})
     check_choice("assign", o["assign"], {"exact", "paper"})
     check_choice("nan_rows", o["nan_rows"], {"error", "skip"})
+    check_choice("target", o["target"], {"wrong", "right", "both", "none"})
+    if o["target"] in ("right", "both") and o["store"] != "all":
+        raise ValueError(f"target={o['target']!r} penalises correct rollouts by their own clusters, which "
+                         f"needs store='all' (got store={o['store']!r})")
     check_choice("backend", o["backend"], {"cpp", "numba"})
     o["min_cluster_size"] = check_int("min_cluster_size", o["min_cluster_size"], low=2, high=INT64_MAX)
     o["min_samples"] = check_int("min_samples", o["min_samples"], low=1, high=INT64_MAX)
@@ -560,22 +589,84 @@ def _like_input(penalties: np.ndarray, fingerprints):
     return penalties
 
 
+_STATE_FIELDS = ("format", "version", "options", "keys", "last_step", "dim", "engine")
+_ENGINE_FIELDS = ("dim", "last_step", "offsets", "points", "steps", "labels", "mst_u", "mst_v", "mst_weight")
+
+
 def _check_state(state: Mapping, options: dict) -> dict:
+    """The fields of a state dict, checked for presence, types and ranges (ValueError).
+
+    The engine's arrays are checked for structure by the engine's ``load_state`` (sizes,
+    ranges, the MST a spanning tree with the points' weights, labels its clustering).
+    """
     if not isinstance(state, Mapping) or state.get("format") != FORMAT:
         raise ValueError("not a medscore.Memory state (missing or wrong 'format')")
     if state.get("version") != STATE_VERSION:
         raise ValueError(f"Memory state version {state.get('version')!r} is not supported (expected {STATE_VERSION})")
-    saved = state.get("options", {})
+    missing = [name for name in _STATE_FIELDS if name not in state]
+    if missing:
+        raise ValueError(f"Memory state is missing {missing}")
+    saved = state["options"]
+    if not isinstance(saved, Mapping):
+        raise ValueError(f"Memory state 'options' must be a mapping, got {type(saved).__name__}")
     differ = [k for k in _STATE_OPTIONS if saved.get(k) != options[k]]
     if differ:
         raise ValueError(f"state was saved with other options: {[(k, saved.get(k), options[k]) for k in differ]}")
+    if not isinstance(state["keys"], (list, tuple)):
+        raise ValueError(f"Memory state 'keys' must be a list, got {type(state['keys']).__name__}")
     keys = list(state["keys"])
-    if len(set(keys)) != len(keys):
-        raise ValueError("state keys are not unique")
     for k in keys:
         _canonical_key(k)
-    return {"keys": keys, "last_step": int(state["last_step"]), "dim": state["dim"],
-            "engine": state["engine"], "last_penalties": state.get("last_penalties", np.zeros(0))}
+    if len(set(keys)) != len(keys):
+        raise ValueError("state keys are not unique")
+    last_step = _state_int("last_step", state["last_step"], -1, MAX_STEP)
+    engine, dim = state["engine"], state["dim"]
+    if engine is None:
+        if dim is not None:
+            _state_int("dim", dim, 1, INT64_MAX)
+    else:
+        dim = _state_int("dim", dim, 1, INT64_MAX)
+        _check_engine_fields(engine, dim, last_step, _groups_allowed(len(keys), options))
+    last_penalties = np.asarray(state.get("last_penalties", np.zeros(0)))
+    if (last_penalties.ndim != 1 or not np.issubdtype(last_penalties.dtype, np.floating)
+            or not np.isfinite(last_penalties).all() or (last_penalties < 0).any()):
+        raise ValueError("Memory state 'last_penalties' must be a 1-d float array of finite values >= 0")
+    return {"keys": keys, "last_step": last_step, "dim": dim, "engine": engine,
+            "last_penalties": last_penalties}
+
+
+def _state_int(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"Memory state '{name}' must be an integer, got {value!r}")
+    if not low <= int(value) <= high:
+        raise ValueError(f"Memory state '{name}' must be in [{low}, {high}], got {int(value)}")
+    return int(value)
+
+
+def _groups_allowed(n_keys: int, options: dict) -> int:
+    """How many clusterings a memory with ``n_keys`` keys can hold (see Memory._parse)."""
+    groups = n_keys if options["keyed"] else min(n_keys, 1)
+    return 2 * groups if options["store"] == "all" else groups
+
+
+def _check_engine_fields(engine, dim: int, last_step: int, groups_allowed: int) -> None:
+    if not isinstance(engine, Mapping):
+        raise ValueError(f"Memory state 'engine' must be a mapping or None, got {type(engine).__name__}")
+    missing = [name for name in _ENGINE_FIELDS if name not in engine]
+    if missing:
+        raise ValueError(f"Memory state 'engine' is missing {missing}")
+    if _state_int("engine.dim", engine["dim"], 1, INT64_MAX) != dim:
+        raise ValueError(f"Memory state 'engine.dim' is {engine['dim']}, 'dim' is {dim}")
+    if _state_int("engine.last_step", engine["last_step"], -1, MAX_STEP) > last_step:
+        raise ValueError("Memory state 'engine.last_step' is after 'last_step'")
+    for name in _ENGINE_FIELDS[2:]:
+        arr = np.asarray(engine[name])
+        kind = "f" if name in ("points", "mst_weight") else "i"
+        if arr.dtype.kind != kind or arr.ndim != (2 if name == "points" else 1):
+            raise ValueError(f"Memory state 'engine.{name}' has dtype {arr.dtype} and shape {arr.shape}")
+    if np.asarray(engine["offsets"]).shape[0] - 1 > groups_allowed:
+        raise ValueError(f"Memory state 'engine' holds {np.asarray(engine['offsets']).shape[0] - 1} clusterings, "
+                         f"its keys allow at most {groups_allowed}")
 
 
 def _top1_ratio(engine) -> float:

@@ -1,6 +1,7 @@
 // The C++ API of the error memory: penalties, options, bad input, checkpoints, and the
 // internal pieces the checkpoint format relies on (SHA-256, JSON, Python float repr, norms).
 #include <dirent.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -245,8 +246,47 @@ void test_checkpoint_round_trip_and_corruption() {
     CHECK(throws<medscore::CheckpointError>([&] { medscore::deserialize_snapshot(data, 10, "x"); }, "too short"));
     CHECK(throws<medscore::FileError>([&] { medscore::load_memory(dir + "/missing.ckpt"); }, "cannot open"));
     CHECK(throws<medscore::FileError>([&] { medscore::save_memory(memory, dir + "/no/such/dir/m.ckpt"); }));
+    // Only regular files are read: a FIFO without a writer used to block forever (issue 20, item 5).
+    const std::string fifo = dir + "/fifo.ckpt";
+    CHECK(mkfifo(fifo.c_str(), 0600) == 0);
+    CHECK(throws<medscore::CheckpointError>([&] { medscore::load_memory(fifo); }, "not a regular file"));
+    CHECK(throws<medscore::CheckpointError>([&] { medscore::load_memory(dir); }, "not a regular file"));
+    std::remove(fifo.c_str());
     std::remove(path.c_str());
     std::remove(dir.c_str());
+}
+
+void test_loaded_state_is_checked_for_structure() {
+    // States whose arrays are in range but whose MST is no spanning tree of the points, or whose
+    // weights or labels are not those of the points, are refused at load (issue 20, item 5).
+    for (const bool normalize : {true, false}) {
+        auto o = medscore::MemoryOptions::preset("paper");
+        o.normalize = normalize;
+        medscore::Memory memory(o);
+        run(memory, repeated_mistake(0), 0);
+        run(memory, repeated_mistake(1), 1);
+        const medscore::MemorySnapshot good = memory.snapshot();
+        CHECK(good.engine.mst.size() >= 4);
+        medscore::Memory::from_snapshot(good);  // the unchanged state loads
+        auto refused = [&](medscore::MemorySnapshot s, const char* needle) {
+            CHECK(throws<std::invalid_argument>([&] { medscore::Memory::from_snapshot(s); }, needle));
+        };
+        medscore::MemorySnapshot twice = good;
+        twice.engine.mst[1] = twice.engine.mst[0];  // still n - 1 edges, one written twice
+        refused(twice, "written twice");
+        medscore::MemorySnapshot cycle = good;
+        // An edge closing a cycle instead of a tree edge: a heavier edge over already joined points.
+        cycle.engine.mst[2] = medscore::MstEdge{cycle.engine.mst[0].u, cycle.engine.mst[1].v, 1e9};
+        std::sort(cycle.engine.mst.begin(), cycle.engine.mst.begin() + static_cast<long>(cycle.engine.mst.size()) / 2,
+                  [](const medscore::MstEdge& a, const medscore::MstEdge& b) { return a.weight < b.weight; });
+        CHECK(throws<std::invalid_argument>([&] { medscore::Memory::from_snapshot(cycle); }));
+        medscore::MemorySnapshot weight = good;
+        weight.engine.mst[0].weight = std::nextafter(weight.engine.mst[0].weight, 0.0);
+        refused(weight, "does not have the weight of its points");
+        medscore::MemorySnapshot labels = good;
+        for (int64_t& l : labels.engine.labels) l = -1;  // numbered, but not the clustering
+        refused(labels, "the labels are not the clustering of the MST");
+    }
 }
 
 void test_empty_memory_round_trip() {
@@ -291,8 +331,10 @@ int main() {
     test_options();
     test_penalties_grow_with_repeats();
     test_bad_input_leaves_memory_unchanged();
+    test_far_rows_without_normalisation();
     test_nan_rows_and_valid_mask();
     test_checkpoint_round_trip_and_corruption();
+    test_loaded_state_is_checked_for_structure();
     test_empty_memory_round_trip();
     return medscore_test::report("test_memory_api");
 }

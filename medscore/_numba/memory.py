@@ -550,6 +550,8 @@ class KeyedMemory:
         mst_u, mst_v = np.ascontiguousarray(mst_u, dtype=np.int64), np.ascontiguousarray(mst_v, dtype=np.int64)
         mst_w = np.ascontiguousarray(mst_weight, dtype=np.float64)
         _check_state(offsets, points, steps, labels, mst_u, mst_v, mst_w, int(last_step))
+        for k in range(offsets.shape[0] - 1):
+            _check_loaded_key(self, k, offsets, points, steps, labels, mst_u, mst_v, mst_w)
         self._set_state(offsets, points, steps, labels, mst_u, mst_v, mst_w)
         self._last_step = int(last_step)
 
@@ -636,6 +638,48 @@ def _unit_rows(stored, rows):
     return stored / norms
 
 
+@numba.njit(cache=True)
+def _tree_fault(X, mu, mv, mw, exact_weights):
+    """0 if (mu, mv, mw) is a spanning tree of X's rows sorted by (weight, u, v) whose weights
+    are the Euclidean distances (``exact_weights``) or at least them; else 1 (unsorted or an
+    edge written twice), 2 (a cycle) or 3 (a weight), as check_loaded_key in csrc/memory.cpp."""
+    parent, size = make_disjoint_set(X.shape[0])
+    for i in range(mu.shape[0]):
+        if i > 0 and not _edge_less(mw[i - 1], mu[i - 1], mv[i - 1], mw[i], mu[i], mv[i]):
+            return 1
+        ra, rb = find_root(parent, mu[i]), find_root(parent, mv[i])
+        if ra == rb:
+            return 2
+        union_roots(parent, size, ra, rb)
+        d = math.sqrt(squared_distance(X[mu[i]], X[mv[i]]))
+        if (mw[i] != d) if exact_weights else (mw[i] < d):
+            return 3
+    return 0
+
+
+_TREE_FAULTS = {1: "MST edges are not sorted by (weight, u, v) or an edge is written twice",
+                2: "the MST has a cycle, so it does not connect every point",
+                3: "an MST edge does not have the weight of its points"}
+
+
+def _check_loaded_key(memory, k, offsets, points, steps, labels, mst_u, mst_v, mst_w):
+    """check_loaded_key of csrc/memory.cpp: the key's MST and labels are those of its points."""
+    seg = slice(offsets[k], offsets[k + 1])
+    n = int(offsets[k + 1] - offsets[k])
+    if n < 2:
+        return
+    first = int(np.maximum(np.diff(offsets[:k + 1]) - 1, 0).sum())
+    edges = slice(first, first + n - 1)
+    X, mu, mv, mw = points[seg], mst_u[edges], mst_v[edges], mst_w[edges]
+    fault = _tree_fault(X, mu, mv, mw, memory._params[1] == 1)
+    if fault:
+        raise ValueError(f"KeyedMemory::load_state: key {k}: {_TREE_FAULTS[fault]}")
+    mcs, _, leaf = memory._params[:3]
+    got = _cluster(X, steps[seg], mu, mv, mw, mcs, leaf, memory._allow_single, memory._epsilon)[0]
+    if not np.array_equal(got, labels[seg]):
+        raise ValueError(f"KeyedMemory::load_state: key {k}: the labels are not the clustering of the MST")
+
+
 def _check_state(offsets, points, steps, labels, mst_u, mst_v, mst_w, last_step):
     """The checks of KeyedMemory::load_state (csrc/memory_state.cpp), raising ValueError."""
     def bad(what):
@@ -662,8 +706,8 @@ def _check_state(offsets, points, steps, labels, mst_u, mst_v, mst_w, last_step)
     for k in range(offsets.size - 1):
         seg = slice(offsets[k], offsets[k + 1])
         s, lab = steps[seg], labels[seg]
-        if s.size and ((s > last_step).any() or (np.diff(s) < 0).any()):
-            bad(f"steps of key {k} must be non-decreasing and <= last_step")
+        if s.size and ((s < 0).any() or (s > last_step).any() or (np.diff(s) < 0).any()):
+            bad(f"steps of key {k} must be >= 0, non-decreasing and <= last_step")
         if ((lab < -1) | (lab >= s.size)).any():
             bad(f"label out of range in key {k}")
         if lab.size and not np.array_equal(np.unique(lab[lab >= 0]), np.arange(lab.max() + 1)):
