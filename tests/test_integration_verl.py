@@ -14,15 +14,19 @@ from verl.workers.utils.padding import left_right_2_no_padding  # noqa: E402
 from medscore.integrations._common import MedsConfig  # noqa: E402
 from medscore.integrations.verl import (  # noqa: E402
     FINGERPRINT_KEY,
+    RAW_REWARDS_KEY,
     answer_locations,
     apply_penalties,
     last_response_token,
     prompt_keys,
+    restore_raw_rewards,
 )
 from medscore.memory import Memory  # noqa: E402
 
 MARKER = (7, 8)  # token ids of the answer marker in these synthetic batches
 PAD = 0
+# Keyed by extra_info's index and shaped in place: what the tests below read back.
+IN_PLACE = MedsConfig(key="index", placement="scores")
 
 
 def make_batch(correct, fingerprints, prompt_lens, response_lens, *, groups=2, with_index=True):
@@ -102,7 +106,7 @@ def _history(rng, centres, steps, preset="paper"):
     memory = Memory(preset=preset)
     for step in range(steps):
         data = make_batch([0] * 8, modes(rng, 8, centres), [4] * 8, [8] * 8)
-        apply_penalties(data, memory, step)
+        apply_penalties(data, memory, step, IN_PLACE)
     return memory
 
 
@@ -120,13 +124,13 @@ def test_penalties_change_grpo_advantages_as_the_formula_says():
 
     memory = Memory(preset="paper")
     for step in range(2):
-        apply_penalties(make_batch(correct, step_fingerprints(), [4] * 8, [8] * 8), memory, step)
+        apply_penalties(make_batch(correct, step_fingerprints(), [4] * 8, [8] * 8), memory, step, IN_PLACE)
     twin = Memory(preset="paper")
     twin.load_state_dict(memory.state_dict())
     fps = step_fingerprints()
     data = make_batch(correct, fps, [4] * 8, [8] * 8)
     plain = data.batch["token_level_scores"].sum(-1).clone()
-    penalties = apply_penalties(data, memory, step=2)
+    penalties = apply_penalties(data, memory, step=2, config=IN_PLACE)
 
     from medscore.memory import Batch
     keys = [100] * 4 + [101] * 4
@@ -158,7 +162,7 @@ def test_all_wrong_group_with_equal_penalties_keeps_zero_advantage_by_the_std_gu
     centre = rng.normal(size=(1, 14))
     memory = _history(rng, centre, steps=2)
     data = make_batch([0] * 8, modes(rng, 8, centre), [4] * 8, [8] * 8)
-    penalties = apply_penalties(data, memory, step=2)
+    penalties = apply_penalties(data, memory, step=2, config=IN_PLACE)
     assert np.ptp(penalties[4:]) == 0 and penalties[4] > 0
     adv, _ = compute_grpo_outcome_advantage(data.batch["token_level_rewards"], data.batch["response_mask"],
                                             data.non_tensor_batch["uid"])
@@ -171,7 +175,7 @@ def test_kl_rewards_tensor_is_shaped_too():
     data.batch["token_level_rewards"] = data.batch["token_level_scores"] - 0.01
     before = data.batch["token_level_rewards"].clone()
     memory = _history(rng, rng.normal(size=(2, 14)), steps=1)
-    penalties = apply_penalties(data, memory, step=1)
+    penalties = apply_penalties(data, memory, step=1, config=IN_PLACE)
     delta = before.sum(-1) - data.batch["token_level_rewards"].sum(-1)
     np.testing.assert_allclose(delta.numpy(), penalties, rtol=1e-6, atol=1e-7)
 
@@ -179,9 +183,9 @@ def test_kl_rewards_tensor_is_shaped_too():
 def test_no_answer_in_the_whole_step_is_never_a_silent_zero():
     data = make_batch([0] * 4, np.full((4, 14), np.nan), [3] * 4, [8] * 4)
     with pytest.warns(RuntimeWarning, match="no rollout of this step has an answer marker"):
-        penalties = apply_penalties(data, Memory(preset="paper"), step=0)
+        penalties = apply_penalties(data, Memory(preset="paper"), step=0, config=IN_PLACE)
     assert (penalties == 0).all()
-    strict = MedsConfig(on_no_answer="error")
+    strict = MedsConfig(on_no_answer="error", key="index")
     with pytest.raises(ValueError, match="answer marker"):
         apply_penalties(data, Memory(preset="paper"), step=0, config=strict)
 
@@ -259,7 +263,8 @@ def test_worker_hook_fingerprints_survive_micro_batching_and_reordering(packed):
     for row, seq in enumerate(td["input_ids"].unbind()):
         with torch.no_grad():
             hidden = model(input_ids=seq[None], output_hidden_states=True).hidden_states
-        want = torch.stack([hidden[i][0, index[row]] @ unembed[target[row]] for i in (3, 4)])  # last 2 of 4 layers
+        # Read one token before the answer (the marker's last token), where it is predicted.
+        want = torch.stack([hidden[i][0, index[row] - 1] @ unembed[target[row]] for i in (3, 4)])  # last 2 of 4
         torch.testing.assert_close(fps[row], want, rtol=1e-4, atol=1e-5)
     # Training micro-batches are untouched.
     assert "medscore_fingerprints" not in engine.forward_step(micro_batches[0], None, False)[1]["model_output"]
@@ -363,9 +368,13 @@ def test_trainer_mixin_on_veRLs_own_driver_code(tmp_path):
         old_log_prob, _ = trainer._compute_old_log_prob(data)
         assert INDEX_KEY not in data.batch.keys() and old_log_prob.batch[FINGERPRINT_KEY].shape == (8, 2)
         data = data.union(old_log_prob)
+        raw_scores = data.batch["token_level_scores"].clone()
         out = trainer._meds_compute_advantage(ray_trainer.compute_advantage, data, adv_estimator="grpo",
                                               num_repeat=4)
         assert FINGERPRINT_KEY not in out.batch.keys() and "advantages" in out.batch.keys()
+        # The default placement ("advantage"): the scores and rewards veRL logs stay raw.
+        assert torch.equal(out.batch["token_level_scores"], raw_scores)
+        assert torch.equal(out.batch["token_level_rewards"], raw_scores) and RAW_REWARDS_KEY not in out.batch.keys()
     assert (trainer.meds_last_penalties[1:] > 0).all()  # step 2: the same answers recur
     points = trainer.meds_memory.metrics()["points"]
     assert points == 16  # the paper preset stores every rollout, by key and correctness

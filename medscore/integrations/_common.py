@@ -25,6 +25,11 @@ def require(module: str, extra: str):
         ) from err
 
 
+KEY_RULES = ("index", "prompt_tokens", "question")
+PENALTY_TARGETS = ("wrong", "right", "both", "none")
+PLACEMENTS = ("advantage", "scores")
+
+
 @dataclasses.dataclass
 class MedsConfig:
     """Options shared by the trainer integrations (see ``docs/integrations.md``).
@@ -34,18 +39,38 @@ class MedsConfig:
     enable : bool
         False turns the integration into the plain trainer.
     preset : str or None
-        ``Memory`` preset; ``"paper"`` is the published recipe.
+        ``Memory`` preset; ``"paper"`` is the published recipe (and makes ``key`` default to
+        ``"question"``).
     memory_kwargs : dict
         Further keyword arguments of ``medscore.Memory`` (alpha, beta, max_age, ...).
     layers : str, int or sequence of int
         Decoder layers of the fingerprint (``"last:14"`` in the paper).
     marker : str
         Text after which the answer starts.
+    marker_rule : {"robust", "paper"}
+        How the marker is found (``medscore._answer_markers``): medscore's text-robust rule,
+        or the reference's exact ids with its two textual fallbacks.
+    bf16 : bool
+        Round each fingerprint logit as ``lm_head`` under bf16 autocast does (the reference's
+        values for a trainer whose actor runs in bf16).
+    key : {None, "index", "prompt_tokens", "question"}
+        The memory's key: ``key_field`` of the sample (a prompt hash where absent), a hash of
+        the prompt's token ids, or an md5 of the question text of the decoded prompt (the
+        reference's). None: ``"question"`` with the paper preset, else ``"index"``.
     key_field : str
         Field of the sample (veRL: ``extra_info``; TRL: dataset column) holding a stable
-        prompt id; where absent the key is a hash of the prompt's token ids.
+        prompt id, for ``key="index"``.
+    correct_field : str or None
+        The reward's correctness field (veRL: ``non_tensor_batch[correct_field]``, as DAPO's
+        ``acc``; TRL: the reward function of that name): correct when ``>= correct_threshold``.
+        Where absent, the (correctness) score decides: correct when ``> correct_threshold``.
     correct_threshold : float
-        A rollout whose (correctness) reward is above this is correct.
+    penalty_target : {"wrong", "right", "both", "none"}
+        Who is penalised: wrong rollouts get ``score - p``, correct ones ``score / (1 + p)``.
+    placement : {"advantage", "scores"}
+        veRL: "advantage" penalises the rewards that ``compute_advantage`` reads and restores
+        the raw ones after it (the reference's estimator: logged scores stay raw); "scores"
+        rewrites ``token_level_scores`` in place. TRL supports "scores" only.
     reward_index : int
         TRL: the reward function whose column receives the penalty.
     on_no_answer : {"warn", "error"}
@@ -58,10 +83,33 @@ class MedsConfig:
     memory_kwargs: dict = dataclasses.field(default_factory=dict)
     layers: Any = "last:14"
     marker: str = "\\boxed{"
+    marker_rule: str = "robust"
+    bf16: bool = False
+    key: str | None = None
     key_field: str = "index"
+    correct_field: str | None = "acc"
     correct_threshold: float = 0.5
+    penalty_target: str = "wrong"
+    placement: str = "advantage"
     reward_index: int = 0
     on_no_answer: str = "warn"
+
+    def __post_init__(self):
+        from medscore._answer_markers import MARKER_RULES
+
+        if self.on_no_answer not in ("warn", "error"):
+            raise ValueError(f"on_no_answer must be 'warn' or 'error', got {self.on_no_answer!r}")
+        _check_choice("marker_rule", self.marker_rule, MARKER_RULES)
+        _check_choice("key", self.key, (None, *KEY_RULES))
+        _check_choice("penalty_target", self.penalty_target, PENALTY_TARGETS)
+        _check_choice("placement", self.placement, PLACEMENTS)
+        if not isinstance(self.bf16, bool):
+            raise TypeError(f"bf16 must be a bool, got {self.bf16!r}")
+
+    @property
+    def key_rule(self) -> str:
+        """The key rule in force (``key``, or the preset's default)."""
+        return self.key or ("question" if self.preset == "paper" else "index")
 
     @classmethod
     def from_mapping(cls, mapping) -> "MedsConfig":
@@ -77,16 +125,22 @@ class MedsConfig:
             raise ValueError(f"unknown medscore option(s) {unknown}; expected some of {sorted(names)}")
         if "memory_kwargs" in items:
             items["memory_kwargs"] = dict(items["memory_kwargs"] or {})
-        config = cls(**items)
-        if config.on_no_answer not in ("warn", "error"):
-            raise ValueError(f"on_no_answer must be 'warn' or 'error', got {config.on_no_answer!r}")
-        return config
+        return cls(**items)
 
     def build_memory(self):
-        """A fresh ``medscore.Memory`` with these options."""
+        """A fresh ``medscore.Memory`` with these options (``penalty_target`` as its ``target``)."""
         from medscore.memory import Memory
 
-        return Memory(preset=self.preset, **self.memory_kwargs)
+        options = dict(self.memory_kwargs)
+        if options.setdefault("target", self.penalty_target) != self.penalty_target:
+            raise ValueError(f"penalty_target={self.penalty_target!r} and memory_kwargs target="
+                             f"{options['target']!r} disagree; set penalty_target only")
+        return Memory(preset=self.preset, **options)
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
 def prompt_key(token_ids: Sequence[int]) -> str:
@@ -101,6 +155,89 @@ def sample_key(info, field: str, token_ids: Sequence[int]):
         value = info[field]
         return value.item() if isinstance(value, np.generic) else value
     return prompt_key(token_ids)
+
+
+# The question inside the prompt templates the MEDS reference was run with; elsewhere the
+# prompt text without markup tags stands for the question.
+_QUESTION_PATTERNS = (
+    re.compile(r"Solve the following math problem step by step[^\n]*\n\n(.*?)\n\nRemember to put your answer",
+               re.DOTALL),
+    re.compile(r"<\|User\|>(.*?)<\|Assistant\|>", re.DOTALL),
+    re.compile(r"\[INST\](.*?)\[/INST\]", re.DOTALL),
+)
+
+
+def question_text(prompt: str) -> str:
+    """The question of a decoded prompt, found as the MEDS reference finds it.
+
+    The first of its three templates that matches (a "Solve the following math problem step
+    by step" instruction, ``<|User|>...<|Assistant|>``, ``[INST]...[/INST]``); else the text
+    after the instruction line (up to "Remember to put your answer"); else the prompt without
+    ``<...>`` tags and ``[INST]`` markers, or the whole prompt when that leaves under 10
+    characters.
+    """
+    for pattern in _QUESTION_PATTERNS:
+        found = pattern.search(prompt)
+        if found:
+            return found.group(1).strip()
+    head = "Solve the following math problem step by step"
+    if head in prompt:
+        return prompt.split(head, 1)[1].split("Remember to put your answer")[0].strip()
+    stripped = re.sub(r"\[/?INST\]", "", re.sub(r"<[^>]+>", "", prompt)).strip()
+    return stripped if len(stripped) >= 10 else prompt.strip()
+
+
+def question_key(prompt: str) -> str:
+    """The reference's memory key: md5 (first 16 hex digits) of the whitespace-normalised question."""
+    question = re.sub(r"\s+", " ", question_text(prompt)).strip()
+    return hashlib.md5(question.encode("utf-8")).hexdigest()[:16]
+
+
+def rollout_keys(rule: str, prompt_tokens: Sequence[Sequence[int]], infos=None, *, field: str = "index",
+                 tokenizer=None) -> list:
+    """The memory key of each rollout.
+
+    Parameters
+    ----------
+    rule : {"index", "prompt_tokens", "question"}
+        ``infos[i][field]`` where present, else the token hash (``"index"``); the hash of the
+        prompt's real token ids (``"prompt_tokens"``); :func:`question_key` of the prompt
+        decoded with ``skip_special_tokens=True`` (``"question"``, needs ``tokenizer``).
+    prompt_tokens : sequence [N] of int sequences (real tokens, no padding)
+    infos : sequence [N] of dicts (or None)
+    """
+    _check_choice("key", rule, KEY_RULES)
+    infos = [None] * len(prompt_tokens) if infos is None else list(infos)
+    if rule == "index":
+        return [sample_key(info, field, tokens) for info, tokens in zip(infos, prompt_tokens)]
+    if rule == "prompt_tokens":
+        return [prompt_key(tokens) for tokens in prompt_tokens]
+    if tokenizer is None:
+        raise ValueError("key='question' decodes the prompts and needs the tokenizer")
+    cache: dict = {}  # a prompt's rollouts share its key: decode it once
+    keys = []
+    for tokens in prompt_tokens:
+        ids = tuple(int(t) for t in tokens)
+        if ids not in cache:
+            cache[ids] = question_key(tokenizer.decode(list(ids), skip_special_tokens=True))
+        keys.append(cache[ids])
+    return keys
+
+
+def rollout_correctness(scores, field_values=None, threshold: float = 0.5) -> np.ndarray:
+    """bool [N]: ``field_values >= threshold`` when the reward provides them (the reference's
+    ``acc >= 0.5``), else ``scores > threshold``."""
+    if field_values is not None:
+        return np.asarray(field_values, dtype=np.float64).reshape(-1) >= threshold
+    return np.asarray(scores, dtype=np.float64).reshape(-1) > threshold
+
+
+def shaped_totals(totals, penalties, correct) -> np.ndarray:
+    """float64 [N]: sequence rewards after MEDS, ``total - p`` for wrong rollouts and
+    ``total / (1 + p)`` for correct ones (``p = 0`` leaves a reward as it is)."""
+    totals = np.asarray(totals, dtype=np.float64)
+    penalties = np.asarray(penalties, dtype=np.float64)
+    return np.where(np.asarray(correct, dtype=bool), totals / (1.0 + penalties), totals - penalties)
 
 
 def extract_boxed(text: str) -> str | None:
@@ -192,17 +329,19 @@ def memory_metrics(memory, prefix: str = "medscore/") -> dict:
     return {prefix + name: float(value) for name, value in memory.metrics().items()}
 
 
-def run_with_capture(model, forward, positions, target_ids, layers, cu_seqlens=None):
+def run_with_capture(model, forward, positions, target_ids, layers, cu_seqlens=None, bf16=False):
     """Call ``forward()`` once with fingerprint hooks on ``model``'s decoder layers.
 
     Parameters
     ----------
     model : torch.nn.Module (a Hugging Face causal LM, possibly wrapped)
     forward : callable running the model's forward; its result is returned unchanged
-    positions : int64 Tensor [B]: answer token index inside each sequence, -1 for none
+    positions : int64 Tensor [B]: answer token index inside each sequence, -1 for none (the
+        hidden state is read one token earlier, where the answer token is predicted)
     target_ids : int64 Tensor [B]: the answer token ids
     layers : layer selection of ``medscore.capture``
     cu_seqlens : int64 Tensor [B + 1] or None: sequence boundaries of packed input
+    bf16 : bool: round the logits as ``lm_head`` under bf16 autocast does
 
     Returns
     -------
@@ -210,7 +349,7 @@ def run_with_capture(model, forward, positions, target_ids, layers, cu_seqlens=N
     """
     from medscore._capture import capture
 
-    with capture(model, layers=layers, mode="answer") as cap:
+    with capture(model, layers=layers, mode="answer", read_at="before", bf16=bf16) as cap:
         cap.set_targets(positions, target_ids, cu_seqlens=cu_seqlens)
         result = forward()
     return result, cap.fingerprints

@@ -3,7 +3,8 @@
 Data flow of one step (``RayPPOTrainer.fit``):
 
 1. Driver, before the actor's no-grad ``compute_log_prob``: :func:`answer_locations` finds
-   each response's answer token (after the last ``\\boxed{``) in the padded batch and adds
+   each response's answer token (after the last ``\\boxed{``, by the configured marker rule
+   of ``medscore._answer_markers.locate_answers``) in the padded batch and adds
    ``medscore_answer_index`` (index inside the unpadded prompt+response sequence, which is
    what veRL's no-padding/packed layout uses, whatever the left padding) and
    ``medscore_answer_target`` to the batch.
@@ -15,8 +16,12 @@ Data flow of one step (``RayPPOTrainer.fit``):
    reordering, exactly as for the log-probs.
 3. Driver: the fingerprints come back with the log-probs into the batch's ``DataProto``;
    right before ``compute_advantage``, :func:`apply_penalties` keys each rollout by a stable
-   prompt id, calls ``Memory.penalize`` and subtracts the penalties from
-   ``token_level_scores`` (and ``token_level_rewards``) at the last valid response token.
+   prompt id, decides correctness (the reward's ``acc`` where present), calls
+   ``Memory.penalize`` and shapes the sequence reward at the last valid response token
+   (``score - p`` wrong, ``score / (1 + p)`` correct when targeted). With the default
+   ``placement="advantage"`` (the reference's estimator) only the rewards that
+   ``compute_advantage`` reads are shaped, and the raw ones are put back after it, so the
+   logged scores stay raw; ``placement="scores"`` shapes ``token_level_scores`` in place.
 4. The memory's metrics join the step's metrics (``medscore/...``) and the memory is saved
    in and loaded from veRL's ``global_step_N`` checkpoint folders.
 
@@ -37,74 +42,79 @@ from ._common import (
     memory_metrics,
     penalize_rollouts,
     require,
+    rollout_correctness,
+    rollout_keys,
     run_with_capture,
-    sample_key,
+    shaped_totals,
 )
 
 INDEX_KEY = "medscore_answer_index"
 TARGET_KEY = "medscore_answer_target"
 FINGERPRINT_KEY = "medscore_fingerprints"
 LAYERS_META = "medscore_layers"
+BF16_META = "medscore_bf16"
+RAW_REWARDS_KEY = "medscore_raw_token_level_rewards"
 
 
 def _torch():
     return require("torch", "torch")
 
 
-def answer_locations(data, marker_ids):
+def answer_locations(data, marker_ids, tokenizer=None, rule: str = "robust", marker: str = "\\boxed{"):
     """Answer token of each rollout, located in veRL's layouts.
 
     Parameters
     ----------
     data : verl.DataProto with ``prompts`` [B, P], ``responses`` [B, R] and
         ``attention_mask`` [B, P + R] (prompts left padded, responses right padded).
-    marker_ids : marker token ids (``medscore.fingerprint.answer_marker_ids``)
+    marker_ids : the rule's marker ids (``medscore._answer_markers.marker_ids_for``)
+    tokenizer : the tokenizer (needed by ``rule="paper"``; lets the robust rule tell a
+        response cut right after the marker)
+    rule, marker : see ``medscore._answer_markers.locate_answers``
 
     Returns
     -------
     (index int64 Tensor [B], target int64 Tensor [B]): index of the answer token inside the
-    row's unpadded ``prompt + response`` tokens (-1 where the response has no marker) and
-    its token id (0 where none). Only the response is searched: a ``\\boxed{}`` in the
+    row's unpadded ``prompt + response`` tokens (-1 where the response has no answer) and
+    its token id (0 where none). The fingerprint is read one token earlier. A marker in the
     prompt's instructions is not an answer.
     """
-    torch = _torch()
-    from medscore._answer_markers import find_answer_positions
+    from medscore._answer_markers import locate_answers
 
     prompts, responses = data.batch["prompts"], data.batch["responses"]
     attention = data.batch["attention_mask"]
     n_prompt = prompts.shape[1]
-    in_response = find_answer_positions(responses, marker_ids, attention_mask=attention[:, n_prompt:])
-    found = in_response >= 0
-    column = (n_prompt + in_response.clamp(min=0)).unsqueeze(1)
-    index = attention.long().cumsum(1).gather(1, column).squeeze(1) - 1
-    target = responses.gather(1, in_response.clamp(min=0).unsqueeze(1)).squeeze(1).long()
-    return torch.where(found, index, -1), torch.where(found, target, 0)
+    where = locate_answers(tokenizer, prompts, attention[:, :n_prompt], responses, attention[:, n_prompt:],
+                           rule=rule, marker=marker, marker_ids=marker_ids)
+    return where.index, where.target
 
 
-def prompt_keys(data, key_field: str = "index") -> list:
+def prompt_keys(data, key_field: str = "index", rule: str = "index", tokenizer=None) -> list:
     """Stable prompt id of each rollout (veRL's ``uid`` changes every step).
 
-    ``non_tensor_batch["extra_info"][i][key_field]`` where present, else a hash of the
-    prompt's real token ids (``prompts`` without padding).
+    ``rule="index"``: ``non_tensor_batch["extra_info"][i][key_field]`` where present, else a
+    hash of the prompt's real token ids (``prompts`` without padding); ``"prompt_tokens"``:
+    that hash; ``"question"``: the reference's md5 of the decoded prompt's question (needs
+    ``tokenizer``). See ``medscore.integrations._common.rollout_keys``.
 
     Raises
     ------
     ValueError
-        When the batch has neither ``extra_info`` ids nor ``prompts`` to hash.
+        When the batch has neither ``extra_info`` ids nor ``prompts`` to hash or decode.
     """
     n = len(data)
     infos = data.non_tensor_batch.get("extra_info")
     infos = [None] * n if infos is None else list(infos)
     if "prompts" not in data.batch.keys():
-        if all(isinstance(i, dict) and i.get(key_field) is not None for i in infos):
-            return [sample_key(i, key_field, ()) for i in infos]
+        if rule == "index" and all(isinstance(i, dict) and i.get(key_field) is not None for i in infos):
+            return rollout_keys("index", [()] * n, infos, field=key_field)
         raise ValueError(
             f"the batch has no stable prompt id: neither extra_info['{key_field}'] on every row nor "
             "'prompts' token ids to hash; MEDS needs one key per prompt that is the same at every step")
     prompts = data.batch["prompts"].cpu().numpy()
     n_prompt = prompts.shape[1]
     real = data.batch["attention_mask"][:, :n_prompt].bool().cpu().numpy()
-    return [sample_key(infos[i], key_field, prompts[i][real[i]]) for i in range(n)]
+    return rollout_keys(rule, [prompts[i][real[i]] for i in range(n)], infos, field=key_field, tokenizer=tokenizer)
 
 
 def last_response_token(response_mask):
@@ -114,8 +124,8 @@ def last_response_token(response_mask):
     return torch.where(response_mask.bool(), columns, -1).max(dim=1).values.clamp(min=0)
 
 
-def apply_penalties(data, memory, step: int, config: MedsConfig | None = None):
-    """Penalise the rollouts of ``data`` in place, before ``compute_advantage``.
+def apply_penalties(data, memory, step: int, config: MedsConfig | None = None, tokenizer=None):
+    """Penalise the rollouts of ``data`` before ``compute_advantage``.
 
     Parameters
     ----------
@@ -124,31 +134,61 @@ def apply_penalties(data, memory, step: int, config: MedsConfig | None = None):
     memory : medscore.Memory or RemoteMemory
     step : int, the global step
     config : MedsConfig
+    tokenizer : the tokenizer (for ``key="question"``)
 
     Returns
     -------
-    float64 ndarray [B]: the penalties subtracted. A rollout is correct when its summed
-    ``token_level_scores`` exceed ``config.correct_threshold``.
+    float64 ndarray [B]: the memory's penalties ``p``. A rollout is correct when
+    ``non_tensor_batch[config.correct_field] >= correct_threshold`` (DAPO's ``acc``), or, where
+    the reward has no such field, when its summed ``token_level_scores`` exceed the threshold.
+    ``placement="scores"``: ``token_level_scores`` (and ``token_level_rewards`` when it is
+    another tensor) are shaped in place. ``placement="advantage"``: ``token_level_rewards``
+    is replaced by a shaped copy and the raw tensor kept under ``RAW_REWARDS_KEY`` until
+    :func:`restore_raw_rewards`.
     """
-    torch = _torch()
     config = config or MedsConfig()
     if FINGERPRINT_KEY not in data.batch.keys():
         raise ValueError(f"the batch has no '{FINGERPRINT_KEY}': the actor worker must be built with "
                          "medscore.integrations.verl.meds_worker_class (see docs/integrations.md)")
     scores = data.batch["token_level_scores"]
-    correct = (scores.sum(-1) > config.correct_threshold).cpu().numpy()
-    keys = prompt_keys(data, config.key_field)
+    field = data.non_tensor_batch.get(config.correct_field) if config.correct_field else None
+    correct = rollout_correctness(scores.sum(-1).cpu().numpy(), field, config.correct_threshold)
+    keys = prompt_keys(data, config.key_field, config.key_rule, tokenizer)
     penalties = penalize_rollouts(memory, data.batch[FINGERPRINT_KEY], keys, correct, step,
                                   config.on_no_answer, "medscore veRL")
-    rows = torch.arange(len(scores), device=scores.device)
-    last = last_response_token(data.batch["response_mask"]).to(scores.device)
-    delta = torch.as_tensor(penalties, dtype=scores.dtype, device=scores.device)
+    mask = data.batch["response_mask"]
     rewards = data.batch.get("token_level_rewards")
-    scores[rows, last] -= delta
-    # With use_kl_in_reward=False the rewards are the scores tensor itself.
-    if rewards is not None and rewards.data_ptr() != scores.data_ptr():
-        rewards[rows, last] -= delta
+    if config.placement == "scores":
+        shape_rewards(scores, mask, penalties, correct)
+        # With use_kl_in_reward=False the rewards are the scores tensor itself.
+        if rewards is not None and rewards.data_ptr() != scores.data_ptr():
+            shape_rewards(rewards, mask, penalties, correct)
+    else:
+        raw = scores if rewards is None else rewards
+        data.batch[RAW_REWARDS_KEY] = raw
+        data.batch["token_level_rewards"] = shape_rewards(raw.clone(), mask, penalties, correct)
     return penalties
+
+
+def shape_rewards(rewards, response_mask, penalties, correct):
+    """Shape each row's sequence reward in place at its last valid token; returns ``rewards``.
+
+    ``rewards`` float Tensor [B, R]; ``penalties`` float64 [B]; ``correct`` bool [B]. The row
+    sum becomes :func:`~medscore.integrations._common.shaped_totals` of it.
+    """
+    torch = _torch()
+    totals = rewards.sum(-1).double().cpu().numpy()
+    delta = shaped_totals(totals, penalties, correct) - totals
+    rows = torch.arange(len(rewards), device=rewards.device)
+    last = last_response_token(response_mask).to(rewards.device)
+    rewards[rows, last] += torch.as_tensor(delta, device=rewards.device).to(rewards.dtype)
+    return rewards
+
+
+def restore_raw_rewards(data) -> None:
+    """Put back the raw ``token_level_rewards`` that ``placement="advantage"`` set aside."""
+    if RAW_REWARDS_KEY in data.batch.keys():
+        data.batch["token_level_rewards"] = data.batch.pop(RAW_REWARDS_KEY)
 
 
 # -- worker side ---------------------------------------------------------------------------
@@ -179,12 +219,13 @@ def _forward_with_fingerprints(engine, original, micro_batch, loss_function):
     positions = micro_batch[INDEX_KEY].long()
     targets = micro_batch[TARGET_KEY].long()
     layers = tu.get_non_tensor_data(data=micro_batch, key=LAYERS_META, default="last:14")
+    bf16 = bool(tu.get_non_tensor_data(data=micro_batch, key=BF16_META, default=False))
     packed = tu.get_non_tensor_data(data=micro_batch, key="use_remove_padding", default=True)
     input_ids = micro_batch["input_ids"]
     cu_seqlens = input_ids.offsets().long() if packed and input_ids.is_nested else None
     (loss, output), fingerprints = run_with_capture(
         engine.module, lambda: original(micro_batch, loss_function, True),
-        positions, targets, layers, cu_seqlens=cu_seqlens)
+        positions, targets, layers, cu_seqlens=cu_seqlens, bf16=bf16)
     output.setdefault("model_output", {})[FINGERPRINT_KEY] = fingerprints.detach().float()
     return loss, output
 
@@ -247,17 +288,18 @@ class MedsTrainerMixin:
         config = self.config.get("medscore", None) if hasattr(self.config, "get") else None
         self.meds_config = MedsConfig.from_mapping(config)
         self.meds_memory = self.meds_config.build_memory() if self.meds_config.enable else None
-        from medscore._answer_markers import answer_marker_ids
+        from medscore._answer_markers import marker_ids_for
 
-        self.meds_marker_ids = answer_marker_ids(self.tokenizer, self.meds_config.marker)
+        self.meds_marker_ids = marker_ids_for(self.tokenizer, self.meds_config.marker_rule, self.meds_config.marker)
         self.meds_last_penalties = np.zeros(0)
 
     def _compute_old_log_prob(self, batch):
         if self.meds_memory is None:
             return super()._compute_old_log_prob(batch)
-        index, target = answer_locations(batch, self.meds_marker_ids)
+        c = self.meds_config
+        index, target = answer_locations(batch, self.meds_marker_ids, self.tokenizer, c.marker_rule, c.marker)
         batch.batch[INDEX_KEY], batch.batch[TARGET_KEY] = index, target
-        batch.meta_info[LAYERS_META] = self.meds_config.layers
+        batch.meta_info[LAYERS_META], batch.meta_info[BF16_META] = c.layers, c.bf16
         captured = {}
         group = self.actor_rollout_wg
         call = group.compute_log_prob
@@ -274,6 +316,7 @@ class MedsTrainerMixin:
             batch.batch.pop(INDEX_KEY)
             batch.batch.pop(TARGET_KEY)
             batch.meta_info.pop(LAYERS_META, None)
+            batch.meta_info.pop(BF16_META, None)
         if captured.get("fingerprints") is None:
             raise RuntimeError("the actor returned no fingerprints: build the actor worker with "
                                "medscore.integrations.verl.meds_worker_class")
@@ -282,11 +325,15 @@ class MedsTrainerMixin:
         return result
 
     def _meds_compute_advantage(self, original, data, *args, **kwargs):
-        if self.meds_memory is not None and FINGERPRINT_KEY in data.batch.keys():
-            self.meds_last_penalties = apply_penalties(data, self.meds_memory, self.global_steps,
-                                                       self.meds_config)
-            data.batch.pop(FINGERPRINT_KEY)
-        return original(data, *args, **kwargs)
+        if self.meds_memory is None or FINGERPRINT_KEY not in data.batch.keys():
+            return original(data, *args, **kwargs)
+        self.meds_last_penalties = apply_penalties(data, self.meds_memory, self.global_steps,
+                                                   self.meds_config, self.tokenizer)
+        data.batch.pop(FINGERPRINT_KEY)
+        try:
+            return original(data, *args, **kwargs)
+        finally:
+            restore_raw_rewards(data)  # the logged scores and rewards stay raw
 
     def fit(self):
         if self.meds_memory is None:
