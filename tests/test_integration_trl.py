@@ -89,3 +89,20 @@ def test_memory_is_saved_in_checkpoints_and_restored(tiny_folder, tmp_path):
     assert before == 0 and resumed.meds_memory.metrics()["points"] > trainer.meds_memory.metrics()["points"]
     np.testing.assert_array_equal(resumed.meds_memory.state_dict()["keys"][:1],
                                   trainer.meds_memory.state_dict()["keys"][:1])
+
+
+def test_advantage_placement_is_refused_and_paper_rule_is_used(tiny_folder, tmp_path):
+    with pytest.raises(ValueError, match="placement='scores'"):
+        make_trainer(tiny_folder, tmp_path / "run", max_steps=1, meds_config={"placement": "advantage"})
+    trainer = make_trainer(tiny_folder, tmp_path / "run", max_steps=1, meds_config={"marker_rule": "paper"})
+    tokenizer = trainer.processing_class
+    assert trainer.meds_marker_ids == tuple(tokenizer.encode("\\boxed{", add_special_tokens=False))
+    model = trainer.model
+    prompt = tokenizer("What is 2 + 3?", add_special_tokens=False)["input_ids"]
+    prefilled = tokenizer("What is 2 + 3? The answer is \\boxed{", add_special_tokens=False)["input_ids"]
+    answered = tokenizer(" so \\boxed{5}", add_special_tokens=False)["input_ids"]
+    plain = tokenizer(" 5}", add_special_tokens=False)["input_ids"]
+    fps = completion_fingerprints(model, [prompt, prefilled], [answered, plain], trainer.meds_marker_ids,
+                                  layers="last:2", tokenizer=tokenizer, rule="paper")
+    # The paper rule finds " \\boxed{" through its "boxed" fallback, and never looks into the prompt.
+    assert torch.isfinite(fps[0]).all() and torch.isnan(fps[1]).all()

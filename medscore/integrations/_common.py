@@ -67,10 +67,11 @@ class MedsConfig:
     correct_threshold : float
     penalty_target : {"wrong", "right", "both", "none"}
         Who is penalised: wrong rollouts get ``score - p``, correct ones ``score / (1 + p)``.
-    placement : {"advantage", "scores"}
-        veRL: "advantage" penalises the rewards that ``compute_advantage`` reads and restores
-        the raw ones after it (the reference's estimator: logged scores stay raw); "scores"
-        rewrites ``token_level_scores`` in place. TRL supports "scores" only.
+    placement : {None, "advantage", "scores"}
+        veRL: "advantage" (None's choice) penalises the rewards that ``compute_advantage``
+        reads and restores the raw ones after it (the reference's estimator: logged scores
+        stay raw); "scores" rewrites ``token_level_scores`` in place. TRL: "scores" (None's
+        choice) only, as TRL normalises and logs the rewards it gets in one method.
     reward_index : int
         TRL: the reward function whose column receives the penalty.
     on_no_answer : {"warn", "error"}
@@ -90,7 +91,7 @@ class MedsConfig:
     correct_field: str | None = "acc"
     correct_threshold: float = 0.5
     penalty_target: str = "wrong"
-    placement: str = "advantage"
+    placement: str | None = None
     reward_index: int = 0
     on_no_answer: str = "warn"
 
@@ -102,7 +103,7 @@ class MedsConfig:
         _check_choice("marker_rule", self.marker_rule, MARKER_RULES)
         _check_choice("key", self.key, (None, *KEY_RULES))
         _check_choice("penalty_target", self.penalty_target, PENALTY_TARGETS)
-        _check_choice("placement", self.placement, PLACEMENTS)
+        _check_choice("placement", self.placement, (None, *PLACEMENTS))
         if not isinstance(self.bf16, bool):
             raise TypeError(f"bf16 must be a bool, got {self.bf16!r}")
 

@@ -12,9 +12,10 @@ result is already gathered over processes so that groups are whole) it
 2. gathers fingerprints and prompt keys over processes, calls ``Memory.penalize`` on the
    whole generation batch (every process holds the same memory and sees the same batch,
    so the memories stay identical without communication);
-3. subtracts the penalty from the column of the correctness reward function
-   (``reward_index``; divided by its weight, so the weighted sum drops by exactly the
-   penalty), before TRL's per-group mean/std normalisation;
+3. shapes the weighted reward sum (``- p`` for a wrong rollout, ``/ (1 + p)`` for a correct
+   one when ``penalty_target`` covers it) through the column of ``reward_index`` (divided by
+   its weight), before TRL's per-group mean/std normalisation; TRL logs that column as
+   shaped (it normalises and logs in one method);
 4. logs ``medscore/*`` metrics with TRL's own, and saves/loads the memory with the
    Trainer checkpoints (``checkpoint-N/medscore_memory.bin``).
 
@@ -32,71 +33,75 @@ from ._common import (
     memory_metrics,
     penalize_rollouts,
     require,
-    run_with_capture,
-    sample_key,
+    rollout_correctness,
+    rollout_keys,
+    shaped_totals,
 )
 
 
-def completion_fingerprints(model, prompt_ids: list, completion_ids: list, marker_ids, layers="last:14",
-                            chunk: int = 8, pad_id: int = 0):
-    """Answer-token fingerprints of completions, in no-grad forwards of ``chunk`` rows.
+def completion_fingerprints(model, prompt_ids: list, completion_ids: list, marker_ids=None, layers="last:14",
+                            chunk: int = 8, pad_id: int = 0, *, tokenizer=None, rule: str = "robust",
+                            marker: str = "\\boxed{", bf16: bool = False):
+    """Fingerprints of completions, in no-grad forwards of ``chunk`` rows (``answer_fingerprints``).
 
     Parameters
     ----------
     model : a Hugging Face causal LM
     prompt_ids, completion_ids : lists [N] of lists of int (unpadded)
-    marker_ids : answer marker token ids (``answer_marker_ids``)
+    marker_ids : the rule's marker ids (``marker_ids_for``); built from ``tokenizer`` if None
     layers : layer selection of ``medscore.capture``
     chunk : rows per forward
-    pad_id : padding token id (right padding; masked out)
+    pad_id : padding token id (prompts left padded, completions right padded; masked out)
+    tokenizer, rule, marker, bf16 : see :func:`medscore.answer_fingerprints`
 
     Returns
     -------
-    float32 Tensor [N, L]; NaN rows for completions without an answer. The answer is the
-    token after the last marker in the completion, or the completion's first token when the
-    prompt ends with the marker (a prefilled ``\\boxed{``); a marker elsewhere in the prompt
-    (instructions) is ignored.
+    float32 Tensor [N, L] on the CPU; NaN rows for completions without an answer. The answer
+    is the token after the last marker in the completion, or (robust rule) the completion's
+    first token when the prompt ends with the marker (a prefilled ``\\boxed{``); a marker
+    elsewhere in the prompt (instructions) is ignored.
     """
     torch = require("torch", "torch")
-    from medscore._answer_markers import find_answer_positions
+    from medscore._answers import answer_fingerprints
 
-    device = next(model.parameters()).device
-    longest = max(len(m) for m in ([marker_ids] if isinstance(marker_ids[0], int) else marker_ids))
     parts = []
     for start in range(0, len(prompt_ids), chunk):
         rows = range(start, min(start + chunk, len(prompt_ids)))
-        seqs = [list(prompt_ids[i]) + list(completion_ids[i]) for i in rows]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        searched = torch.zeros_like(ids)
-        starts = torch.tensor([len(prompt_ids[i]) for i in rows])
-        for r, (i, seq) in enumerate(zip(rows, seqs)):
-            ids[r, :len(seq)] = torch.tensor(seq)
-            mask[r, :len(seq)] = 1
-            # The completion, plus the prompt's tail: a prompt prefilled up to the marker.
-            searched[r, max(0, len(prompt_ids[i]) - longest):len(seq)] = 1
-        positions = find_answer_positions(ids, marker_ids, attention_mask=searched)
-        positions = torch.where(positions >= starts, positions, -1)  # answers live in the completion
-        targets = ids.gather(1, positions.clamp(min=0)[:, None])[:, 0]
-        ids, mask = ids.to(device), mask.to(device)
-        with torch.no_grad():
-            _, fps = run_with_capture(model, lambda: model(input_ids=ids, attention_mask=mask, use_cache=False),
-                                      positions.to(device), targets.to(device), layers)
+        prompts, p_mask = _padded([prompt_ids[i] for i in rows], pad_id, left=True)
+        completions, c_mask = _padded([completion_ids[i] for i in rows], pad_id, left=False)
+        fps = answer_fingerprints(model, tokenizer, prompts, p_mask, completions, c_mask, rule=rule,
+                                  marker=marker, marker_ids=marker_ids, layers=layers, bf16=bf16)
         parts.append(fps.float().cpu())
     return torch.cat(parts) if parts else torch.zeros(0, 0)
+
+
+def _padded(seqs: list, pad_id: int, left: bool):
+    """(ids, mask) int64 Tensors [n, max length], padded on the left or the right."""
+    torch = require("torch", "torch")
+    width = max(1, max(len(s) for s in seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, seq in enumerate(seqs):
+        cols = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[r, cols] = torch.as_tensor(list(seq), dtype=torch.long)
+        mask[r, cols] = 1
+    return ids, mask
 
 
 class MedsGRPOMixin:
     """The MEDS additions to a ``GRPOTrainer``; see the module docstring."""
 
     def _meds_setup(self, config, memory):
-        from medscore._answer_markers import answer_marker_ids
+        from medscore._answer_markers import marker_ids_for
 
         self.meds_config = MedsConfig.from_mapping(config)
+        if self.meds_config.placement == "advantage":
+            raise ValueError("TRL normalises and logs the rewards in one method: MEDS can only shape them "
+                             "(placement='scores', the default for TRL)")
         self.meds_memory = memory if memory is not None else (
             self.meds_config.build_memory() if self.meds_config.enable else None)
-        self.meds_marker_ids = answer_marker_ids(self.processing_class, self.meds_config.marker)
+        self.meds_marker_ids = marker_ids_for(self.processing_class, self.meds_config.marker_rule,
+                                              self.meds_config.marker)
         self._meds_rollouts = None
 
     def _generate(self, prompts):
@@ -108,32 +113,44 @@ class MedsGRPOMixin:
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if self.meds_memory is None or not self.model.training:
             return rewards
-        penalties = self._meds_penalties(inputs, rewards)
+        penalties, correct = self._meds_penalties(inputs, rewards)
         column = self.meds_config.reward_index
         weight = float(self.reward_weights[column])
         if weight == 0:
-            raise ValueError(f"reward function {column} has weight 0: MEDS cannot subtract its penalty there")
-        rewards[:, column] -= torch_like(penalties, rewards) / weight
+            raise ValueError(f"reward function {column} has weight 0: MEDS cannot shape the reward there")
+        # TRL sums the weighted columns: shape that sum (wrong: - p; correct: / (1 + p)) through
+        # the penalised column.
+        totals = (rewards * self.reward_weights.to(rewards.device)).nansum(dim=1).double().cpu().numpy()
+        delta = shaped_totals(totals, penalties, correct) - totals
+        rewards[:, column] += torch_like(delta, rewards) / weight
         return rewards
 
     def _meds_penalties(self, inputs, rewards):
+        """(penalties float64 [N], correct bool [N]) of the gathered generation batch."""
         from accelerate.utils import gather_object
 
+        c = self.meds_config
         prompt_ids, completion_ids = self._meds_rollouts
         model = self.accelerator.unwrap_model(self.model)
         pad_id = self.processing_class.pad_token_id or 0
-        fps = completion_fingerprints(model, prompt_ids, completion_ids, self.meds_marker_ids,
-                                      self.meds_config.layers, self.args.per_device_train_batch_size, pad_id)
+        fps = completion_fingerprints(model, prompt_ids, completion_ids, self.meds_marker_ids, c.layers,
+                                      self.args.per_device_train_batch_size, pad_id, tokenizer=self.processing_class,
+                                      rule=c.marker_rule, marker=c.marker, bf16=c.bf16)
         fps = self.accelerator.gather(fps.to(self.accelerator.device)).cpu()
-        field = self.meds_config.key_field
-        keys = gather_object([sample_key(x, field, p) for x, p in zip(inputs, prompt_ids)])
-        score = rewards[:, self.meds_config.reward_index]
-        correct = (score.nan_to_num(0.0) > self.meds_config.correct_threshold).cpu().numpy()
+        keys = gather_object(rollout_keys(c.key_rule, prompt_ids, inputs, field=c.key_field,
+                                          tokenizer=self.processing_class))
+        names = list(getattr(self, "reward_func_names", []))
+        if c.correct_field in names:  # a correctness reward function named like the reward's field
+            correct = rollout_correctness(None, rewards[:, names.index(c.correct_field)].nan_to_num(0.0).cpu(),
+                                          c.correct_threshold)
+        else:
+            correct = rollout_correctness(rewards[:, c.reward_index].nan_to_num(0.0).cpu(), None,
+                                          c.correct_threshold)
         penalties = penalize_rollouts(self.meds_memory, fps, keys, correct, int(self.state.global_step),
-                                      self.meds_config.on_no_answer, "medscore TRL")
+                                      c.on_no_answer, "medscore TRL")
         for name, value in memory_metrics(self.meds_memory).items():
             self._metrics["train"][name].append(value)
-        return penalties
+        return penalties, correct
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
