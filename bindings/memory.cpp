@@ -159,6 +159,10 @@ void register_memory(py::module_& m) {
         .def("moments", &moments_of, "(count, sum f64 [D], outer_sum f64 [D, D]) over every stored point.")
         .def("key_labels", [](const KeyedMemory& mem, int64_t key) { return to_numpy(mem.key_state(key).labels); })
         .def("key_steps", [](const KeyedMemory& mem, int64_t key) { return to_numpy(mem.key_state(key).steps); })
+        .def("key_sizes", [](const KeyedMemory& mem) { return to_numpy(mem.key_sizes()); },
+             "Points held by each key id: int64 [number of key ids].")
+        .def("compact", [](KeyedMemory& mem, const std::vector<int64_t>& kept) { mem.compact(kept); }, py::arg("kept"),
+             "Key i becomes old key kept[i] (increasing); every key left out must be empty.")
         .def_property_readonly("last_step", &KeyedMemory::last_step)
         .def_property_readonly("n_keys", &KeyedMemory::n_keys)
         .def_property_readonly("n_points", &KeyedMemory::n_points)

@@ -124,6 +124,10 @@ medscore::MemoryOptions options_from_c(const medscore_memory_options& c) {
     o.capacity = c.capacity;
     o.nan_rows = flag(c.nan_rows_skip, "nan_rows_skip") ? medscore::NanRows::skip : medscore::NanRows::error;
     o.n_threads = c.n_threads;
+    if (c.target < MEDSCORE_TARGET_WRONG || c.target > MEDSCORE_TARGET_NONE) {
+        bad("target must be one of MEDSCORE_TARGET_WRONG, RIGHT, BOTH or NONE, got " + std::to_string(c.target));
+    }
+    o.target = static_cast<medscore::PenaltyTarget>(c.target);
     medscore::check_options(o);
     return o;
 }
@@ -144,6 +148,7 @@ medscore_memory_options options_to_c(const medscore::MemoryOptions& o) {
     c.capacity = o.capacity;
     c.nan_rows_skip = o.nan_rows == medscore::NanRows::skip;
     c.n_threads = o.n_threads;
+    c.target = static_cast<int32_t>(o.target);
     return c;
 }
 

@@ -39,6 +39,15 @@ ArrayEntry entry(const std::string& name, const std::vector<T>& v, std::vector<i
 std::string json_int_or_null(int64_t value) { return value < 0 ? "null" : std::to_string(value); }
 std::string json_bool(bool value) { return value ? "true" : "false"; }
 
+const char* target_name(PenaltyTarget t) {
+    switch (t) {
+        case PenaltyTarget::right: return "right";
+        case PenaltyTarget::both: return "both";
+        case PenaltyTarget::none: return "none";
+        default: return "wrong";
+    }
+}
+
 // Members in sorted order, as Python's json.dumps(sort_keys=True) writes them.
 std::string options_json(const MemoryOptions& o) {
     return "{\"alpha\": " + format_python_float(o.alpha) +
@@ -51,7 +60,8 @@ std::string options_json(const MemoryOptions& o) {
            ", \"min_samples\": " + std::to_string(o.min_samples) + ", \"n_threads\": " + std::to_string(o.n_threads) +
            ", \"nan_rows\": " + (o.nan_rows == NanRows::skip ? "\"skip\"" : "\"error\"") +
            ", \"normalize\": " + json_bool(o.normalize) + ", \"penalize_noise\": " + json_bool(o.penalize_noise) +
-           ", \"store\": " + (o.store == StoreRule::all ? "\"all\"" : "\"wrong\"") + "}";
+           ", \"store\": " + (o.store == StoreRule::all ? "\"all\"" : "\"wrong\"") +
+           ", \"target\": \"" + target_name(o.target) + "\"}";
 }
 
 std::string header_json(const MemorySnapshot& s, const std::vector<ArrayEntry>& arrays) {

@@ -83,6 +83,7 @@ public:
             else if (name == "nan_rows") o.nan_rows = choice(v, name, {"error", "skip"}) ? NanRows::skip : NanRows::error;
             else if (name == "backend") choice(v, name, {"cpp", "numba"});  // the C++ Memory has one backend
             else if (name == "n_threads") o.n_threads = static_cast<int>(to_int(v, name));
+            else if (name == "target") o.target = static_cast<PenaltyTarget>(choice(v, name, {"wrong", "right", "both", "none"}));
             else fail("unknown option '" + name + "'");
         }
         try {

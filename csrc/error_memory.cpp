@@ -69,6 +69,9 @@ void check_options(const MemoryOptions& o) {
     if (o.max_age < -1) fail("max_age must be >= 0 or -1 (none), got " + std::to_string(o.max_age));
     if (o.capacity == 0 || o.capacity < -1) fail("capacity must be >= 1 or -1 (none), got " + std::to_string(o.capacity));
     if (o.n_threads < 0) fail("n_threads must be >= 0, got " + std::to_string(o.n_threads));
+    if ((o.target == PenaltyTarget::right || o.target == PenaltyTarget::both) && o.store != StoreRule::all) {
+        fail("target right or both penalises correct rollouts by their own clusters, which needs store all");
+    }
 }
 
 double default_penalty(int64_t size, double alpha, double beta) {
@@ -169,12 +172,48 @@ Penalties Memory::penalize(const PointsView& x, const int64_t* keys, const uint8
     }
     std::sort(key_index_.begin(), key_index_.end());
     last_step_ = step;
+    if (options_.max_age >= 0 && options_.keyed && engine_) drop_expired_keys();
     for (int64_t i = 0; i < n; ++i) {
-        const bool target = is_valid[i] && !is_correct[i] && (options_.penalize_noise || out.labels[i] >= 0);
+        const bool aimed = options_.target == PenaltyTarget::both ||
+                           (options_.target == PenaltyTarget::wrong && !is_correct[i]) ||
+                           (options_.target == PenaltyTarget::right && is_correct[i]);
+        const bool target = aimed && is_valid[i] && (options_.penalize_noise || out.labels[i] >= 0);
         if (target) out.penalties[i] = default_penalty(out.sizes[i], options_.alpha, options_.beta);
     }
     last_penalties_ = out.penalties;
     return out;
+}
+
+void Memory::drop_expired_keys() {
+    // The rule of medscore.Memory._drop_expired_keys: once keys none of whose groups holds a
+    // point outnumber max(live keys, kDeadKeysKept), they are dropped and the rest renumbered.
+    const std::vector<int64_t> sizes = engine_->key_sizes();
+    const int64_t per_key = options_.store == StoreRule::all ? 2 : 1;
+    const auto n_keys = static_cast<int64_t>(keys_.size());
+    std::vector<int64_t> kept_keys, kept_groups;
+    for (int64_t k = 0; k < n_keys; ++k) {
+        int64_t held = 0;
+        for (int64_t c = 0; c < per_key; ++c) {
+            const int64_t g = k * per_key + c;
+            held += g < static_cast<int64_t>(sizes.size()) ? sizes[g] : 0;
+        }
+        if (held > 0) kept_keys.push_back(k);
+    }
+    const auto n_live = static_cast<int64_t>(kept_keys.size());
+    if (n_keys - n_live <= std::max(n_live, kDeadKeysKept)) return;
+    std::vector<int64_t> keys;
+    for (const int64_t k : kept_keys) {
+        keys.push_back(keys_[k]);
+        for (int64_t c = 0; c < per_key; ++c) {
+            if (k * per_key + c < static_cast<int64_t>(sizes.size())) kept_groups.push_back(k * per_key + c);
+        }
+    }
+    std::vector<std::pair<int64_t, int64_t>> index;
+    for (size_t i = 0; i < keys.size(); ++i) index.emplace_back(keys[i], static_cast<int64_t>(i));
+    std::sort(index.begin(), index.end());
+    engine_->compact(kept_groups);
+    keys_.swap(keys);
+    key_index_.swap(index);
 }
 
 MemorySnapshot Memory::snapshot() const {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <memory>
 #include <sstream>
@@ -859,6 +860,45 @@ void throw_first_unnormalisable_row(const PointsView& points, const int64_t* key
     }
 }
 
+/// The aged points of one key that a step does not touch: drop the first `aged` points and
+/// keep `clustering` (a refit of the rest; empty when every point aged).
+struct Expiry {
+    int64_t key = 0;
+    int64_t aged = 0;
+    Clustering clustering;
+};
+
+/// Expiries of the keys in arrivals[0, n_due) (their oldest step is past max_age at `step`)
+/// that `touched` (ascending) does not hold: process_key ages those itself.
+std::vector<Expiry> plan_expiries(const std::vector<KeyState>& keys, const std::deque<std::pair<int64_t, int64_t>>& arrivals,
+                                  size_t n_due, const std::vector<int64_t>& touched, int64_t step, const MemoryParams& params,
+                                  WorkerPool& pool) {
+    std::vector<int64_t> due;
+    for (size_t i = 0; i < n_due; ++i) {
+        const int64_t k = arrivals[i].second;
+        if (k >= static_cast<int64_t>(keys.size()) || std::binary_search(touched.begin(), touched.end(), k)) continue;
+        const KeyState& key = keys[k];
+        if (key.size() > 0 && step - key.steps[0] > params.max_age) due.push_back(k);
+    }
+    std::sort(due.begin(), due.end());
+    due.erase(std::unique(due.begin(), due.end()), due.end());
+    std::vector<Expiry> out(due.size());
+    pool.parallel_for(static_cast<int64_t>(due.size()), 1, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+            const KeyState& key = keys[due[i]];
+            int64_t aged = 0;
+            while (aged < key.size() && step - key.steps[aged] > params.max_age) ++aged;
+            out[i].key = due[i];
+            out[i].aged = aged;
+            if (aged < key.size()) {
+                out[i].clustering = refit(slice(key, params.dim, aged, key.size() - aged), key.steps.data() + aged,
+                                          params.hdbscan, 1);
+            }
+        }
+    });
+    return out;
+}
+
 }  // namespace
 
 void check_loaded_key(const KeyState& key, const MemoryParams& params, const std::string& where) {
@@ -995,6 +1035,12 @@ void KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, i
     const size_t old_key_count = keys_.size();
     std::vector<int64_t> old_sizes(touched.size());
     std::vector<KeyUpdate> updates(touched.size());
+    // Arrivals whose step is past max_age: their keys expire now, touched or not.
+    size_t n_due = 0;
+    if (params_.max_age >= 0) {
+        while (n_due < arrivals_.size() && step - arrivals_[n_due].first > params_.max_age) ++n_due;
+    }
+    std::vector<Expiry> expiries;
     for (size_t t = 0; t < touched.size(); ++t) old_sizes[t] = key_state(touched[t]).size();
     try {
         if (static_cast<int64_t>(keys_.size()) <= max_key) keys_.resize(static_cast<size_t>(max_key + 1));
@@ -1012,6 +1058,7 @@ void KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, i
                                          refit_threads, answers_of(touched[t]));
             }
         });
+        if (n_due > 0) expiries = plan_expiries(keys_, arrivals_, n_due, touched, step, params_, *pool_);
     } catch (...) {
         for (size_t t = 0; t < touched.size() && touched[t] < static_cast<int64_t>(keys_.size()); ++t) {
             KeyState& key = keys_[touched[t]];
@@ -1033,6 +1080,26 @@ void KeyedMemory::penalize_step(const PointsView& points, const int64_t* keys, i
         key.cluster_sizes = std::move(update.clustering.sizes);
         key.noise = update.clustering.noise;
         key.mst = std::move(update.clustering.mst);
+    }
+    for (Expiry& e : expiries) {
+        KeyState& key = keys_[e.key];
+        if (e.aged == key.size()) {
+            key = KeyState{};  // releases the key's buffers
+            continue;
+        }
+        key.points.erase(key.points.begin(), key.points.begin() + e.aged * params_.dim);
+        key.steps.erase(key.steps.begin(), key.steps.begin() + e.aged);
+        key.norms.erase(key.norms.begin(), key.norms.begin() + std::min<int64_t>(e.aged, static_cast<int64_t>(key.norms.size())));
+        key.labels = std::move(e.clustering.labels);
+        key.cluster_sizes = std::move(e.clustering.sizes);
+        key.noise = e.clustering.noise;
+        key.mst = std::move(e.clustering.mst);
+    }
+    if (params_.max_age >= 0) {
+        arrivals_.erase(arrivals_.begin(), arrivals_.begin() + static_cast<std::ptrdiff_t>(n_due));
+        for (const int64_t k : touched) {
+            if (arrivals_.empty() || arrivals_.back() != std::make_pair(step, k)) arrivals_.emplace_back(step, k);
+        }
     }
     if (n_skipped > 0) {
         std::fill(labels, labels + points.rows, int64_t{-1});
@@ -1075,6 +1142,50 @@ int64_t KeyedMemory::n_noise() const noexcept {
     int64_t n = 0;
     for (const KeyState& k : keys_) n += k.noise;
     return n;
+}
+
+std::vector<int64_t> KeyedMemory::key_sizes() const {
+    std::vector<int64_t> sizes(keys_.size());
+    for (size_t k = 0; k < keys_.size(); ++k) sizes[k] = keys_[k].size();
+    return sizes;
+}
+
+void KeyedMemory::compact(const std::vector<int64_t>& kept) {
+    const auto n = static_cast<int64_t>(keys_.size());
+    std::vector<int64_t> new_id(static_cast<size_t>(n), -1);
+    for (size_t i = 0; i < kept.size(); ++i) {
+        if (kept[i] < 0 || kept[i] >= n || (i > 0 && kept[i] <= kept[i - 1])) {
+            throw std::invalid_argument("KeyedMemory::compact: kept keys must be increasing ids below " + std::to_string(n));
+        }
+        new_id[kept[i]] = static_cast<int64_t>(i);
+    }
+    for (int64_t k = 0; k < n; ++k) {
+        if (new_id[k] < 0 && keys_[k].size() > 0) {
+            throw std::invalid_argument("KeyedMemory::compact: key " + std::to_string(k) + " holds points and is not kept");
+        }
+    }
+    std::vector<KeyState> keys(kept.size());
+    for (size_t i = 0; i < kept.size(); ++i) keys[i] = std::move(keys_[kept[i]]);
+    std::deque<std::pair<int64_t, int64_t>> arrivals;
+    for (const auto& [s, k] : arrivals_) {
+        if (k < n && new_id[k] >= 0) arrivals.emplace_back(s, new_id[k]);
+    }
+    keys_.swap(keys);
+    arrivals_.swap(arrivals);
+}
+
+void KeyedMemory::rebuild_arrivals() {
+    arrivals_.clear();
+    if (params_.max_age < 0) return;
+    std::vector<std::pair<int64_t, int64_t>> all;
+    for (size_t k = 0; k < keys_.size(); ++k) {
+        const std::vector<int64_t>& steps = keys_[k].steps;
+        for (size_t i = 0; i < steps.size(); ++i) {
+            if (i == 0 || steps[i] != steps[i - 1]) all.emplace_back(steps[i], static_cast<int64_t>(k));
+        }
+    }
+    std::sort(all.begin(), all.end());
+    arrivals_.assign(all.begin(), all.end());
 }
 
 const KeyState& KeyedMemory::key_state(int64_t key) const {

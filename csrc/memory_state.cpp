@@ -87,6 +87,7 @@ void KeyedMemory::load_state(const MemoryState& s) {
     if (mst_pos != s.mst.size()) bad_state("the MST array has extra edges");
     keys_.swap(keys);
     last_step_ = s.last_step;
+    rebuild_arrivals();
 }
 
 }  // namespace medscore

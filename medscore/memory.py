@@ -42,6 +42,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 # Options that change what is stored or how it is clustered: a state must match them.
+#: Dead keys (none of their points left) kept before they are dropped (see
+#: Memory._drop_expired_keys); more than the live keys are never kept beyond this.
+DEAD_KEYS_KEPT = 64
 _STATE_OPTIONS = ("keyed", "store", "normalize", "min_cluster_size", "min_samples",
                   "cluster_selection_method", "assign", "max_age", "capacity")
 
@@ -137,9 +140,14 @@ class Memory:
     penalty : callable or None
         ``penalty(sizes int64 [M]) -> float [M] >= 0`` replacing the default formula.
     max_age : int or None
-        Forget points inserted more than ``max_age`` steps before the current step.
+        Forget points inserted more than ``max_age`` steps before the current step, whether
+        their key comes back or not (an index by step finds them), and then keys that hold no
+        point (see ``_drop_expired_keys``): points, keys and the work of a step stay bounded
+        by what was inserted in the last ``max_age + 1`` steps.
     capacity : int or None
-        Keep at most this many points per key (oldest dropped first).
+        Keep at most this many points per key (oldest dropped first). It bounds each key,
+        not the number of keys: with fresh prompts every step, only ``max_age`` bounds the
+        memory.
     nan_rows : {"error", "skip"}, default "error"
         What a row of NaN means when ``Batch.valid`` is not given: an error, or "no
         fingerprint" (no penalty, nothing stored).
@@ -358,6 +366,31 @@ class Memory:
         self._key_ids.update(zip(new_keys, range(len(self._keys), len(self._keys) + len(new_keys))))
         self._keys.extend(new_keys)
         self._last_step = parsed["step"]
+        if self._options["max_age"] is not None and self._options["keyed"] and self._engine is not None:
+            self._drop_expired_keys()
+
+    def _drop_expired_keys(self) -> None:
+        """Forget keys whose points have all expired, once they outnumber the live ones.
+
+        The engine expires points by age whether their key comes back or not; a key none of
+        whose groups holds a point is dead. Dropping dead keys only when there are more than
+        ``max(live keys, DEAD_KEYS_KEPT)`` of them keeps the key list and the engine's
+        per-key state within about twice what is live, at an amortised O(1) cost per key.
+        The rule depends only on the memory's state, so a resumed memory behaves the same.
+        """
+        sizes = self._engine.key_sizes()
+        per_key = 2 if self._options["store"] == "all" else 1
+        held = np.zeros(len(self._keys) * per_key, dtype=np.int64)
+        held[:sizes.shape[0]] = sizes
+        alive = held.reshape(len(self._keys), per_key).sum(axis=1) > 0
+        n_live = int(np.count_nonzero(alive))
+        if len(self._keys) - n_live <= max(n_live, DEAD_KEYS_KEPT):
+            return
+        kept = np.flatnonzero(alive)
+        groups = (kept[:, None] * per_key + np.arange(per_key)).ravel()
+        self._engine.compact(groups[groups < sizes.shape[0]].tolist())
+        self._keys = [self._keys[i] for i in kept.tolist()]
+        self._key_ids = {k: i for i, k in enumerate(self._keys)}
 
     # -- state ---------------------------------------------------------------------------
 

@@ -25,7 +25,8 @@ class Options(ctypes.Structure):
                 ("min_cluster_size", ctypes.c_int64), ("min_samples", ctypes.c_int64),
                 ("selection", ctypes.c_int32), ("assign", ctypes.c_int32), ("penalize_noise", ctypes.c_int32),
                 ("alpha", ctypes.c_double), ("beta", ctypes.c_double), ("max_age", ctypes.c_int64),
-                ("capacity", ctypes.c_int64), ("nan_rows_skip", ctypes.c_int32), ("n_threads", ctypes.c_int32)]
+                ("capacity", ctypes.c_int64), ("nan_rows_skip", ctypes.c_int32), ("n_threads", ctypes.c_int32),
+                ("target", ctypes.c_int32)]
 
 
 class Info(ctypes.Structure):
@@ -142,6 +143,37 @@ def test_penalties_equal_python_memory_bit_for_bit(lib, preset):
         np.testing.assert_array_equal(sizes, info["sizes"])
     assert expected.max() > 0  # the data does produce penalties
     assert c.info().points == py.metrics()["points"]
+
+
+@pytest.mark.parametrize("target", ["wrong", "right", "both", "none"])
+def test_penalty_targets_equal_python_memory(lib, target):
+    code = ["wrong", "right", "both", "none"].index(target)
+    py, c = Memory(n_threads=1, store="all", target=target, max_age=1), CMemory(lib, store_all=1, target=code, max_age=1)
+    hit_correct = hit_wrong = False
+    for x, keys, correct, step in _steps(seed=5, n_steps=4):
+        expected = py.penalize(dict(fingerprints=x, keys=keys, correct=correct, step=step))
+        np.testing.assert_array_equal(c.penalize(x, keys, correct, step)[0], expected)
+        hit_correct |= bool((expected[correct] > 0).any())
+        hit_wrong |= bool((expected[~correct] > 0).any())
+    assert hit_correct == (target in ("right", "both")) and hit_wrong == (target in ("wrong", "both"))
+
+
+def test_expired_keys_are_dropped_alike_in_c_and_python(lib, tmp_path):
+    """Fresh keys every step with max_age: both drop the same dead keys (issue 20, item 2),
+    so their checkpoints stay byte-identical."""
+    rng = np.random.default_rng(0)
+    py, c = Memory(n_threads=1, max_age=2), CMemory(lib, max_age=2)
+    for step in range(60):
+        x = rng.normal(size=(12, 5))
+        keys = np.repeat(np.arange(step * 3, step * 3 + 3), 4)
+        correct = np.zeros(12, dtype=bool)
+        np.testing.assert_array_equal(c.penalize(x, keys, correct, step)[0],
+                                      py.penalize(dict(fingerprints=x, keys=keys, correct=correct, step=step)))
+    assert py.metrics()["points"] == c.info().points == 3 * 12
+    assert len(py.state_dict()["keys"]) < 3 * 60 / 2  # dead keys were dropped
+    c.save(tmp_path / "c.ckpt")
+    py.save(tmp_path / "py.ckpt")
+    assert (tmp_path / "c.ckpt").read_bytes() == (tmp_path / "py.ckpt").read_bytes()
 
 
 def test_python_checkpoint_loads_in_c_and_continues_identically(lib, tmp_path):

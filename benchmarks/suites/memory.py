@@ -14,6 +14,10 @@ It also records a global memory (one key) grown to G points: the time
 of one step of 16 rollouts on it and the peak memory per stored point. Its cases, ``step``
 and ``global_step``, can be picked with ``--case``; each step also records its CPU seconds
 (all threads) and the 1-minute load average, since the machine may be shared.
+Case ``stream``: a stream of fresh prompts (8 new prompts x 4 rollouts every step, none ever
+seen again) into ``Memory(max_age=5)``; every few hundred steps it records the points held,
+the keys held, the process's resident memory and the mean step time of the last window, which
+must stay flat (issue 20: points of keys that never returned used to be kept forever).
 """
 from __future__ import annotations
 
@@ -41,9 +45,43 @@ def _reference_module():
 
 def _sizes(quick: bool) -> dict:
     if quick:
-        return dict(prompts=64, epochs=3, reference_epochs=(1, 3), global_points=(20_000,), runs=1)
+        return dict(prompts=64, epochs=3, reference_epochs=(1, 3), global_points=(20_000,), runs=1,
+                    stream_steps=400)
     return dict(prompts=512, epochs=10, reference_epochs=(1, 2, 5, 10), global_points=(100_000, 1_000_000),
-                runs=3)
+                runs=3, stream_steps=10_000)
+
+
+def _resident_bytes() -> int:
+    """The process's resident set now (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _run_stream(bench, n_steps: int, window: int = 100) -> None:
+    """Record points, keys, RSS and the mean step time of the last ``window`` steps, ten times."""
+    import medscore
+
+    rng = np.random.default_rng(2)
+    memory = medscore.Memory(max_age=5)
+    prompts, rollouts, dim = 8, 4, 14
+    began = time.perf_counter()
+    for step in bench.progress(range(n_steps), desc="fresh-prompt stream"):
+        keys = np.repeat(np.arange(step * prompts, (step + 1) * prompts), rollouts)
+        X = np.repeat(rng.normal(size=(prompts * 2, dim)), rollouts // 2, axis=0) + 1e-3 * rng.normal(
+            size=(prompts * rollouts, dim))
+        memory.penalize(medscore.Batch(X, keys, np.zeros(prompts * rollouts, bool), step=step))
+        if (step + 1) % max(window, n_steps // 10) == 0:
+            seconds = (time.perf_counter() - began) / window
+            metrics = memory.metrics()
+            bench.record(NAME, "stream", "medscore cpp", seconds,
+                         params={"step": step + 1, "prompts_per_step": prompts, "rollouts": rollouts, "max_age": 5,
+                                 "d": dim},
+                         points=int(metrics["points"]), keys=int(metrics["keys"]), rss_bytes=_resident_bytes())
+        if (step + 1) % window == 0:
+            began = time.perf_counter()
 
 
 def run(bench, quick: bool) -> None:
@@ -55,6 +93,8 @@ def run(bench, quick: bool) -> None:
     if bench.wants_case("global_step"):
         for n in sizes["global_points"]:
             _run_global(bench, n)
+    if bench.wants_case("stream"):
+        _run_stream(bench, sizes["stream_steps"])
 
 
 def _run_epochs(bench, sizes) -> None:

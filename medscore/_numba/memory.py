@@ -390,12 +390,17 @@ def _step(offsets, points, steps, labels, mst_u, mst_v, mst_w, batch, keys, step
         rows[fill[keys[i]]] = i
         fill[keys[i]] += 1
     new_n = old_n.copy()
+    expired = np.zeros(n_keys, np.int64)  # aged points of keys the batch does not touch
     for k in range(n_keys):
         m = row_start[k + 1] - row_start[k]
+        first = offsets[k] if k < offsets.shape[0] - 1 else 0
+        aged, over = _evictions(steps[first:first + old_n[k]], old_n[k], m, step, params[5], params[6])
         if m > 0:
-            first = offsets[k] if k < offsets.shape[0] - 1 else 0
-            aged, over = _evictions(steps[first:first + old_n[k]], old_n[k], m, step, params[5], params[6])
             new_n[k] = old_n[k] + m - aged - over
+        else:
+            # Expiry by age reaches every key, touched or not (KeyedMemory in csrc/memory.cpp).
+            expired[k] = aged
+            new_n[k] = old_n[k] - aged
     new_offsets = np.zeros(n_keys + 1, np.int64)
     new_edges = np.zeros(n_keys + 1, np.int64)
     for k in range(n_keys):
@@ -413,6 +418,18 @@ def _step(offsets, points, steps, labels, mst_u, mst_v, mst_w, batch, keys, step
         n_old, m = old_n[k], row_start[k + 1] - row_start[k]
         o, e = new_offsets[k], new_edges[k]
         old_e = edge_start[k]
+        if m == 0 and expired[k] > 0:
+            a = expired[k]
+            if a < n_old:
+                X = points[first + a:first + n_old]
+                fu, fv, fw = _refit(X, params[1])
+                final = _cluster(X, steps[first + a:first + n_old], fu, fv, fw, params[0], params[2], allow_single,
+                                 epsilon)[0]
+                out_points[o:o + n_old - a] = X
+                out_steps[o:o + n_old - a] = steps[first + a:first + n_old]
+                out_labels[o:o + n_old - a] = final
+                out_u[e:e + fu.shape[0]], out_v[e:e + fu.shape[0]], out_w[e:e + fu.shape[0]] = fu, fv, fw
+            continue
         if m == 0:
             out_points[o:o + n_old] = points[first:first + n_old]
             out_steps[o:o + n_old] = steps[first:first + n_old]
@@ -554,6 +571,24 @@ class KeyedMemory:
             _check_loaded_key(self, k, offsets, points, steps, labels, mst_u, mst_v, mst_w)
         self._set_state(offsets, points, steps, labels, mst_u, mst_v, mst_w)
         self._last_step = int(last_step)
+
+    def key_sizes(self):
+        """Points held by each key id: int64 [number of key ids]."""
+        return np.diff(self._offsets)
+
+    def compact(self, kept):
+        """Key i becomes old key ``kept[i]`` (increasing ids); every key left out must be empty."""
+        kept = np.asarray(kept, dtype=np.int64).reshape(-1)
+        sizes = np.diff(self._offsets)
+        if kept.size and (kept[0] < 0 or kept[-1] >= sizes.size or (np.diff(kept) <= 0).any()):
+            raise ValueError(f"KeyedMemory::compact: kept keys must be increasing ids below {sizes.size}")
+        dropped = np.ones(sizes.size, dtype=bool)
+        dropped[kept] = False
+        if (sizes[dropped] > 0).any():
+            raise ValueError(f"KeyedMemory::compact: key {int(np.flatnonzero(dropped & (sizes > 0))[0])} holds "
+                             "points and is not kept")
+        # Dropped keys are empty, so the point and edge arrays keep their order; only offsets change.
+        self._offsets = np.concatenate([[0], np.cumsum(sizes[kept])]).astype(np.int64)
 
     def moments(self):
         """(count, sum f64 [D], outer_sum f64 [D, D]) over every stored point."""

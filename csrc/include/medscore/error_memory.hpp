@@ -31,6 +31,14 @@ enum class NanRows {
     skip,   ///< a rollout without fingerprint: no penalty, nothing stored
 };
 
+/// Which rollouts get a penalty (the MEDS reference's cluster_penalty_target).
+enum class PenaltyTarget {
+    wrong,  ///< wrong rollouts (the default, and the published runs)
+    right,  ///< correct rollouts, by their own cluster (needs StoreRule::all)
+    both,   ///< every rollout (needs StoreRule::all)
+    none,   ///< no rollout: the memory only observes
+};
+
 /// Options of a Memory; the defaults are those of medscore.Memory (preset=None).
 struct MemoryOptions {
     bool keyed = true;                  ///< one clustering per key; false: one global clustering
@@ -43,6 +51,7 @@ struct MemoryOptions {
     bool penalize_noise = false;        ///< penalise noise by the key's noise count
     double alpha = 0.1;                 ///< penalty min(alpha * ln(|C| + 1), beta); finite, >= 0
     double beta = 0.2;                  ///< finite, >= 0
+    PenaltyTarget target = PenaltyTarget::wrong;
     int64_t max_age = -1;               ///< forget points older than this many steps; -1: never
     int64_t capacity = -1;              ///< at most this many points per key; -1: no limit
     NanRows nan_rows = NanRows::error;
@@ -58,6 +67,10 @@ void check_options(const MemoryOptions& options);
 
 /// The default penalty of a cluster of `size` members: min(alpha * ln(size + 1), beta).
 double default_penalty(int64_t size, double alpha, double beta);
+
+/// Keys without points (all expired) that a Memory with max_age keeps before dropping them;
+/// beyond max(live keys, kDeadKeysKept) they are dropped (medscore.Memory.DEAD_KEYS_KEPT).
+constexpr int64_t kDeadKeysKept = 64;
 
 /// Per-rollout answer of Memory::penalize; every vector has N entries.
 struct Penalties {
@@ -109,6 +122,8 @@ private:
     std::vector<int64_t> groups_of(const std::vector<int64_t>& ids, const std::vector<uint8_t>& is_correct,
                                    const std::vector<uint8_t>& is_valid, int64_t& n_stored) const;
     KeyedMemory make_engine(int64_t dim) const;
+    /// With max_age, forgets keys that hold no point once they outnumber the live ones.
+    void drop_expired_keys();
     std::vector<int64_t> key_ids(const int64_t* keys, int64_t n, std::vector<int64_t>& new_keys) const;
 
     MemoryOptions options_;

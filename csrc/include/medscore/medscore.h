@@ -56,6 +56,14 @@ typedef enum medscore_assign {
     MEDSCORE_ASSIGN_PAPER = 1  /**< 3-NN cosine vote against the labels before the step (MEDS) */
 } medscore_assign;
 
+/** Which rollouts get a penalty (the MEDS reference's cluster_penalty_target). */
+typedef enum medscore_target {
+    MEDSCORE_TARGET_WRONG = 0, /**< wrong rollouts (default) */
+    MEDSCORE_TARGET_RIGHT = 1, /**< correct rollouts, by their own cluster (needs store_all) */
+    MEDSCORE_TARGET_BOTH = 2,  /**< every rollout (needs store_all) */
+    MEDSCORE_TARGET_NONE = 3   /**< none: the memory only observes */
+} medscore_target;
+
 /** Options of a memory. Fill with medscore_memory_options_init, then change fields. */
 typedef struct medscore_memory_options {
     int32_t keyed;             /**< 1: one clustering per key (default); 0: one global clustering */
@@ -72,6 +80,7 @@ typedef struct medscore_memory_options {
     int64_t capacity;          /**< at most this many points per key; -1 (default): no limit */
     int32_t nan_rows_skip;     /**< 1: an all-NaN row means "no fingerprint"; 0 (default): an error */
     int32_t n_threads;         /**< threads across keys; 0 (default): every hardware thread */
+    int32_t target;            /**< medscore_target: which rollouts get a penalty; default WRONG */
 } medscore_memory_options;
 
 /** Opaque error memory. */

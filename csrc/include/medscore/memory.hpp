@@ -8,7 +8,9 @@
 // its whole state is exported and imported as plain arrays (MemoryState).
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "medscore/hdbscan.hpp"
@@ -112,11 +114,22 @@ public:
     MemoryState state() const;
     /// Replaces the memory by `state` after checking it (std::invalid_argument); all or nothing.
     void load_state(const MemoryState& state);
+    /// Points held by each key id ([number of key ids]; 0 for an empty or expired key).
+    std::vector<int64_t> key_sizes() const;
+    /// Renumbers the keys: key i becomes the old key `kept[i]` (strictly increasing ids); every
+    /// key left out must be empty (std::invalid_argument otherwise, and nothing changes). Lets
+    /// the owner of the key ids drop expired keys so that bookkeeping stays bounded by what is live.
+    void compact(const std::vector<int64_t>& kept);
 
 private:
     MemoryParams params_;
     int64_t last_step_ = -1;
     std::vector<KeyState> keys_;
+    /// (step, key) for each step a key received points at, oldest first; only with max_age.
+    /// Each step expires the keys whose oldest points aged out, whether the batch holds them or
+    /// not, so points (and the work of a step) are bounded by what is live.
+    std::deque<std::pair<int64_t, int64_t>> arrivals_;
+    void rebuild_arrivals();
     /// Threads across keys, kept between steps and shared by every memory of the process with
     /// the same thread count (calls from several memories at once are serialised).
     std::shared_ptr<WorkerPool> pool_;
