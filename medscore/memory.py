@@ -278,7 +278,9 @@ class Memory:
             valid = _as_bool_vector(valid, n, "valid")
         # A finite total means every entry is finite (an Inf or NaN entry makes it Inf or
         # NaN): then the per-row checks, ten times slower, are skipped.
-        if np.isfinite(np.add.reduce(points, axis=None)):
+        with np.errstate(over="ignore", invalid="ignore"):  # finite rows can sum past 1.8e308
+            total = np.add.reduce(points, axis=None)
+        if np.isfinite(total):
             return valid if valid is not None else np.ones(n, dtype=bool)
         finite = np.isfinite(points).all(axis=1)
         if valid is None and self._options["nan_rows"] == "skip":

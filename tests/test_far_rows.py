@@ -130,3 +130,36 @@ def test_unnormalised_memory_refuses_far_rows(backend):
     X[1, 2] = -0.5e150  # the bound itself is accepted
     memory.penalize(Batch(X, keys=[0] * 3, correct=[0] * 3))
     assert memory.state_dict()["engine"]["points"].shape[0] == 9
+
+
+VALUES = st.sampled_from([0.0, -0.0, 5e-324, -2.2e-308, 1e-300, 1e-160, 1e-20, 0.5, -3.0, 1e20, 1e100, 6e149,
+                          -1e152, 1e200, 1e300, -1.7e308])
+
+
+@pytest.mark.parametrize("backend", MEMORY_BACKENDS)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), normalize=st.booleans(), paper=st.booleans(), dim=st.sampled_from([1, 2, 3, 17, 300]))
+def test_penalize_with_extreme_values_succeeds_or_refuses_unchanged(backend, data, normalize, paper, dim):
+    """Fuzz: rows mixing ordinary values with the extremes of float64 (subnormals, 1e+-300,
+    duplicates) either give penalties (finite, >= 0) or a ValueError that leaves the memory
+    exactly as it was; the memory keeps working either way."""
+    memory = Memory(preset="paper" if paper else None, normalize=normalize, backend=backend)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    for step in range(3):
+        n = data.draw(st.integers(1, 8))
+        X = rng.normal(size=(n, dim))
+        for _ in range(data.draw(st.integers(0, 4))):
+            X[rng.integers(0, n), rng.integers(0, dim)] = data.draw(VALUES)
+        if n > 1 and data.draw(st.booleans()):
+            X[1] = X[0]  # a duplicate rollout
+        keys = rng.integers(0, 3, size=n)
+        correct = rng.random(n) < 0.3
+        before = _state_bits(memory)
+        try:
+            penalties = memory.penalize(Batch(X, keys=keys, correct=correct))
+        except ValueError:
+            assert _state_bits(memory) == before
+            continue
+        assert penalties.shape == (n,) and np.isfinite(penalties).all() and (penalties >= 0).all()
+    memory.penalize(Batch(rng.normal(size=(2, dim)), keys=[0, 1], correct=[False, False]))
+    assert all(np.isfinite(v) for v in memory.metrics().values())
