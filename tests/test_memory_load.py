@@ -119,7 +119,9 @@ def test_a_checksummed_file_with_a_foreign_header_is_a_checkpoint_error(tmp_path
             Memory.load(path)
 
 
-MUTATIONS = ("swap_edge", "edge_index", "weight_ulp", "label", "step", "offset", "point")
+MUTATIONS = ("swap_edge", "edge_index", "weight_ulp", "weight_extreme", "label", "step", "offset", "point",
+             "far_point")
+EXTREMES = (0.0, 5e-324, 1e-300, 1e300, 1.7e308, np.inf, np.nan, -1.0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -139,6 +141,10 @@ def test_fuzzed_states_load_cleanly_or_are_refused(backend, mutation, seed):
         e["mst_v"][i] = int(rng.integers(-2, 20))
     elif mutation == "weight_ulp":
         e["mst_weight"][i] = np.nextafter(e["mst_weight"][i], np.inf)
+    elif mutation == "weight_extreme":
+        e["mst_weight"][i] = EXTREMES[int(rng.integers(0, len(EXTREMES)))]
+    elif mutation == "far_point":
+        e["points"][int(rng.integers(0, e["points"].shape[0])), 0] = EXTREMES[int(rng.integers(0, len(EXTREMES)))]
     elif mutation == "label":
         e["labels"][int(rng.integers(0, e["labels"].size))] = int(rng.integers(-2, 4))
     elif mutation == "step":
