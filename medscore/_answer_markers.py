@@ -207,23 +207,33 @@ def find_paper_marker_ends(tokenizer, response_ids, response_mask=None, marker: 
     ids, real, is_torch = _as_ids_and_real(response_ids, response_mask)
     seq = tuple(marker_ids) if marker_ids is not None else paper_marker_ids(tokenizer, marker)
     ends = _last_marker_ends(ids, real, _normalise_markers(seq)[0], need_answer=False)
-    for row in (ends < 0).nonzero().squeeze(1).tolist():
-        columns = real[row].nonzero().squeeze(1)
-        if columns.numel():
-            stop = int(columns[-1]) + 1
-            found = _textual_marker_end(tokenizer.convert_ids_to_tokens(ids[row, :stop].tolist()))
-            ends[row] = -1 if found is None else found
+    rows = (ends < 0).nonzero().squeeze(1)
+    if rows.numel() and ids.shape[1]:
+        ends[rows] = _textual_marker_ends(tokenizer, ids[rows], real[rows])
     return ends if is_torch else ends.numpy()
 
 
-def _textual_marker_end(tokens: list) -> int | None:
-    """The reference's fallback on one row's token texts (see :func:`find_paper_marker_ends`)."""
-    for idx in range(len(tokens) - 1, -1, -1):
-        if isinstance(tokens[idx], str) and "boxed" in tokens[idx].lower():
-            for m in range(idx, min(idx + 10, len(tokens))):
-                if isinstance(tokens[m], str) and "{" in tokens[m]:
-                    return m
-    return None
+def _textual_marker_ends(tokenizer, ids, real):
+    """The reference's fallback, vectorised over rows (int64 [b], -1 where it finds nothing).
+
+    The last real token whose text holds "boxed" (any case) among those with a token holding
+    "{" in it or the 9 after it; the first such "{" token. Token texts are looked up once per
+    distinct id of the batch.
+    """
+    torch = importlib.import_module("torch")
+    unique, inverse = torch.unique(ids, return_inverse=True)
+    texts = tokenizer.convert_ids_to_tokens(unique.tolist())
+    has = lambda test: torch.tensor([isinstance(t, str) and test(t) for t in texts],  # noqa: E731
+                                    dtype=torch.bool, device=ids.device)[inverse] & real
+    boxed, brace = has(lambda t: "boxed" in t.lower()), has(lambda t: "{" in t)
+    T = ids.shape[1]
+    columns = torch.arange(T, device=ids.device)
+    before = torch.nn.functional.pad(brace.long().cumsum(1), (1, 0))  # braces in columns < t
+    within = (before[:, (columns + 10).clamp(max=T)] - before[:, :T]) > 0  # a brace in t .. t + 9
+    start = torch.where(boxed & within, columns, -1).max(1).values
+    after = brace & (columns >= start[:, None])
+    first = torch.where(after, columns, T).min(1).values
+    return torch.where(start >= 0, first, -1)
 
 
 def answer_targets(token_ids, positions):
