@@ -465,16 +465,28 @@ def logit_isometry(unembed):
 
 # --------------------------------------------------------------------------- answer markers
 
-from ._answer_markers import answer_marker_ids, answer_targets, find_answer_positions  # noqa: E402
+from ._answer_markers import (  # noqa: E402
+    AnswerLocations,
+    answer_marker_ids,
+    answer_targets,
+    find_answer_positions,
+    find_paper_marker_ends,
+    locate_answers,
+    paper_marker_ids,
+)
 
 __all__ = [
+    "AnswerLocations",
     "FinalNorm",
     "answer_logits",
     "answer_marker_ids",
     "answer_targets",
     "as_final_norm",
     "find_answer_positions",
+    "find_paper_marker_ends",
+    "locate_answers",
     "logit_isometry",
+    "paper_marker_ids",
     "pooled_sketch",
     "random_projection",
 ]

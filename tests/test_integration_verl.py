@@ -19,7 +19,6 @@ from medscore.integrations.verl import (  # noqa: E402
     apply_penalties,
     last_response_token,
     prompt_keys,
-    restore_raw_rewards,
 )
 from medscore.memory import Memory  # noqa: E402
 
