@@ -5,13 +5,14 @@ Every distance that decides a result is the SPEC's bit-defined float64 distance
 (BLAS) lowered by a proven error bound, so a pruned subtree never holds an answer.
 
 Neighbour lists are ordered by ``(distance, index)`` ascending; padding entries have index -1
-and distance +inf.
+and distance +inf. The parallel kernels are exported behind ``threads.serialised``.
 """
 import numba
 import numpy as np
 from numba import prange
 
 from .distance import distance
+from .threads import serialised
 
 _NO_INDEX = np.iinfo(np.int64).max
 
@@ -45,7 +46,6 @@ def _finish_row(best_dist, best_index, out_dist, out_index):
         out_index[j] = -1 if best_index[j] == _NO_INDEX else best_index[j]
 
 
-@numba.njit(cache=True)
 def knn_of_rows(X, rows, k, lo, hi):
     """Exact k nearest points of ``X[rows[i]]`` among rows ``lo..hi-1`` of X (itself excluded).
 
@@ -61,11 +61,12 @@ def knn_of_rows(X, rows, k, lo, hi):
     (int64 [M, k], float64 [M, k]) ordered by (distance, index); (-1, inf) where fewer exist.
     """
     # Every finite distance is strictly below an infinite bound: the plain k nearest.
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
     return closer_rows_in_range(X, rows, np.full(rows.shape[0], np.inf), k, lo, hi)
 
 
 @numba.njit(cache=True, parallel=True)
-def closer_rows_in_range(X, rows, bound, k, lo, hi):
+def _closer_rows_in_range(X, rows, bound, k, lo, hi):
     """For each query row, its k nearest rows in ``lo..hi-1`` strictly closer than ``bound[i]``.
 
     Used for reverse neighbours: an old point's list changes only through new points strictly
@@ -96,7 +97,7 @@ def closer_rows_in_range(X, rows, bound, k, lo, hi):
 
 
 @numba.njit(cache=True, parallel=True)
-def rank_candidates(X, rows, candidates, k):
+def _rank_candidates(X, rows, candidates, k):
     """Exact re-check of neighbour candidates (e.g. from FAISS in float32).
 
     Parameters
@@ -133,7 +134,7 @@ def rank_candidates(X, rows, candidates, k):
 
 
 @numba.njit(cache=True, parallel=True)
-def merge_neighbor_lists(index_a, dist_a, index_b, dist_b):
+def _merge_neighbor_lists(index_a, dist_a, index_b, dist_b):
     """Row-wise k best of two sorted neighbour lists (same k; (-1, inf) padding allowed).
 
     Returns
@@ -322,26 +323,42 @@ def _star_edges_of(p, x, root, n, X, core_p, core, left_node, right_node, height
             sp -= 1
 
 
+#: Absolute error unit of a float32 operation near zero: 4 * 2**-126, four times the spacing
+#: of float32 below its smallest normal number, enough even where flush-to-zero is on.
+_FLOAT32_TINY = 2.0**-124
+
+
 @numba.njit(cache=True)
-def _subtree_lower_bounds(core_p, gram_row, p_norm2, q_norm2, slack_factor, core, left_node,
+def _subtree_lower_bounds(core_p, gram_row, p_norm2, q_norm2, slack_factor, dim, core, left_node,
                           right_node, n, out):
     """Lower bound of the weight from a new point to each leaf and subtree (``out`` [2n-1]).
 
     The float32 squared distance ``|p|^2 + |q|^2 - 2 p.q`` is lowered by its proven error
-    bound ``slack_factor * (|p|^2 + |q|^2)`` before the square root, so it never exceeds the
-    bit-defined distance; a subtree's bound is the smaller of its children's.
+    bound before the square root, so it never exceeds the bit-defined distance; a subtree's
+    bound is the smaller of its children's. The bound is ``slack_factor * (|p|^2 + |q|^2)``
+    (relative rounding) plus ``_FLOAT32_TINY * (|p|_1 + |q|_1 + 2 D)`` (float32 underflow:
+    each rounded coordinate, product and sum may be off by a subnormal step, which no relative
+    bound covers for points near the shift). A non-finite dot product or norm (float32 or
+    float64 overflow) bounds nothing: the bound is then ``max(core_p, core_q)``.
     """
+    root_d = np.sqrt(np.float64(dim))
+    p_norm1 = root_d * np.sqrt(p_norm2)  # >= |p|_1
     for q in range(n):
-        f = p_norm2 + q_norm2[q] - 2.0 * np.float64(gram_row[q])
-        f -= slack_factor * (p_norm2 + q_norm2[q])
-        d = np.sqrt(f) if f > 0.0 else 0.0
+        g = np.float64(gram_row[q])
+        d = 0.0
+        if np.isfinite(g) and np.isfinite(p_norm2) and np.isfinite(q_norm2[q]):
+            f = p_norm2 + q_norm2[q] - 2.0 * g
+            f -= slack_factor * (p_norm2 + q_norm2[q])
+            f -= _FLOAT32_TINY * (p_norm1 + root_d * np.sqrt(q_norm2[q]) + 2.0 * dim)
+            if f > 0.0:
+                d = np.sqrt(f)
         out[q] = max(core_p, core[q], d)
     for i in range(n - 1):
         out[n + i] = min(out[left_node[i]], out[right_node[i]])
 
 
 @numba.njit(cache=True, parallel=True)
-def star_edges(X, new_rows, core, n, left_node, right_node, height, gram, p_norm2, q_norm2,
+def _star_edges(X, new_rows, core, n, left_node, right_node, height, gram, p_norm2, q_norm2,
                slack_factor, capacity):
     """Candidate edges from new points to the old points 0..n-1, pruned exactly by T*'s tree.
 
@@ -376,7 +393,7 @@ def star_edges(X, new_rows, core, n, left_node, right_node, height, gram, p_norm
         f_q = np.empty(depth_room, np.int64)
         f_far = np.empty(depth_room, np.int64)
         r = new_rows[p]
-        _subtree_lower_bounds(core[r], gram[p], p_norm2[p], q_norm2, slack_factor, core,
+        _subtree_lower_bounds(core[r], gram[p], p_norm2[p], q_norm2, slack_factor, X.shape[1], core,
                               left_node, right_node, n, bounds)
         _star_edges_of(p, X[r], 2 * n - 2, n, X, core[r], core, left_node, right_node, height,
                        bounds, out_q, out_w, count, f_node, f_emit, f_search, f_phase, f_w,
@@ -410,3 +427,11 @@ def linkage_children(u, v, n):
         parent[ru] = rv
         node_of[rv] = n + i
     return left_node, right_node
+
+
+# The parallel kernels behind the kernel lock (needed where the threading layer is workqueue:
+# see threads.py); the module's callers are Python code.
+closer_rows_in_range = serialised(_closer_rows_in_range)
+rank_candidates = serialised(_rank_candidates)
+merge_neighbor_lists = serialised(_merge_neighbor_lists)
+star_edges = serialised(_star_edges)
