@@ -8,13 +8,19 @@ from __future__ import annotations
 import importlib
 
 from ._dtypes import CONDENSED, LINKAGE, MST_EDGE
-from .hdbscan import HDBSCAN
 
 __version__ = "0.1.0"
 
 # Public names defined in modules that pull optional dependencies or are large: loaded on
 # first attribute access (PEP 562), so ``import medscore`` stays light.
 _LAZY = {
+    # HDBSCAN derives from scikit-learn's BaseEstimator when scikit-learn is installed,
+    # whose import takes about a second: Memory users should not pay it.
+    "HDBSCAN": "medscore.hdbscan",
+    "approximate_predict": "medscore.prediction",
+    "approximate_predict_scores": "medscore.prediction",
+    "membership_vector": "medscore.prediction",
+    "all_points_membership_vectors": "medscore.prediction",
     "IncrementalHDBSCAN": "medscore.incremental",
     "Memory": "medscore.memory",
     "Batch": "medscore.memory",
@@ -62,4 +68,4 @@ def get_cmake_dir() -> str:
     return str(_installed_data_dir() / "share" / "cmake" / "medscore")
 
 
-__all__ = ["HDBSCAN", "MST_EDGE", "LINKAGE", "CONDENSED", "get_include", "get_cmake_dir", *_LAZY]
+__all__ = ["MST_EDGE", "LINKAGE", "CONDENSED", "get_include", "get_cmake_dir", *_LAZY]

@@ -1,12 +1,14 @@
-"""``medscore.HDBSCAN``: exact batch HDBSCAN* with a scikit-learn style API."""
+"""``medscore.HDBSCAN``: exact batch HDBSCAN* as a scikit-learn estimator."""
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import numpy as np
 
 from ._backends import BACKENDS, get_backend
-from ._validation import INT64_MAX, INT_MAX, as_points, check_choice, check_float, check_int
+from ._estimator import BOOLEAN, ClusterMixin, EstimatorBase, Interval, Options, check_points, validate_params
+from ._validation import INT64_MAX, INT_MAX
 
 SELECTION_METHODS = ("eom", "leaf")
 
@@ -23,7 +25,7 @@ class HDBSCANResult(NamedTuple):
     cluster_persistence: np.ndarray  #: float64 [n_clusters]
 
 
-class HDBSCAN:
+class HDBSCAN(ClusterMixin, EstimatorBase):
     """Exact HDBSCAN* clustering (Campello, Moulavi and Sander 2013).
 
     Every stage is exact: core distances, the minimum spanning tree of the
@@ -33,18 +35,26 @@ class HDBSCAN:
     probabilities do not depend on the order of the input rows. Without ties the result is
     that of ``hdbscan.HDBSCAN(approx_min_span_tree=False)``.
 
+    A scikit-learn estimator (``BaseEstimator``, ``ClusterMixin``) when scikit-learn is
+    installed; without it the same parameters, ``get_params``/``set_params`` and
+    ``fit_predict`` come from a small fallback (``medscore/_estimator.py``).
+
     Parameters
     ----------
     min_cluster_size : int, default 5
         Smallest size of a cluster, >= 2.
     min_samples : int or None, default None
-        Neighbours (the point itself not counted) that define the core distance, >= 1;
-        defaults to ``min_cluster_size``. With fewer than ``min_samples + 1`` points it is
-        clipped to ``N - 1`` (at least 1), as the ``hdbscan`` library does.
+        Neighbours (the point itself not counted, as in the ``hdbscan`` library; scikit-learn
+        counts it) that define the core distance, >= 1; defaults to ``min_cluster_size``.
+        With fewer than ``min_samples + 1`` points it is clipped to ``N - 1`` (at least 1),
+        as the ``hdbscan`` library does.
     cluster_selection_method : {"eom", "leaf"}, default "eom"
     allow_single_cluster : bool, default False
     cluster_selection_epsilon : float, default 0.0
         Clusters born below this distance are merged up to the first ancestor above it.
+    prediction_data : bool, default False
+        Also build ``prediction_data_``, needed by :func:`medscore.approximate_predict`,
+        :func:`medscore.membership_vector` and :func:`medscore.all_points_membership_vectors`.
     backend : {"cpp", "numba"}, default "cpp"
     n_threads : int, default 0
         Worker threads for the neighbour and tree searches; 0 uses every core.
@@ -56,13 +66,35 @@ class HDBSCAN:
     probabilities_ : float64 ndarray [N]
         Membership strength in [0, 1]; 0 for noise.
     cluster_persistence_ : float64 ndarray [n_clusters]
-    condensed_tree_ : structured ndarray, fields parent, child, lambda_val, child_size
-    minimum_spanning_tree_ : float64 ndarray [N-1, 3]
-        Columns u, v, weight, sorted by weight.
+    outlier_scores_ : float64 ndarray [N]
+        GLOSH outlier scores (:func:`medscore.prediction.outlier_scores`).
+    condensed_tree_ : :class:`medscore.trees.CondensedTree`
+        A ``CONDENSED`` structured ndarray (parent, child, lambda_val, child_size) with
+        ``to_pandas()``, ``to_networkx()``, ``to_numpy()`` and ``plot()``.
+    single_linkage_tree_ : :class:`medscore.trees.SingleLinkageTree`
+        float64 ndarray [N-1, 4] in scipy's encoding, with the same methods.
+    minimum_spanning_tree_ : :class:`medscore.trees.MinimumSpanningTree`
+        float64 ndarray [N-1, 3], columns u, v, weight sorted by weight, with the same
+        methods; it keeps a reference to the fitted points (float64 [N, D]) for ``plot()``.
     core_distances_ : float64 ndarray [N]
-    single_linkage_tree_ : float64 ndarray [N-1, 4] in scipy's encoding
+    exemplars_ : list of float64 ndarrays [E_k, D]
+        Densest points of each cluster (only with ``prediction_data=True``).
+    prediction_data_ : :class:`medscore.prediction.PredictionData` or None
     n_features_in_ : int
+    feature_names_in_ : object ndarray [D]
+        Column names, when fitted on a DataFrame whose column names are all strings.
     """
+
+    _parameter_constraints = {
+        "min_cluster_size": [Interval(numbers.Integral, 2, INT64_MAX)],
+        "min_samples": [Interval(numbers.Integral, 1, INT64_MAX), None],
+        "cluster_selection_method": [Options(SELECTION_METHODS)],
+        "allow_single_cluster": [BOOLEAN],
+        "cluster_selection_epsilon": [Interval(numbers.Real, 0.0, None)],
+        "prediction_data": [BOOLEAN],
+        "backend": [Options(BACKENDS)],
+        "n_threads": [Interval(numbers.Integral, 0, INT_MAX)],
+    }
 
     def __init__(
         self,
@@ -71,6 +103,7 @@ class HDBSCAN:
         cluster_selection_method: str = "eom",
         allow_single_cluster: bool = False,
         cluster_selection_epsilon: float = 0.0,
+        prediction_data: bool = False,
         backend: str = "cpp",
         n_threads: int = 0,
     ):
@@ -79,82 +112,76 @@ class HDBSCAN:
         self.cluster_selection_method = cluster_selection_method
         self.allow_single_cluster = allow_single_cluster
         self.cluster_selection_epsilon = cluster_selection_epsilon
+        self.prediction_data = prediction_data
         self.backend = backend
         self.n_threads = n_threads
 
-    # -- scikit-learn estimator protocol -------------------------------------------------
-    _param_names = (
-        "min_cluster_size",
-        "min_samples",
-        "cluster_selection_method",
-        "allow_single_cluster",
-        "cluster_selection_epsilon",
-        "backend",
-        "n_threads",
-    )
-
-    def get_params(self, deep: bool = True) -> dict:
-        """Parameters of this estimator, as scikit-learn's ``get_params``."""
-        return {name: getattr(self, name) for name in self._param_names}
-
-    def set_params(self, **params) -> "HDBSCAN":
-        """Set parameters by name, as scikit-learn's ``set_params``."""
-        for name, value in params.items():
-            if name not in self._param_names:
-                raise ValueError(f"unknown parameter {name!r}; valid: {list(self._param_names)}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"HDBSCAN({args})"
-
-    def _validated_params(self) -> dict:
-        mcs = check_int("min_cluster_size", self.min_cluster_size, low=2, high=INT64_MAX)
-        ms = mcs if self.min_samples is None else check_int("min_samples", self.min_samples, low=1, high=INT64_MAX)
-        return dict(
-            min_cluster_size=mcs,
-            min_samples=ms,
-            method=check_choice("cluster_selection_method", self.cluster_selection_method, SELECTION_METHODS),
-            allow_single_cluster=bool(self.allow_single_cluster),
-            epsilon=check_float("cluster_selection_epsilon", self.cluster_selection_epsilon, low=0.0),
-            n_threads=check_int("n_threads", self.n_threads, low=0, high=INT_MAX),
-        )
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
 
     def fit(self, X, y=None) -> "HDBSCAN":
         """Cluster ``X``.
 
         Parameters
         ----------
-        X : array-like [N, D] of float32 or float64 (any layout; torch tensors accepted)
-            N >= 1 finite points. Distances are computed in float64.
+        X : array-like [N, D] of real numbers (any layout; DataFrames and torch tensors
+            accepted). N >= 1 finite points. Distances are computed in float64.
         y : ignored
 
         Returns
         -------
         self
         """
-        params = self._validated_params()
-        check_choice("backend", self.backend, BACKENDS)
-        points = as_points(X)
-        result = HDBSCANResult(*get_backend(self.backend).fit(points, **params))
+        from .prediction import outlier_scores
+        from .trees import CondensedTree, MinimumSpanningTree, SingleLinkageTree, selected_clusters
+
+        params = validate_params(self, self._parameter_constraints)
+        points = check_points(self, X, reset=True)
+        min_samples = params["min_cluster_size"] if params["min_samples"] is None else params["min_samples"]
+        backend = get_backend(params["backend"])
+        result = HDBSCANResult(*backend.fit(
+            points, min_cluster_size=params["min_cluster_size"], min_samples=min_samples,
+            method=params["cluster_selection_method"],
+            allow_single_cluster=params["allow_single_cluster"],
+            epsilon=params["cluster_selection_epsilon"], n_threads=params["n_threads"]))
+        n = points.shape[0]
         self._result = result
-        self.n_features_in_ = points.shape[1]
         self.labels_ = result.labels
         self.probabilities_ = result.probabilities
         self.cluster_persistence_ = result.cluster_persistence
-        self.condensed_tree_ = result.condensed_tree
         self.core_distances_ = result.core_distances
+        selected = selected_clusters(result.condensed_tree, n, result.labels, result.probabilities)
+        self.condensed_tree_ = CondensedTree(result.condensed_tree, selected=selected)
+        self.outlier_scores_ = outlier_scores(result.condensed_tree, n)
         mst = result.minimum_spanning_tree
-        self.minimum_spanning_tree_ = np.column_stack(
-            [mst["u"].astype(np.float64), mst["v"].astype(np.float64), mst["weight"]]
-        ).reshape(-1, 3)
+        self.minimum_spanning_tree_ = MinimumSpanningTree(np.column_stack(
+            [mst["u"].astype(np.float64), mst["v"].astype(np.float64), mst["weight"]]), data=points)
         slt = result.single_linkage_tree
-        self.single_linkage_tree_ = np.column_stack(
+        self.single_linkage_tree_ = SingleLinkageTree(np.column_stack(
             [slt["left"].astype(np.float64), slt["right"].astype(np.float64), slt["distance"],
-             slt["size"].astype(np.float64)]
-        ).reshape(-1, 4)
+             slt["size"].astype(np.float64)]))
+        self.prediction_data_ = None
+        if params["prediction_data"]:
+            self.generate_prediction_data()
         return self
+
+    def generate_prediction_data(self) -> None:
+        """Build ``prediction_data_`` (and ``exemplars_``) after a fit without it."""
+        from .prediction import make_prediction_data
+
+        if not hasattr(self, "labels_"):
+            raise ValueError("fit the estimator before generate_prediction_data()")
+        points = self.minimum_spanning_tree_.data
+        min_samples = self.min_cluster_size if self.min_samples is None else int(self.min_samples)
+        backend = get_backend(self.backend)
+        n_threads = int(self.n_threads)
+        self.prediction_data_ = make_prediction_data(
+            points, self._result.condensed_tree, self.condensed_tree_.selected, min_samples,
+            lambda X, k: backend.nearest_neighbors(X, k, n_threads))
+        self.exemplars_ = self.prediction_data_.exemplars
 
     def fit_predict(self, X, y=None) -> np.ndarray:
         """Cluster ``X`` and return ``labels_`` (int64 [N])."""

@@ -8,16 +8,18 @@ is exact.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ._backends import BACKENDS, get_backend
 from ._dtypes import CONDENSED, MST_EDGE
+from ._estimator import BOOLEAN, ClusterMixin, EstimatorBase, Interval, Options, check_points, validate_params
 from ._incremental_knn import make_search
 from ._incremental_mst import insert_mst, kept_after_removal
 from ._incremental_stages import effective_k, full_graph, stages_of
-from ._validation import INT64_MAX, as_points, check_choice, check_int
+from ._validation import INT64_MAX
 from .hdbscan import SELECTION_METHODS
 
 KNN_METHODS = ("faiss", "exact")
@@ -111,7 +113,20 @@ def _pair_counts(old_labels, new_raw, n_raw):
     return np.stack([unique // n_raw, unique % n_raw]), counts
 
 
-class IncrementalHDBSCAN:
+@dataclass(frozen=True)
+class _Config:
+    """The validated parameters an engine runs with, fixed from ``fit`` or the first insert."""
+
+    min_cluster_size: int
+    min_samples: int
+    cluster_selection_method: str
+    allow_single_cluster: bool
+    capacity: int | None
+    knn: str
+    backend: str
+
+
+class IncrementalHDBSCAN(ClusterMixin, EstimatorBase):
     """Exact HDBSCAN* over a stream of inserts and removals.
 
     Each call repairs the neighbour lists, core distances and minimum spanning tree instead
@@ -138,6 +153,11 @@ class IncrementalHDBSCAN:
         stages run in native code (``_core.incremental_insert``). "numba": Numba kernels
         and the Numba batch stages. Both give identical results.
 
+    A scikit-learn estimator: ``fit(X)`` starts a new stream holding ``X``,
+    ``partial_fit(X)`` is ``insert(X)``. Parameters are checked, with scikit-learn's
+    wording, and fixed by ``fit`` or by the first ``insert``; ``set_params`` takes effect
+    at the next ``fit``.
+
     Attributes
     ----------
     ids_ : int64 ndarray [N], ids of the live points, ascending
@@ -147,22 +167,61 @@ class IncrementalHDBSCAN:
     condensed_tree_ : CONDENSED ndarray; points are positions in ``ids_``
     minimum_spanning_tree_ : float64 ndarray [N-1, 3], columns u, v (positions), weight
     core_distances_ : float64 ndarray [N]
+    n_features_in_ : int
+    feature_names_in_ : object ndarray [D], when first fed a DataFrame with string column names
     """
+
+    _parameter_constraints = {
+        "min_cluster_size": [Interval(numbers.Integral, 2, INT64_MAX)],
+        "min_samples": [Interval(numbers.Integral, 1, INT64_MAX), None],
+        "cluster_selection_method": [Options(SELECTION_METHODS)],
+        "allow_single_cluster": [BOOLEAN],
+        "capacity": [Interval(numbers.Integral, 1, INT64_MAX), None],
+        "knn": [Options(KNN_METHODS)],
+        "backend": [Options(BACKENDS)],
+    }
 
     def __init__(self, min_cluster_size=5, min_samples=None, cluster_selection_method="eom",
                  allow_single_cluster=False, capacity=None, knn="faiss", backend="cpp"):
-        self.min_cluster_size = check_int("min_cluster_size", min_cluster_size, low=2, high=INT64_MAX)
-        self.min_samples = (self.min_cluster_size if min_samples is None
-                            else check_int("min_samples", min_samples, low=1, high=INT64_MAX))
-        self.cluster_selection_method = check_choice(
-            "cluster_selection_method", cluster_selection_method, SELECTION_METHODS)
-        self.allow_single_cluster = bool(allow_single_cluster)
-        self.capacity = None if capacity is None else check_int("capacity", capacity, low=1, high=INT64_MAX)
-        self.knn = check_choice("knn", knn, KNN_METHODS)
-        self.backend = check_choice("backend", backend, BACKENDS)
-        self._stages = stages_of(get_backend(backend))
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.cluster_selection_method = cluster_selection_method
+        self.allow_single_cluster = allow_single_cluster
+        self.capacity = capacity
+        self.knn = knn
+        self.backend = backend
+        self._cfg = None
         self._shift = None
         self._state = _empty_state(None)
+
+    # -- scikit-learn protocol ---------------------------------------------------------
+    def fit(self, X, y=None) -> "IncrementalHDBSCAN":
+        """Start a new stream holding the rows of ``X`` (ids 0 .. N-1); returns self."""
+        self._cfg, self._shift, self._state = None, None, _empty_state(None)
+        self.insert(X)
+        return self
+
+    def partial_fit(self, X, y=None) -> "IncrementalHDBSCAN":
+        """``insert(X)``; returns self."""
+        self.insert(X)
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self._cfg is not None
+
+    def _configured(self) -> _Config:
+        """The engine's parameters, validated and fixed on first use."""
+        if self._cfg is None:
+            p = validate_params(self, self._parameter_constraints)
+            ms = p["min_cluster_size"] if p["min_samples"] is None else p["min_samples"]
+            get_backend(p["backend"])  # an ImportError now, not in the middle of an update
+            self._cfg = _Config(p["min_cluster_size"], ms, p["cluster_selection_method"],
+                                p["allow_single_cluster"], p["capacity"], p["knn"], p["backend"])
+        return self._cfg
+
+    @property
+    def _stages(self):
+        return stages_of(get_backend(self._cfg.backend))
 
     # -- public verbs ------------------------------------------------------------------
     def insert(self, X) -> np.ndarray:
@@ -176,8 +235,9 @@ class IncrementalHDBSCAN:
         -------
         int64 ndarray [B]: the ids given to the rows (consecutive, never reused)
         """
+        cfg = self._configured()
         state = self._state
-        points = as_points(X, n_features=state.X.shape[1] if state.next_id > 0 else None)
+        points = check_points(self, X, reset=state.next_id == 0)
         new_ids = np.arange(state.next_id, state.next_id + points.shape[0], dtype=np.int64)
         if self._shift is None:
             # FAISS works on points minus this fixed shift (float32 precision near the data).
@@ -185,9 +245,9 @@ class IncrementalHDBSCAN:
                 shift = points.mean(axis=0)
             # Rows so far out that their mean overflows are rebuilt, never repaired.
             self._shift = shift if np.isfinite(shift).all() else np.zeros(points.shape[1])
-        if self.capacity is not None:
-            points, kept_ids = points[-self.capacity:], new_ids[-self.capacity:]
-            overflow = state.ids.size + points.shape[0] - self.capacity
+        if cfg.capacity is not None:
+            points, kept_ids = points[-cfg.capacity:], new_ids[-cfg.capacity:]
+            overflow = state.ids.size + points.shape[0] - cfg.capacity
             if overflow > 0:
                 state = self._without(state, np.arange(state.ids.size) < overflow)
         else:
@@ -275,16 +335,16 @@ class IncrementalHDBSCAN:
         all_ids = np.concatenate([state.ids, ids])
         magnitude = np.concatenate([state.magnitude, self._magnitude(points)])
         state = replace(state, magnitude=magnitude)
-        k = effective_k(self.min_samples, X.shape[0])
-        if n_old - 1 < self.min_samples or points.shape[0] >= n_old or not self._repairable(magnitude):
+        k = effective_k(self._cfg.min_samples, X.shape[0])
+        if n_old - 1 < self._cfg.min_samples or points.shape[0] >= n_old or not self._repairable(magnitude):
             # k grows while N <= min_samples, a batch as large as the memory is cheaper to
             # rebuild than to merge, and far rows (see _repairable) take the batch path.
             return _with_graph(state, X, all_ids, full_graph(self._stages, X, k))
-        if self.backend == "cpp":
+        if self._cfg.backend == "cpp":
             # Native repair: kd-tree searches are exact, so ``knn`` does not change the path.
             graph = _native().incremental_insert(X, n_old, state.knn_index, state.knn_dist, state.mst)
             return _with_graph(state, X, all_ids, graph)
-        search = make_search(self.knn, self._shift)
+        search = make_search(self._cfg.knn, self._shift)
         kern = _kernels()
         new_index, new_dist = search.knn_of_rows(X, np.arange(n_old, X.shape[0]), k)
         rev_index, rev_dist = search.closer_new_points(X, n_old, state.core, k)
@@ -307,18 +367,18 @@ class IncrementalHDBSCAN:
             return replace(_empty_state(state.X.shape[1]), next_id=state.next_id,
                            next_label=state.next_label, labels=state.labels[keep])
         state = replace(state, magnitude=state.magnitude[keep])
-        k = effective_k(self.min_samples, n)
-        if n - 1 < self.min_samples or not self._repairable(state.magnitude):
+        k = effective_k(self._cfg.min_samples, n)
+        if n - 1 < self._cfg.min_samples or not self._repairable(state.magnitude):
             return _with_graph(state, X, ids, full_graph(self._stages, X, k), labels=state.labels[keep])
         position = np.cumsum(keep) - 1
         stale = gone[state.knn_index[keep]].any(axis=1)
         knn_index = position[state.knn_index[keep]]
         knn_dist = state.knn_dist[keep]
         rows = np.flatnonzero(stale)
-        if rows.size and self.backend == "cpp":
+        if rows.size and self._cfg.backend == "cpp":
             knn_index[rows], knn_dist[rows] = _native().knn_of_rows(X, rows, k)
         elif rows.size:
-            search = make_search(self.knn, self._shift)
+            search = make_search(self._cfg.knn, self._shift)
             knn_index[rows], knn_dist[rows] = search.knn_of_rows(X, rows, k)
         core = np.ascontiguousarray(knn_dist[:, -1])
         forest = kept_after_removal(X, state.mst, keep, state.core, core)
@@ -341,7 +401,7 @@ class IncrementalHDBSCAN:
         """
         if magnitude.size == 0:
             return True
-        limit = (_FLOAT32_SAFE_MAGNITUDE if self.backend == "numba" else _FLOAT64_SAFE_MAGNITUDE)
+        limit = (_FLOAT32_SAFE_MAGNITUDE if self._cfg.backend == "numba" else _FLOAT64_SAFE_MAGNITUDE)
         return bool(magnitude.max() <= limit / np.sqrt(self._shift.shape[0]))
 
     def _commit(self, state: _State) -> None:
@@ -349,9 +409,9 @@ class IncrementalHDBSCAN:
         n = state.ids.size
         if n >= 2:
             linkage = self._stages.single_linkage(state.mst, n)
-            condensed = self._stages.condense_tree(linkage, n, self.min_cluster_size)
+            condensed = self._stages.condense_tree(linkage, n, self._cfg.min_cluster_size)
             raw, probabilities, _ = self._stages.select_clusters(
-                condensed, n, self.cluster_selection_method, self.allow_single_cluster, 0.0)
+                condensed, n, self._cfg.cluster_selection_method, self._cfg.allow_single_cluster, 0.0)
         else:
             condensed = np.empty(0, CONDENSED)
             raw, probabilities = np.full(n, -1, np.int64), np.zeros(n)

@@ -239,10 +239,10 @@ def test_sklearn_protocol():
     params = model.get_params()
     assert params == dict(min_cluster_size=7, min_samples=3, cluster_selection_method="leaf",
                           allow_single_cluster=True, cluster_selection_epsilon=0.5,
-                          backend="numba", n_threads=2)
+                          prediction_data=False, backend="numba", n_threads=2)
     copy = clone(model)
     assert copy is not model and copy.get_params() == params
     assert model.set_params(min_cluster_size=9) is model and model.min_cluster_size == 9
-    with pytest.raises(ValueError, match="unknown parameter 'bogus'"):
+    with pytest.raises(ValueError, match="Invalid parameter 'bogus' for estimator HDBSCAN"):
         model.set_params(bogus=1)
     assert "min_cluster_size=9" in repr(model)

@@ -141,7 +141,7 @@ def state_of(model):
 @pytest.mark.parametrize("bad, match", [
     (lambda X: X.__setitem__((3, 1), np.nan) or X, "NaN or Inf"),
     (lambda X: X.__setitem__((0, 0), np.inf) or X, "NaN or Inf"),
-    (lambda X: X[:, :3], "features, expected 4"),
+    (lambda X: X[:, :3], "X has 3 features, but IncrementalHDBSCAN is expecting 4 features"),
     (lambda X: X[0], "2-dimensional"),
 ])
 def test_bad_batch_leaves_state_unchanged(bad, match):

@@ -57,12 +57,16 @@ def test_memory_options_beyond_the_native_integers(name, value, message):
 
 def test_estimators_refuse_integers_beyond_int64():
     X = np.random.default_rng(0).normal(size=(10, 2))
-    with pytest.raises(ValueError, match="min_cluster_size must be <= 9223372036854775807"):
+    # scikit-learn's wording; estimators check their parameters when fitted, not built.
+    with pytest.raises(ValueError, match=r"'min_cluster_size' parameter of HDBSCAN must be an int "
+                                         r"in the range \[2, 9223372036854775807\]"):
         HDBSCAN(min_cluster_size=2**63).fit(X)
-    with pytest.raises(ValueError, match="n_threads must be <= 2147483647"):
+    with pytest.raises(ValueError, match=r"'n_threads' parameter of HDBSCAN must be an int in "
+                                         r"the range \[0, 2147483647\]"):
         HDBSCAN(n_threads=2**40).fit(X)
-    with pytest.raises(ValueError, match="capacity must be <= 9223372036854775807"):
-        IncrementalHDBSCAN(capacity=2**63)
+    with pytest.raises(ValueError, match=r"'capacity' parameter of IncrementalHDBSCAN must be an "
+                                         r"int in the range \[1, 9223372036854775807\] or None"):
+        IncrementalHDBSCAN(capacity=2**63).insert(X)
     # The largest values are accepted and behave as "no limit".
     model = IncrementalHDBSCAN(min_cluster_size=2, capacity=2**63 - 1)
     model.insert(X)
