@@ -164,8 +164,11 @@ class IncrementalHDBSCAN(ClusterMixin, EstimatorBase):
     labels_ : int64 ndarray [N], stable cluster label per live point (-1 noise)
     probabilities_ : float64 ndarray [N]
     cluster_sizes_ : dict {label: number of points}
-    condensed_tree_ : CONDENSED ndarray; points are positions in ``ids_``
-    minimum_spanning_tree_ : float64 ndarray [N-1, 3], columns u, v (positions), weight
+    condensed_tree_ : :class:`medscore.trees.CondensedTree` (a CONDENSED ndarray); points
+        are positions in ``ids_``
+    minimum_spanning_tree_ : :class:`medscore.trees.MinimumSpanningTree` (float64 ndarray
+        [N-1, 3], columns u, v (positions), weight)
+    outlier_scores_ : float64 ndarray [N], GLOSH scores of the live points
     core_distances_ : float64 ndarray [N]
     n_features_in_ : int
     feature_names_in_ : object ndarray [D], when first fed a DataFrame with string column names
@@ -307,7 +310,16 @@ class IncrementalHDBSCAN(ClusterMixin, EstimatorBase):
 
     @property
     def condensed_tree_(self) -> np.ndarray:
-        return self._state.condensed
+        from .trees import CondensedTree
+
+        return CondensedTree(self._state.condensed)
+
+    @property
+    def outlier_scores_(self) -> np.ndarray:
+        """float64 [N]: GLOSH outlier scores of the live points (as a batch refit's)."""
+        from .prediction import outlier_scores
+
+        return outlier_scores(self._state.condensed, self._state.ids.size)
 
     @property
     def core_distances_(self) -> np.ndarray:
@@ -315,9 +327,12 @@ class IncrementalHDBSCAN(ClusterMixin, EstimatorBase):
 
     @property
     def minimum_spanning_tree_(self) -> np.ndarray:
+        from .trees import MinimumSpanningTree
+
         mst = self._state.mst
-        return np.column_stack([mst["u"].astype(np.float64), mst["v"].astype(np.float64),
-                                mst["weight"]]).reshape(-1, 3)
+        return MinimumSpanningTree(np.column_stack(
+            [mst["u"].astype(np.float64), mst["v"].astype(np.float64), mst["weight"]]),
+            data=self._state.X)
 
     @property
     def cluster_sizes_(self) -> dict:

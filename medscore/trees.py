@@ -128,7 +128,7 @@ class CondensedTree(_TreeArray):
         if select_clusters:
             for label, cluster in enumerate(self.selected.tolist()):
                 x, top, bottom, width = layout.extent[cluster]
-                ax.add_patch(Ellipse((x, (top + bottom) / 2), width * 1.4, (bottom - top) * 1.3,
+                ax.add_patch(Ellipse((x, (top + bottom) / 2), width * 1.2, (bottom - top) * 1.15,
                                      fill=False, edgecolor="red", linewidth=2))
                 if label_clusters:
                     ax.annotate(str(label), (x, top), ha="center", va="bottom", color="red")
@@ -306,14 +306,20 @@ def _icicle_layout(tree: np.ndarray, leaf_separation: float, max_rects: int) -> 
     x = np.zeros(info.n_clusters)
     next_x = [0.0]
 
+    # Leaves side by side, each as wide as its cluster, ``leaf_separation`` twentieths of
+    # the data set apart.
+    gap = leaf_separation * float(info.size[0]) / 20.0
+
     def place(c):  # depth-first; the cluster tree is shallow (depth <= N / min_cluster_size)
         if not kids[c]:
-            x[c] = next_x[0]
-            next_x[0] += leaf_separation
+            x[c] = next_x[0] + info.size[c] / 2.0
+            next_x[0] += float(info.size[c]) + gap
             return
         for k in kids[c]:
             place(k)
-        x[c] = np.mean([x[k] for k in kids[c]])
+        left = min(x[k] - info.size[k] / 2.0 for k in kids[c])
+        right = max(x[k] + info.size[k] / 2.0 for k in kids[c])
+        x[c] = (left + right) / 2.0  # centred over the span of its children
 
     place(0)
     rows_of = np.argsort(tree["parent"], kind="stable")
@@ -336,8 +342,8 @@ def _icicle_layout(tree: np.ndarray, leaf_separation: float, max_rects: int) -> 
         if kids[c]:
             out.hlines.append((min(x[k] for k in kids[c]), max(x[k] for k in kids[c]),
                                float(min(info.birth[kids[c][0]], cap))))
-    width = max(float(info.size[0]), 1.0)
-    out.xlim = (float(x.min()) - width / 2 - leaf_separation, float(x.max()) + width / 2 + leaf_separation)
+    half = max(float(info.size[0]), 1.0) / 2.0
+    out.xlim = (min(0.0, float(x[0]) - half) - gap, max(next_x[0], float(x[0]) + half))
     out.ylim = (0.0, cap * 1.05 if cap > 0 else 1.0)
     return out
 
