@@ -316,11 +316,18 @@ def _drop_bare_brace(tokenizer, ids, answer, marker: str):
         return answer
     tokens = ids[rows, answer[rows]].tolist()
     before = ids[rows, answer[rows] - 1].tolist()
-    bare = [marker.endswith(tokenizer.decode([t])) and not tokenizer.decode([p]).endswith(marker[-1])
-            for t, p in zip(tokens, before)]
+    texts = _decode_each(tokenizer, tokens + before)
+    bare = [marker.endswith(t) and not p.endswith(marker[-1]) for t, p in zip(texts[:len(rows)], texts[len(rows):])]
     keep = torch.ones_like(answer, dtype=torch.bool)
     keep[[r for r, b in zip(rows, bare) if b]] = False
     return torch.where(keep, answer, -1)
+
+
+def _decode_each(tokenizer, ids: list) -> list:
+    """The text of each token id (one batched call where the tokenizer has one)."""
+    if hasattr(tokenizer, "batch_decode"):
+        return list(tokenizer.batch_decode([[t] for t in ids]))
+    return [tokenizer.decode([t]) for t in ids]
 
 
 def locate_answers(tokenizer, prompt_ids, prompt_mask, response_ids, response_mask, *, rule: str = "robust",

@@ -137,3 +137,35 @@ def test_paper_marker_rule_in_veRLs_layout():
     index, target = answer_locations(Data, tuple(ids), tokenizer, rule="paper")
     assert [tokenizer.decode([t]) for t in target.tolist()] == ["5", "1"]  # the last exact ids: "\\boxed{1"
     assert index.tolist()[1] == 2 + 3  # two prompt tokens, then "\\", "boxed", "{"
+
+
+@pytest.mark.filterwarnings("ignore:.* engine is not available:UserWarning")
+@pytest.mark.parametrize("bf16", [False, True])
+def test_worker_hook_reads_before_the_answer_and_passes_the_bf16_option(bf16):
+    from verl.workers.utils.padding import left_right_2_no_padding
+
+    from medscore.integrations.verl import (BF16_META, FINGERPRINT_KEY, INDEX_KEY, LAYERS_META, TARGET_KEY,
+                                            install_fingerprint_hook)
+    from test_integration_verl import MARKER, PackedEngine
+    from tiny_lm import tiny_qwen2
+
+    model = tiny_qwen2(64, seed=3)
+    data = make_batch([0] * 4, np.ones((4, 14)), prompt_lens=[2, 6, 4, 3], response_lens=[8, 5, 6, 8])
+    data.batch.pop(FINGERPRINT_KEY)
+    index, target = answer_locations(data, [MARKER])
+    data.batch[INDEX_KEY], data.batch[TARGET_KEY] = index, target
+    data.meta_info.update({LAYERS_META: "last:2", BF16_META: bf16, "use_remove_padding": True})
+    td = left_right_2_no_padding(data.to_tensordict())
+    engine = PackedEngine(model)
+    install_fingerprint_hook(engine)
+    fps = engine.forward_step(td, None, True)[1]["model_output"][FINGERPRINT_KEY]
+    unembed = model.get_output_embeddings().weight
+    for row, seq in enumerate(td["input_ids"].unbind()):
+        with torch.no_grad():
+            hidden = model(input_ids=seq[None], output_hidden_states=True).hidden_states
+        want = torch.stack([hidden[i][0, index[row] - 1] @ unembed[target[row]] for i in (3, 4)])
+        # bf16 rounds both vectors first: small logits move by a few bf16 steps of the products.
+        tolerance = dict(rtol=2 ** -6, atol=1e-3) if bf16 else dict(rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(fps[row], want, **tolerance)
+    # bf16: every value is a bf16 number, as lm_head's under bf16 autocast; float32: not all are.
+    assert torch.equal(fps, fps.bfloat16().float()) == bf16
