@@ -156,7 +156,8 @@ def _smollm2_calls(model, ids, positions, targets, mask) -> dict:
     def reference():
         hidden = model(input_ids=ids, output_hidden_states=True).hidden_states
         rows = ids.new_tensor(range(ids.shape[0]))
-        return [model.lm_head(h)[rows, positions, targets] for h in hidden[first + 1:]]
+        # Read where capture reads by default: the token before the answer, which predicts it.
+        return [model.lm_head(h)[rows, positions - 1, targets] for h in hidden[first + 1:]]
 
     return {"plain forward": plain, "capture answer (medscore)": capture_answer,
             "capture pooled K=64 (medscore)": capture_pooled,
