@@ -3,9 +3,10 @@
 Each integration is a thin adapter: it imports its trainer lazily (importing
 ``medscore.integrations`` imports no trainer), takes fingerprints in a forward the trainer
 already runs (or one no-grad forward where it runs none), keys the memory by a stable
-prompt id, and subtracts the penalties of :meth:`medscore.Memory.penalize` from the
-sequence reward before the group normalisation. ``docs/integrations.md`` lists the
-configuration keys.
+prompt id, and shapes the sequence reward with the penalties of
+:meth:`medscore.Memory.penalize` (``- p`` wrong, ``/ (1 + p)`` correct when targeted)
+before the group normalisation. ``docs/integrations.md`` lists the configuration keys,
+including the paper configuration.
 
 - :mod:`medscore.integrations.verl`: ``meds_trainer_class``, ``meds_worker_class``,
   :func:`~medscore.integrations.verl.apply_penalties`.
