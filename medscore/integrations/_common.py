@@ -77,6 +77,10 @@ class MedsConfig:
     on_no_answer : {"warn", "error"}
         What to do when no rollout of a step has an answer marker (no fingerprint, so no
         penalty at all): warn every time, or raise.
+    on_missing_memory : {"error", "empty"}
+        Resuming from a trainer checkpoint that holds no memory file (one written without
+        MEDS, or by a run whose memory save failed): raise, or warn and start from an empty
+        memory.
     """
 
     enable: bool = True
@@ -94,6 +98,7 @@ class MedsConfig:
     placement: str | None = None
     reward_index: int = 0
     on_no_answer: str = "warn"
+    on_missing_memory: str = "error"
 
     def __post_init__(self):
         from medscore._answer_markers import MARKER_RULES
@@ -104,6 +109,7 @@ class MedsConfig:
         _check_choice("key", self.key, (None, *KEY_RULES))
         _check_choice("penalty_target", self.penalty_target, PENALTY_TARGETS)
         _check_choice("placement", self.placement, (None, *PLACEMENTS))
+        _check_choice("on_missing_memory", self.on_missing_memory, ("error", "empty"))
         if not isinstance(self.bf16, bool):
             raise TypeError(f"bf16 must be a bool, got {self.bf16!r}")
 
@@ -119,6 +125,10 @@ class MedsConfig:
             return cls()
         if isinstance(mapping, cls):
             return mapping
+        if hasattr(mapping, "_get_flag"):  # an OmegaConf node: plain containers, interpolations resolved
+            from omegaconf import OmegaConf
+
+            mapping = OmegaConf.to_container(mapping, resolve=True)
         items = dict(mapping.items())
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(items) - names)
@@ -137,6 +147,57 @@ class MedsConfig:
             raise ValueError(f"penalty_target={self.penalty_target!r} and memory_kwargs target="
                              f"{options['target']!r} disagree; set penalty_target only")
         return Memory(preset=self.preset, **options)
+
+
+def save_checkpoint_memory(memory, folder) -> str:
+    """Write ``memory`` as ``folder/MEMORY_FILE`` (atomically: a temporary file renamed) and
+    return the path. Trainers call it before they write their own "latest checkpoint"
+    marker, so a checkpoint that a resume can find always has its memory."""
+    import os
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, MEMORY_FILE)
+    memory.save(path)
+    return path
+
+
+def load_checkpoint_memory(memory, folder, policy: str = "error", where: str = "medscore") -> bool:
+    """Load ``folder/MEMORY_FILE`` into ``memory`` (a ``Memory`` or a ``RemoteMemory``).
+
+    Parameters
+    ----------
+    memory : medscore.Memory or medscore.integrations.ray.RemoteMemory
+    folder : str, the trainer's checkpoint folder
+    policy : {"error", "empty"}, what to do when the folder has no memory file
+    where : str, names the trainer in messages
+
+    Returns
+    -------
+    bool: True when a memory was loaded.
+
+    Raises
+    ------
+    FileNotFoundError
+        With ``policy="error"`` when the checkpoint holds no memory file.
+    """
+    import os
+
+    path = os.path.join(folder, MEMORY_FILE)
+    if not os.path.exists(path):
+        message = (f"{where}: resuming from {folder}, which holds no MEDS memory ({MEMORY_FILE}); "
+                   "resume from a checkpoint written with medscore, or set medscore option "
+                   "on_missing_memory='empty' to start from an empty memory")
+        if policy == "error":
+            raise FileNotFoundError(message)
+        warnings.warn(message.split(";")[0] + ": starting from an empty memory", RuntimeWarning, stacklevel=2)
+        return False
+    from medscore.memory import Memory
+
+    if isinstance(memory, Memory):
+        memory.load_state_dict(Memory.load(path).state_dict())
+    else:  # RemoteMemory: a manifest naming one file per shard
+        memory.load(path)
+    return True
 
 
 def _check_choice(name: str, value, choices) -> None:

@@ -1,0 +1,84 @@
+"""Worker side of MEDS in veRL: fingerprints taken inside the actor's no-grad log-prob forward.
+
+The hook wraps the actor engine's ``forward_step``. In forward-only micro-batches that carry
+answer locations (``medscore_answer_index``/``medscore_answer_target``) and the layer
+selection (``medscore_layers``, set by the MEDS trainers only around the actor's
+``compute_log_prob``), the model's own forward runs inside ``medscore.capture`` and
+``medscore_fingerprints`` joins the micro-batch's model output. veRL's
+``postprocess_batch_func`` then concatenates micro-batches and undoes the dynamic-batch
+reordering exactly as for the log-probs; the V1 trainer's TransferQueue bridge stores it
+with them. No extra forward pass.
+"""
+from __future__ import annotations
+
+import functools
+
+from .._common import require, run_with_capture
+from ._shaping import BF16_META, FINGERPRINT_KEY, INDEX_KEY, LAYERS_META, TARGET_KEY
+
+
+def install_fingerprint_hook(engine) -> None:
+    """Wrap ``engine.forward_step`` so forward-only micro-batches carrying answer locations
+    also return fingerprints (``medscore_fingerprints`` float32 [b, L] in the model output).
+
+    Works on veRL engines whose ``forward_step(micro_batch, loss_function, forward_only)``
+    returns ``(loss, {"model_output": {...}, ...})`` (FSDP/FSDP2 engines of veRL 0.9).
+    Micro-batches without ``medscore_layers`` (the reference model's forward when it shares
+    the actor's engine, validation) run unchanged.
+    """
+    if getattr(engine, "_medscore_hooked", False):
+        return
+    original = engine.forward_step
+
+    @functools.wraps(original)
+    def forward_step(micro_batch, loss_function, forward_only):
+        if not forward_only or INDEX_KEY not in micro_batch.keys() or _layers(micro_batch) is None:
+            return original(micro_batch, loss_function, forward_only)
+        return _forward_with_fingerprints(engine, original, micro_batch, loss_function)
+
+    engine.forward_step = forward_step
+    engine._medscore_hooked = True
+
+
+def _layers(micro_batch):
+    tu = require("verl.utils.tensordict_utils", "verl")
+    return tu.get_non_tensor_data(data=micro_batch, key=LAYERS_META, default=None)
+
+
+def _forward_with_fingerprints(engine, original, micro_batch, loss_function):
+    tu = require("verl.utils.tensordict_utils", "verl")
+    positions = micro_batch[INDEX_KEY].long()
+    targets = micro_batch[TARGET_KEY].long()
+    bf16 = bool(tu.get_non_tensor_data(data=micro_batch, key=BF16_META, default=False))
+    packed = tu.get_non_tensor_data(data=micro_batch, key="use_remove_padding", default=True)
+    input_ids = micro_batch["input_ids"]
+    cu_seqlens = input_ids.offsets().long() if packed and input_ids.is_nested else None
+    (loss, output), fingerprints = run_with_capture(
+        engine.module, lambda: original(micro_batch, loss_function, True),
+        positions, targets, _layers(micro_batch), cu_seqlens=cu_seqlens, bf16=bf16)
+    output.setdefault("model_output", {})[FINGERPRINT_KEY] = fingerprints.detach().float()
+    return loss, output
+
+
+def meds_worker_class(base=None):
+    """A subclass of veRL's ``ActorRolloutRefWorker`` (or of ``base``) whose actor engine
+    takes fingerprints in ``compute_log_prob``'s forward.
+
+    The MEDS trainers put it in their role-worker mapping themselves; a custom TaskRunner
+    uses it in place of the plain worker.
+    """
+    require("verl", "verl")
+    from verl.single_controller.base.decorator import Dispatch, register
+
+    if base is None:
+        from verl.workers.engine_workers import ActorRolloutRefWorker as base
+
+    class MedsActorRolloutRefWorker(base):
+        @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+        def init_model(self):
+            super().init_model()
+            if getattr(self, "actor", None) is not None:
+                install_fingerprint_hook(self.actor.engine)
+
+    MedsActorRolloutRefWorker.__qualname__ = f"Meds{base.__name__}"
+    return MedsActorRolloutRefWorker
