@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -160,7 +161,8 @@ def _train_arm(bench, arm, model, tokenizer, train, held_out, sizes) -> dict:
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
                                                  target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     batch = sizes["prompts_per_step"] * sizes["generations"]
-    args = GRPOConfig(output_dir=str(bench.out_dir / f"training_{arm}"), per_device_train_batch_size=batch,
+    # Nothing is saved (save_strategy "no"); the Trainer still wants a folder.
+    args = GRPOConfig(output_dir=tempfile.mkdtemp(prefix=f"medscore-training-{arm}-"), per_device_train_batch_size=batch,
                       num_generations=sizes["generations"], max_completion_length=sizes["completion_tokens"],
                       max_steps=sizes["steps"], learning_rate=sizes["learning_rate"], beta=0.0, logging_steps=1,
                       report_to="none", use_cpu=True, seed=0, data_seed=0, disable_tqdm=True, save_strategy="no",
