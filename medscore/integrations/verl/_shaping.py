@@ -236,5 +236,6 @@ def pad_rows(rows, pad: int, left: bool):
 
 
 def unbind_rows(value) -> list:
-    """Rows of a nested (jagged) or dense [N, ...] Tensor as a list of Tensors."""
+    """Rows of a nested (jagged) or dense [N, ...] Tensor as a list of Tensors; the values of
+    any other per-row container (tensordict's ``LinkedList``, a ``NonTensorStack``) as a list."""
     return list(value.unbind()) if getattr(value, "is_nested", False) else list(value)

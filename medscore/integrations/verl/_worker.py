@@ -47,8 +47,7 @@ def _layers(micro_batch):
 
 def _forward_with_fingerprints(engine, original, micro_batch, loss_function):
     tu = require("verl.utils.tensordict_utils", "verl")
-    positions = micro_batch[INDEX_KEY].long()
-    targets = micro_batch[TARGET_KEY].long()
+    positions, targets = _column(micro_batch[INDEX_KEY]), _column(micro_batch[TARGET_KEY])
     bf16 = bool(tu.get_non_tensor_data(data=micro_batch, key=BF16_META, default=False))
     packed = tu.get_non_tensor_data(data=micro_batch, key="use_remove_padding", default=True)
     input_ids = micro_batch["input_ids"]
@@ -58,6 +57,17 @@ def _forward_with_fingerprints(engine, original, micro_batch, loss_function):
         positions, targets, _layers(micro_batch), cu_seqlens=cu_seqlens, bf16=bf16)
     output.setdefault("model_output", {})[FINGERPRINT_KEY] = fingerprints.detach().float()
     return loss, output
+
+
+def _column(value):
+    """int64 [b] from a per-row scalar field: dense [b], or nested [b, 1] as the V1 trainer's
+    TransferQueue hands every tensor field back."""
+    if getattr(value, "is_nested", False):
+        lengths = value.offsets().diff()
+        if not bool((lengths == 1).all()):
+            raise ValueError(f"expected one answer position per row, got rows of lengths {lengths.tolist()}")
+        value = value.values()
+    return value.reshape(-1).long()
 
 
 def meds_worker_class(base=None):

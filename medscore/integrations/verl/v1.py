@@ -118,6 +118,8 @@ class MedsV1TrainerMixin:
         index[padding], target[padding] = -1, 0  # veRL's synthetic rows for divisibility
         tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id,
                         fields=TensorDict({INDEX_KEY: index, TARGET_KEY: target}, batch_size=[len(index)]))
+        if batch.fields is not None:  # a batch that names its fields hands the worker those only
+            batch.fields = [*batch.fields, *(f for f in (INDEX_KEY, TARGET_KEY) if f not in batch.fields)]
 
     # -- penalties -------------------------------------------------------------------------
 
@@ -194,8 +196,8 @@ def read_rows(batch, config: MedsConfig) -> dict:
     fingerprints = torch.stack(unbind_rows(fingerprints)).float() if fingerprints.is_nested else fingerprints.float()
     fingerprints[torch.as_tensor(_padding_rows(batch))] = float("nan")
     n = len(batch.keys)
-    infos = list(data["extra_info"].tolist()) if "extra_info" in data.keys() else [None] * n
-    return {"uid": list(data["uid"].tolist()), "prompts": unbind_rows(data["prompts"]),
+    infos = unbind_rows(data["extra_info"]) if "extra_info" in data.keys() else [None] * n
+    return {"uid": unbind_rows(data["uid"]), "prompts": unbind_rows(data["prompts"]),
             "rm_scores": unbind_rows(data["rm_scores"]), "fingerprints": fingerprints, "infos": infos,
             "acc": _correct_field(data, config.correct_field, n)}
 
@@ -206,10 +208,10 @@ def _correct_field(data, field, n: int):
     if not field:
         return None
     if field in data.keys():
-        return np.asarray(list(data[field].tolist()), dtype=np.float64)
+        return np.asarray([float(np.asarray(v).reshape(-1)[0]) for v in unbind_rows(data[field])], dtype=np.float64)
     if "extra_fields" not in data.keys():
         return None
-    extras = [e.get("reward_extra_info", {}) if isinstance(e, dict) else {} for e in data["extra_fields"].tolist()]
+    extras = [e.get("reward_extra_info", {}) if isinstance(e, dict) else {} for e in unbind_rows(data["extra_fields"])]
     if len(extras) != n or not all(field in e for e in extras):
         return None
     return np.asarray([e[field] for e in extras], dtype=np.float64)
