@@ -19,8 +19,10 @@ MEDS reference's position: the marker's last token).
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
+from . import _sharded
 from . import fingerprint as fp
 from ._validation import check_choice, check_int
 
@@ -103,7 +105,8 @@ class capture:
 
     Parameters
     ----------
-    model : a Hugging Face causal LM (Llama, Qwen2, Qwen3, SmolLM, Mistral families, ...)
+    model : a Hugging Face causal LM (Llama, Qwen2, Qwen3, SmolLM, Mistral families, ...),
+        plain or sharded (FSDP1, FSDP2, DeepSpeed ZeRO-3; see "Sharded models" below)
     layers : int, list of int, "last:N", "upper_half" or "all"
         Which layers to read (see the module docstring for what a layer index means).
     mode : {"answer", "pooled"}
@@ -129,6 +132,18 @@ class capture:
         ``torch.autocast(dtype=torch.bfloat16)`` (bf16 inputs, fp32 sum, bf16-rounded
         result, stored as float32), as in the MEDS reference's bf16 actor forward. Uses
         the torch path (B x L dot products).
+
+    Notes
+    -----
+    Sharded models (``self.sharding`` names the scheme; ``self.deferred`` is True): outside
+    the forward of the unit that owns it, the unembedding is a shard or a freed buffer. In
+    answer mode each layer's hook then keeps only its ``[B, H]`` hidden rows at the read
+    positions, and the dot products are taken where the weight is whole: in the final
+    norm's forward hook when the unembedding is whole there (the norm and ``lm_head`` in
+    one FSDP unit), else in ``lm_head``'s forward pre-hook, after the sharding gathered it.
+    The arithmetic is that of the unsharded path (same kernel or torch expression on the
+    same rows), so equal hidden states give bit-identical fingerprints. Megatron-Core models
+    and tensor parallelism raise ``ValueError`` (:func:`medscore._sharded.detect_sharding`).
     """
 
     def __init__(self, model, layers="last:14", mode="answer", positions=None, target_ids=None,
@@ -147,17 +162,29 @@ class capture:
             self.final_norm_module if i == self.n_model_layers - 1 else decoder_layers[i]
             for i in self.layer_indices
         ]
-        final_norm = fp.as_final_norm(self.final_norm_module)
-        self.norm = final_norm if norm else None
-        self.unembed = _output_embedding_weight(model)
+        self.sharding = _sharded.detect_sharding(model)
+        self._unembed_module, self.vocab_size, self.hidden_size = _sharded.output_embedding(model)
+        weight = self._unembed_module.weight
+        # Deferred also for an unknown scheme whose placeholder weight shows it is sharded.
+        self.deferred = self.sharding is not None or not _sharded.is_whole(
+            weight, (self.vocab_size, self.hidden_size))
+        self._norm_module = _sharded.inner_module(self.final_norm_module)
+        self._wants_norm = bool(norm)
+        if self.deferred:
+            fp.final_norm_kind(self._norm_module)  # its weight is read inside the forward
+            self.norm, self.unembed = None, None
+        else:
+            final_norm = fp.as_final_norm(self.final_norm_module)
+            self.norm, self.unembed = (final_norm if norm else None), weight
         if self.mode == "pooled":
-            if projection is None or projection.ndim != 2 or projection.shape[0] != self.unembed.shape[1]:
+            if projection is None or projection.ndim != 2 or projection.shape[0] != self.hidden_size:
                 raise ValueError(
-                    f"mode='pooled' needs projection [H, K] with H = {self.unembed.shape[1]}, "
+                    f"mode='pooled' needs projection [H, K] with H = {self.hidden_size}, "
                     f"got {None if projection is None else tuple(projection.shape)}"
                 )
             self.projection = projection.detach().float()
         self._handles, self._targets, self._out, self._written = [], None, None, set()
+        self._kept, self._norm_now = {}, None
         if positions is not None or target_ids is not None:
             self.set_targets(positions, target_ids, cu_seqlens=cu_seqlens)
         if mask is not None:
@@ -172,13 +199,14 @@ class capture:
             raise ValueError("set_targets is for mode='answer'; use set_mask in mode='pooled'")
         if positions is None or target_ids is None:
             raise ValueError("set_targets needs both positions and target_ids")
-        device = self.unembed.device
+        device = None if self.deferred else self.unembed.device
         pos = torch.as_tensor(positions, device=device)
         if pos.dtype.is_floating_point or pos.ndim != 1:
             raise ValueError(f"positions must be an int [B] tensor, got {tuple(pos.shape)} {pos.dtype}")
         pos = pos.long()
-        tgt = fp.check_targets(target_ids, pos.numel(), self.unembed.shape[0], device)
-        rows = self.unembed.detach()[tgt]
+        tgt = fp.check_targets(target_ids, pos.numel(), self.vocab_size, pos.device)
+        # Sharded: the rows are read in the forward, where the weight is whole.
+        rows = None if self.deferred else self.unembed.detach()[tgt]
         self._targets = {"positions": pos, "target_ids": tgt, "rows": rows,
                          "cu_seqlens": cu_seqlens, "checked_for": None}
 
@@ -196,7 +224,14 @@ class capture:
         # The first decoder layer starts every forward, whichever wrapper the caller invokes.
         self._handles.append(self._first_layer.register_forward_pre_hook(self._on_forward_start))
         for slot, module in enumerate(self._modules):
-            self._handles.append(module.register_forward_hook(self._make_hook(slot)))
+            if not (self.deferred and module is self.final_norm_module):
+                self._handles.append(module.register_forward_hook(self._make_hook(slot)))
+        if self.deferred:
+            # prepend=True: before FSDP2's or ZeRO-3's own forward hook frees the norm's weights.
+            self._handles.append(self._norm_module.register_forward_hook(self._on_final_norm, prepend=True))
+            if self.mode == "answer":
+                # Appended: after the sharding's own pre-hook gathered the unembedding.
+                self._handles.append(self._unembed_module.register_forward_pre_hook(self._on_unembed))
         return self
 
     def __exit__(self, *exc):
@@ -207,7 +242,7 @@ class capture:
 
     def _on_forward_start(self, module, args):
         # A fresh output per forward: a caller may keep the previous micro-batch's tensor.
-        self._written, self._out = set(), None
+        self._written, self._out, self._kept, self._norm_now = set(), None, {}, None
 
     def _make_hook(self, slot: int):
         def hook(module, inputs, output):
@@ -222,18 +257,39 @@ class capture:
             raise RuntimeError(
                 "capture: the forward ran before set_targets/set_mask gave the answer positions"
             )
+        if self.deferred and _sharded.is_dtensor(hidden):
+            raise RuntimeError(
+                "capture: a decoder layer returned a DTensor (tensor or sequence parallelism); "
+                "medscore.capture needs each rank's whole hidden states"
+            )
         with torch.no_grad():
             layer, index = self._layer_and_index(hidden.detach())
             is_last = self.layer_indices[slot] == self.n_model_layers - 1
-            norm = None if is_last else self.norm  # the last layer is read after the final norm
-            kernels = fp._pick_backend(self.backend, layer, norm)
             if self._out is None:
                 self._out = self._new_output(index.start.numel(), layer.device)
+            if self.mode == "answer" and self.deferred:
+                self._kept[slot] = fp.read_rows(layer, index, self._targets["read"])
+                return  # written once the unembedding is whole (_finish)
+            norm = None if is_last else self._intermediate_norm()  # the last layer is read after the final norm
+            kernels = fp._pick_backend(self.backend, layer, norm)
             if self.mode == "answer":
                 self._record_answer(slot, layer, index, norm, kernels)
             else:
                 self._record_pooled(slot, layer, index, norm, kernels)
         self._written.add(slot)
+
+    def _intermediate_norm(self):
+        """The norm of the intermediate layers: fixed when unsharded, read now when sharded."""
+        if not self.deferred or not self._wants_norm:
+            return self.norm
+        weight = getattr(self._norm_module, "weight", None)
+        if weight is not None and not _sharded.is_whole(weight, (self.hidden_size,)):
+            raise RuntimeError(
+                f"capture: mode='pooled' with norm=True needs the final norm's weight while the "
+                f"decoder layers run, and this {self.sharding} model holds it only inside the "
+                "norm's own forward; use norm=False, or mode='answer'"
+            )
+        return fp.as_final_norm(self._norm_module)
 
     def _layer_and_index(self, hidden):
         """View the layer output as ``[B, T, H]`` (packed ``[1, N, H]``); validate once per shape."""
@@ -280,6 +336,62 @@ class capture:
         counts = fp._masked_counts(mask, index).to(sums.dtype).unsqueeze(1)
         self._out[:, slot] = (sums / counts) @ self.projection.to(sums.device)
 
+    # ------------------------------------------------------------------ sharded models
+
+    def _on_final_norm(self, module, inputs, output):
+        last = self.n_model_layers - 1
+        if last in self.layer_indices:
+            self._record(self.layer_indices.index(last), output[0] if isinstance(output, (tuple, list)) else output)
+        if self.mode != "answer":
+            return
+        if self._wants_norm:
+            # Inside the norm's forward its weight is whole under every scheme; a copy ([H])
+            # outlives the sharding's free of the gathered buffer.
+            norm = fp.as_final_norm(module)
+            self._norm_now = dataclasses.replace(
+                norm, weight=_copy(norm.weight), bias=_copy(norm.bias))
+        weight = self._unembed_module.weight
+        if _sharded.is_whole(weight, (self.vocab_size, self.hidden_size)):
+            self._finish(weight)  # e.g. a fused loss that reads lm_head.weight without calling lm_head
+
+    def _on_unembed(self, module, args):
+        if len(self._kept) < len(self._modules):
+            return  # finished at the final norm already, or no layer ran (nothing to do)
+        weight = module.weight
+        if not _sharded.is_whole(weight, (self.vocab_size, self.hidden_size)):
+            raise RuntimeError(
+                f"capture: the output embedding's weight is not whole even inside its own forward "
+                f"({type(weight).__name__} of shape {tuple(weight.shape)}): a vocabulary-parallel "
+                "output layer (tensor parallelism) is not supported"
+            )
+        self._finish(weight)
+
+    def _finish(self, weight) -> None:
+        """The deferred dot products: kept rows [B, H] per layer against the whole weight."""
+        torch = importlib.import_module("torch")
+        if len(self._kept) < len(self._modules):
+            return
+        if self._wants_norm and self._norm_now is None:
+            raise RuntimeError("capture: norm=True, but the final norm did not run before the unembedding")
+        read = self._targets["read"]
+        present, tgt = read >= 0, self._targets["target_ids"]
+        with torch.no_grad():
+            w = weight.detach()
+            rows = None
+            for slot, kept in sorted(self._kept.items()):
+                is_last = self.layer_indices[slot] == self.n_model_layers - 1
+                norm = None if is_last else self._norm_now
+                kernels = None if self.bf16 else fp._pick_backend(self.backend, kept, norm)
+                if kernels is not None:
+                    # The unsharded kernel on a [B, 1, H] "layer" of the kept rows: same sums.
+                    kernels.answer_logits([kept.unsqueeze(1)], fp.token_index(kept.unsqueeze(1)),
+                                          read.clamp(max=0), tgt, w, norm, self._out[:, slot:slot + 1])
+                else:
+                    rows = w[tgt.to(w.device)].to(kept.device) if rows is None else rows
+                    self._out[:, slot] = fp.dot_rows(fp.apply_final_norm(kept, norm), rows, present, self.bf16)
+                self._written.add(slot)
+        self._kept = {}
+
     # ------------------------------------------------------------------ results
 
     @property
@@ -290,19 +402,21 @@ class capture:
         ``RuntimeError`` when no forward (or an incomplete one) ran inside the context.
         """
         missing = [self.layer_indices[s] for s in range(len(self._modules)) if s not in self._written]
+        if self._out is not None and missing and len(self._kept) == len(self._modules):
+            raise RuntimeError(
+                f"capture: the forward kept layers {missing} but never reached the output embedding "
+                f"while its weight was whole ({self.sharding or 'sharded'} model): the dot products "
+                "are taken in lm_head's forward, or at the final norm when lm_head's weight is whole "
+                "there; a forward that reads lm_head.weight without calling lm_head needs lm_head "
+                "in the final norm's FSDP unit"
+            )
         if self._out is None or missing:
             raise RuntimeError(f"capture: no forward pass recorded layers {missing} yet")
         return self._out
 
 
-def _output_embedding_weight(model):
-    embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    weight = getattr(embeddings, "weight", None)
-    if weight is None or weight.ndim != 2:
-        raise ValueError(
-            f"unsupported model {type(model).__name__}: no output embedding (lm_head) weight [V, H]"
-        )
-    return weight
+def _copy(tensor):
+    return None if tensor is None else tensor.clone()
 
 
 __all__ = ["capture", "cu_seqlens_from_position_ids", "find_decoder_layers", "select_layers"]

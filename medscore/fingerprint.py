@@ -68,6 +68,22 @@ class FinalNorm:
     bias: Any = None
 
 
+def final_norm_kind(norm) -> str:
+    """``"layer"`` or ``"rms"`` for a supported norm module (see :func:`as_final_norm`).
+
+    Reads only the module's class, never its weight, so it also works on a sharded model
+    whose weight is a freed buffer outside the forward. Anything else raises ``TypeError``.
+    """
+    torch = _torch()
+    if isinstance(norm, torch.nn.LayerNorm):
+        return "layer"
+    if "RMSNorm" in type(norm).__name__:
+        return "rms"
+    raise TypeError(
+        f"norm must be None, a FinalNorm, torch.nn.LayerNorm or an RMSNorm module, got {type(norm).__name__}"
+    )
+
+
 def as_final_norm(norm) -> FinalNorm | None:
     """Return ``norm`` as a :class:`FinalNorm` (None, a FinalNorm, or a norm module).
 
@@ -78,23 +94,19 @@ def as_final_norm(norm) -> FinalNorm | None:
     if norm is None or isinstance(norm, FinalNorm):
         return norm
     torch = _torch()
+    kind = final_norm_kind(norm)
     weight = getattr(norm, "weight", None)
     weight = None if weight is None else weight.detach()
-    name = type(norm).__name__
-    if isinstance(norm, torch.nn.LayerNorm):
+    if kind == "layer":
         bias = None if norm.bias is None else norm.bias.detach()
         return FinalNorm("layer", float(norm.eps), weight, bias)
-    if "RMSNorm" in name:
-        eps = getattr(norm, "variance_epsilon", None)
-        eps = getattr(norm, "eps", None) if eps is None else eps
-        if eps is None:
-            eps = torch.finfo(torch.float32).eps  # torch.nn.RMSNorm's default for eps=None
-        if weight is not None and "Gemma" in name:
-            weight = 1.0 + weight.float()
-        return FinalNorm("rms", float(eps), weight)
-    raise TypeError(
-        f"norm must be None, a FinalNorm, torch.nn.LayerNorm or an RMSNorm module, got {name}"
-    )
+    eps = getattr(norm, "variance_epsilon", None)
+    eps = getattr(norm, "eps", None) if eps is None else eps
+    if eps is None:
+        eps = torch.finfo(torch.float32).eps  # torch.nn.RMSNorm's default for eps=None
+    if weight is not None and "Gemma" in type(norm).__name__:
+        weight = 1.0 + weight.float()
+    return FinalNorm("rms", float(eps), weight)
 
 
 def apply_final_norm(x, norm: FinalNorm | None):
@@ -247,6 +259,31 @@ def _pick_backend(backend: str, tensor, norm: FinalNorm | None):
 # --------------------------------------------------------------------------- answer logits
 
 
+def read_rows(layer, index: TokenIndex, positions):
+    """The hidden rows at ``positions`` (``-1`` reads row 0, masked later): ``[B, H]``, a copy.
+
+    ``layer`` ``[B or 1, T, H]``; ``positions`` int64 ``[B]``. The copy is what ``capture``
+    keeps of a layer in a sharded model until the unembedding is whole.
+    """
+    return layer[index.batch, index.start + positions.clamp(min=0)]
+
+
+def dot_rows(x, unembed_rows, present, bf16: bool = False):
+    """fp32 ``dot(unembed_rows[b], x[b])``, NaN where ``present[b]`` is False; float32 ``[B]``.
+
+    ``x`` ``[B, H]`` (already normed, any float dtype), ``unembed_rows`` ``[B, H]``,
+    ``present`` bool ``[B]``. ``bf16``: see :func:`answer_logits_layer_torch`.
+    """
+    torch = _torch()
+    x, u = x.float(), unembed_rows.float()
+    if bf16:
+        x, u = x.bfloat16().float(), u.bfloat16().float()
+    value = (x * u).sum(-1)
+    if bf16:
+        value = value.bfloat16().float()
+    return torch.where(present, value, torch.full_like(value, float("nan")))
+
+
 def answer_logits_layer_torch(layer, index: TokenIndex, positions, unembed_rows, norm, bf16: bool = False):
     """Reference for one layer: fp32 ``dot(unembed_rows[b], norm(layer[b, pos_b]))``, NaN if absent.
 
@@ -255,17 +292,8 @@ def answer_logits_layer_torch(layer, index: TokenIndex, positions, unembed_rows,
     both vectors rounded to bf16 (their products are then exact in fp32), summed in fp32,
     the sum rounded to bf16. Returns float32 ``[B]``.
     """
-    torch = _torch()
-    present = positions >= 0
-    rows = index.start + positions.clamp(min=0)
-    x = apply_final_norm(layer[index.batch, rows], norm)
-    u = unembed_rows.float()
-    if bf16:
-        x, u = x.bfloat16().float(), u.bfloat16().float()
-    value = (x * u).sum(-1)
-    if bf16:
-        value = value.bfloat16().float()
-    return torch.where(present, value, torch.full_like(value, float("nan")))
+    x = apply_final_norm(read_rows(layer, index, positions), norm)
+    return dot_rows(x, unembed_rows, positions >= 0, bf16)
 
 
 def answer_logits(hidden, positions, target_ids, unembed, norm=None, *, cu_seqlens=None,
