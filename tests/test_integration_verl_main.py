@@ -1,0 +1,164 @@
+"""``python -m medscore.integrations.verl.main``: veRL's command line, config and TaskRunners with MEDS."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("verl", reason="veRL not installed: pip install 'medscore[verl]'")
+pytest.importorskip("transfer_queue", reason="TransferQueue not installed: pip install 'medscore[verl]'")
+
+from medscore.integrations.verl.main import medscore_overrides, prepare_config, run  # noqa: E402
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.* engine is not available:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Ray state API is no longer experimental:DeprecationWarning"),
+    # Importing veRL's legacy runner module (main_ppo_v0) imports its deprecated RayPPOTrainer.
+    pytest.mark.filterwarnings("ignore:Legacy trainer is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:Disabled critic as algorithm.adv_estimator != gae:UserWarning"),
+]
+
+GRPO = ["algorithm.adv_estimator=grpo", "actor_rollout_ref.rollout.n=4", "critic.enable=false",
+        "data.train_batch_size=4", "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2",
+        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=2"]
+
+
+def compose(*overrides, config_dir=None, name="ppo_trainer"):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir, initialize_config_module
+
+    init = (initialize_config_dir(config_dir, version_base=None) if config_dir
+            else initialize_config_module("verl.trainer.config", version_base=None))
+    with init:
+        return hydra_compose(name, overrides=list(overrides))
+
+
+def test_bare_medscore_overrides_are_added_to_veRLs_struct_config():
+    args = ["data.train_batch_size=8", "medscore.preset=paper", "+medscore.bf16=true", "++medscore.key=index"]
+    assert medscore_overrides(args) == ["data.train_batch_size=8", "++medscore.preset=paper", "+medscore.bf16=true",
+                                        "++medscore.key=index"]
+    config = compose(*medscore_overrides([*GRPO, "medscore.marker_rule=paper", "medscore.memory_kwargs.alpha=0.02"]))
+    assert config.medscore.marker_rule == "paper" and config.medscore.memory_kwargs.alpha == 0.02
+    meds = prepare_config(config)
+    assert config.algorithm.adv_estimator == "meds_grpo" and meds.memory_kwargs == {"alpha": 0.02}
+
+
+def test_a_medscore_block_in_the_users_own_config_file(tmp_path):
+    (tmp_path / "my_run.yaml").write_text(textwrap.dedent("""\
+        hydra:
+          searchpath: [pkg://verl.trainer.config]
+        defaults:
+          - ppo_trainer
+          - _self_
+        algorithm:
+          adv_estimator: grpo
+        medscore:
+          preset: paper
+          marker_rule: paper
+          bf16: true
+          memory_kwargs: {alpha: 0.1}
+        """))
+    config = compose("critic.enable=false", *medscore_overrides(["medscore.layers=last:7"]),
+                     config_dir=str(tmp_path), name="my_run")
+    meds = prepare_config(config)
+    assert (meds.preset, meds.marker_rule, meds.bf16, meds.layers) == ("paper", "paper", True, "last:7")
+    assert config.algorithm.adv_estimator == "meds_grpo"
+
+
+def test_placement_scores_keeps_the_estimator_and_refuses_meds_grpo():
+    config = compose(*GRPO, "+medscore.placement=scores")
+    prepare_config(config)
+    assert config.algorithm.adv_estimator == "grpo"
+    with pytest.raises(ValueError, match="applies the penalties itself"):
+        prepare_config(compose(*GRPO[1:], "algorithm.adv_estimator=meds_grpo", "+medscore.placement=scores"))
+    off = compose(*GRPO, "+medscore.enable=false")
+    prepare_config(off)
+    assert off.algorithm.adv_estimator == "grpo"
+
+
+def test_the_command_refuses_before_ray_starts():
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "medscore.integrations.verl.main", *GRPO,
+         "algorithm.rollout_correction.bypass_mode=true", "actor_rollout_ref.actor.strategy=megatron",
+         "medscore.preset=paper"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=os.path.dirname(__file__))
+    assert done.returncode != 0
+    assert "bypass_mode=true" in done.stderr and "Megatron" in done.stderr
+    assert "ray init" not in done.stdout  # refused before veRL's run_ppo
+
+
+def test_run_hands_veRL_the_meds_task_runners(monkeypatch):
+    from verl.trainer import main_ppo, main_ppo_v0
+
+    from medscore.integrations.verl._runners import MedsTaskRunner, MedsTaskRunnerV1
+
+    seen = {}
+
+    def fake_run_ppo(config, task_runner_class):  # what would start Ray and the runner actor
+        seen["runner"] = task_runner_class.__ray_actor_class__
+        seen["estimator"] = config.algorithm.adv_estimator
+        seen["legacy"] = main_ppo_v0.TaskRunner.__ray_actor_class__
+
+    monkeypatch.setattr(main_ppo, "run_ppo", fake_run_ppo)
+    run(compose(*GRPO, "+medscore.preset=paper"))
+    assert seen == {"runner": MedsTaskRunnerV1, "estimator": "meds_grpo", "legacy": MedsTaskRunner}
+    assert main_ppo.TaskRunnerV1.__ray_actor_class__ is not MedsTaskRunnerV1  # put back after the run
+
+
+def test_v1_runner_builds_the_meds_trainer(monkeypatch, tmp_path):
+    import transfer_queue
+    from verl.trainer.ppo.v1 import PPOTrainerSync, get_trainer_cls
+
+    from medscore.integrations.verl import MedsV1TrainerMixin
+    from medscore.integrations.verl._runners import MedsTaskRunnerV1
+    from tiny_lm import save_tiny
+
+    built = []
+
+    class Stop(Exception):
+        pass
+
+    def init(self):  # the trainer's init() starts the workers: stop there
+        built.append(type(self))
+        raise Stop
+
+    monkeypatch.setattr(transfer_queue, "init", lambda *a, **k: None)
+    monkeypatch.setattr(transfer_queue, "close", lambda *a, **k: None)
+    monkeypatch.setattr(PPOTrainerSync, "init", init)
+    config = compose(*GRPO, "algorithm.adv_estimator=meds_grpo", f"actor_rollout_ref.model.path={save_tiny(str(tmp_path))}",
+                     "+medscore.preset=paper")
+    with pytest.raises(Stop):
+        MedsTaskRunnerV1().run(config)
+    assert issubclass(built[0], MedsV1TrainerMixin) and issubclass(built[0], PPOTrainerSync)
+    assert get_trainer_cls("sync") is PPOTrainerSync
+
+
+def test_legacy_runner_swaps_worker_and_trainer(monkeypatch, tmp_path):
+    from verl.trainer import main_ppo_v0
+    from verl.trainer.ppo.utils import Role
+
+    from medscore.integrations.verl._runners import MedsTaskRunner
+    from tiny_lm import save_tiny
+
+    config = compose(*GRPO, "algorithm.adv_estimator=meds_grpo", "trainer.use_v1=false",
+                     f"actor_rollout_ref.model.path={save_tiny(str(tmp_path))}", "+medscore.preset=paper")
+    runner = MedsTaskRunner()
+    runner.add_actor_rollout_worker(config)
+    assert runner.role_worker_mapping[Role.ActorRollout].__ray_actor_class__.__qualname__.startswith("Meds")
+
+    class Stop(Exception):
+        pass
+
+    def datasets(*args, **kwargs):  # reached once the runner has its trainer class: stop there
+        raise Stop(main_ppo_v0.RayPPOTrainer.__name__)
+
+    monkeypatch.setattr(main_ppo_v0, "create_rl_dataset", datasets)
+    with pytest.raises(Stop, match="MedsRayPPOTrainer"):
+        MedsTaskRunner().run(config)
+    assert main_ppo_v0.RayPPOTrainer.__name__ == "RayPPOTrainer"
