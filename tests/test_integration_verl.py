@@ -1,6 +1,8 @@
 """MEDS in veRL: penalties on veRL's real DataProto and GRPO advantage (CPU)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -392,3 +394,51 @@ def test_trainer_mixin_on_veRLs_own_driver_code(tmp_path):
     trainer.global_steps = 0
     trainer._load_checkpoint()
     assert trainer.global_steps == 2 and trainer.meds_memory.metrics()["points"] == points
+
+
+@pytest.mark.filterwarnings("ignore:.* engine is not available:UserWarning")
+@pytest.mark.filterwarnings("ignore:Ray state API is no longer experimental:DeprecationWarning")
+def test_legacy_trainer_with_the_meds_grpo_estimator_and_save_order(tmp_path):
+    """The legacy trainer hands its penalties to the registered estimator through veRL's own
+    compute_advantage; the memory is written before veRL's checkpoint files."""
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo import ray_trainer
+
+    from medscore.integrations.verl import MEMORY_FILE, meds_trainer_class
+    from tiny_lm import tiny_tokenizer
+
+    Trainer = meds_trainer_class()
+    trainer = Trainer.__new__(Trainer)
+    trainer.config = OmegaConf.create({
+        "medscore": {"layers": "last:2", "key": "index"}, "algorithm": {"adv_estimator": "meds_grpo"},
+        "actor_rollout_ref": {"actor": {"checkpoint": {}}},
+        "trainer": {"default_local_dir": str(tmp_path), "default_hdfs_dir": None, "resume_mode": "auto"},
+    })
+    trainer.tokenizer = tiny_tokenizer()
+    trainer._meds_setup()
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(2, 14))
+    correct = [1, 0, 0, 0, 0, 0, 0, 0]
+    for step in range(2):
+        trainer.global_steps = step + 1
+        data = make_batch(correct, modes(rng, 8, centres), [3] * 8, [8] * 8)
+        raw = data.batch["token_level_scores"].clone()
+        out = trainer._meds_compute_advantage(ray_trainer.compute_advantage, data, adv_estimator="meds_grpo",
+                                              num_repeat=4, config=OmegaConf.create({"norm_adv_by_std_in_grpo": True}))
+    p = trainer.meds_last_penalties
+    assert (p[1:] > 0).all() and p[0] == 0
+    rewards = (raw.sum(-1).double() - torch.as_tensor(p)).view(2, 4)
+    want = (rewards - rewards.mean(1, keepdim=True)) / (rewards.std(1, keepdim=True) + 1e-6)
+    np.testing.assert_allclose(out.batch["advantages"][:, -1].double().view(2, 4).numpy(), want.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert torch.equal(out.batch["token_level_rewards"], raw) and torch.equal(out.batch["token_level_scores"], raw)
+
+    seen = []
+
+    class Probe(StubWorkerGroup):
+        def save_checkpoint(self, local_path, *args, **kwargs):
+            seen.append(os.path.exists(os.path.join(os.path.dirname(local_path), MEMORY_FILE)))
+
+    trainer.actor_rollout_wg, trainer.use_critic, trainer.train_dataloader = Probe(None), False, StubLoader()
+    trainer._save_checkpoint()
+    assert seen == [True] and (tmp_path / "latest_checkpointed_iteration.txt").read_text() == "2"
