@@ -162,3 +162,21 @@ def test_legacy_runner_swaps_worker_and_trainer(monkeypatch, tmp_path):
     with pytest.raises(Stop, match="MedsRayPPOTrainer"):
         MedsTaskRunner().run(config)
     assert main_ppo_v0.RayPPOTrainer.__name__ == "RayPPOTrainer"
+
+
+def test_the_grpo_example_composes_and_passes_veRLs_and_medscores_checks():
+    import shlex
+
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    example = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "verl_grpo_meds.sh")
+    printed = subprocess.run(["bash", example, "trainer.total_epochs=1"], env={**os.environ, "PYTHON": "echo"},
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+    args = shlex.split(printed)
+    assert args[:2] == ["-m", "medscore.integrations.verl.main"] and args[-1] == "trainer.total_epochs=1"
+    config = compose(*medscore_overrides(args[2:]))
+    meds = prepare_config(config)
+    assert config.algorithm.adv_estimator == "meds_grpo" and config.trainer.use_v1
+    assert (meds.preset, meds.marker_rule, meds.bf16, meds.memory_kwargs) == ("paper", "paper", True, {"alpha": 0.1})
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
