@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 
+from . import _sharded
 from ._answer_markers import MARKER_RULES, locate_answers, marker_ids_for
 from ._validation import check_choice
 from .integrations._common import require
@@ -137,12 +138,25 @@ def _as_tensor(values, device):
 
 def _keep_one_logit(model) -> dict:
     """``logits_to_keep=1`` where the model takes it: the fingerprint needs no output logits,
-    and the full-vocabulary head over every token is the forward's largest tensor."""
-    try:
-        accepted = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):  # pragma: no cover - a forward without a signature
-        return {}
-    return {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
+    and the full-vocabulary head over every token is the forward's largest tensor.
+
+    A wrapper that forwards ``**kwargs`` (FSDP1, DDP, a DeepSpeed engine) is looked through:
+    the keyword reaches the model inside it.
+    """
+    torch = require("torch", "torch")
+    target = _sharded.inner_module(model)
+    while True:
+        try:
+            accepted = inspect.signature(target.forward).parameters
+        except (TypeError, ValueError):  # pragma: no cover - a forward without a signature
+            return {}
+        if "logits_to_keep" in accepted:
+            return {"logits_to_keep": 1}
+        inner = getattr(target, "module", None)
+        forwards_keywords = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+        if not forwards_keywords or not isinstance(inner, torch.nn.Module) or inner is target:
+            return {}
+        target = _sharded.inner_module(inner)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -25,6 +27,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 import medscore  # noqa: E402
+from medscore._answers import _keep_one_logit  # noqa: E402
 from medscore._sharded import detect_sharding, is_whole  # noqa: E402
 from tiny_lm import tiny_tokenizer  # noqa: E402
 
@@ -188,6 +191,7 @@ def _rank_main(rank: int, scheme: str, folder: str) -> None:
             sharded = _wrap(scheme, copy.deepcopy(plain))
             name = f"{family}-{'tied' if tied else 'untied'}"
             results[name + "/scheme"] = detect_sharding(sharded)
+            results[name + "/keep_one_logit"] = _keep_one_logit(sharded)
             shared = {}
 
             def shared_capture(model):
@@ -233,6 +237,9 @@ def assert_equal_fingerprints(results: list[dict], scheme_name: str) -> None:
         for key, value in result.items():
             if key == "tensor_parallel/refusal":
                 assert "does not support tensor parallelism" in value, value
+                continue
+            if key.endswith("/keep_one_logit"):  # answer_fingerprints sees through the FSDP1 wrapper
+                assert value == {"logits_to_keep": 1}, (rank, key, value)
                 continue
             if key.endswith("/scheme"):
                 assert value == scheme_name, (rank, key, value)
@@ -366,3 +373,40 @@ def test_is_whole_tells_placeholders_from_weights():
     assert not is_whole(torch.empty(0), (2, 5)) and not is_whole(torch.empty(()), (2, 5))
     assert not is_whole(torch.empty(2, 5, device="meta"), (2, 5))
     assert is_whole(torch.empty(0, 5), (0, 5))
+
+
+def test_triton_backend_on_kept_rows_equals_unsharded(tokenizer):
+    """backend="triton" runs the unsharded kernel on the kept rows: the same sums, bit for bit.
+
+    ``TRITON_INTERPRET=1`` must be set before triton is imported, so the test reruns itself
+    in a subprocess with it (triton's interpreter runs the kernel on the CPU).
+    """
+    pytest.importorskip("triton")
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        env = dict(os.environ, TRITON_INTERPRET="1")
+        cmd = [sys.executable, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+               "-k", "test_triton_backend_on_kept_rows_equals_unsharded"]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
+                              cwd=os.path.dirname(os.path.dirname(__file__)))
+        assert done.returncode == 0 and done.stdout.strip().splitlines()[-1].startswith("1 passed"), done.stdout[-4000:] + done.stderr[-2000:]
+        return
+    for tied in (False, True):
+        plain = tiny_model("llama", tied, len(tokenizer))
+        sharded = copy.deepcopy(plain)
+        Zero3Like(sharded)
+        batch = rollouts(tokenizer, 0, 1)
+        ids, mask = torch.cat([batch[0], batch[2]], 1), torch.cat([batch[1], batch[3]], 1)
+        where = medscore.fingerprint.locate_answers(tokenizer, *batch)
+        for norm in (False, True):
+            got = {}
+            for name, model in (("plain", plain), ("sharded", sharded)):
+                for backend in ("triton", "torch"):
+                    with torch.no_grad(), medscore.capture(model, layers="all", norm=norm, backend=backend,
+                                                           positions=where.column, target_ids=where.target) as cap:
+                        model(input_ids=ids, attention_mask=mask)
+                    got[name, backend] = cap.fingerprints
+            assert (~torch.isnan(got["plain", "triton"])).any()
+            assert torch.equal(got["sharded", "triton"].nan_to_num(), got["plain", "triton"].nan_to_num())
+            assert torch.equal(got["sharded", "torch"].nan_to_num(), got["plain", "torch"].nan_to_num())
+            torch.testing.assert_close(got["sharded", "triton"], got["sharded", "torch"], rtol=1e-5, atol=1e-5,
+                                       equal_nan=True)
