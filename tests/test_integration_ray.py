@@ -1,6 +1,8 @@
 """RemoteMemory: Memory in sharded named Ray actors gives the results of one local Memory."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,28 @@ def test_bad_options_fail_in_the_caller(ray_cluster):
         RemoteMemory(preset=None, keyed=False, name="t-bad", num_shards=2)
     with pytest.raises((TypeError, ValueError)):
         RemoteMemory(preset="paper", name="t-bad2", alpah=0.1)
+
+
+def test_trainer_checkpoints_resume_either_memory_kind(ray_cluster, tmp_path):
+    """The trainers' checkpoint helpers save and load a RemoteMemory (a manifest and one file
+    per shard) as they do a Memory; a checkpoint without a memory raises or, as chosen, warns."""
+    from medscore.integrations._common import MEMORY_FILE, load_checkpoint_memory, save_checkpoint_memory
+
+    steps = list(simulated_steps(n_steps=3, seed=3))
+    remote, local = RemoteMemory(preset="paper", name="t-ckpt", num_shards=2), Memory(preset="paper")
+    for batch in steps[:2]:
+        remote.penalize(batch)
+        local.penalize(batch)
+    for memory, folder in ((remote, tmp_path / "remote" / "checkpoint-2"), (local, tmp_path / "local" / "checkpoint-2")):
+        assert save_checkpoint_memory(memory, folder) == os.path.join(folder, MEMORY_FILE)
+    resumed = RemoteMemory(preset="paper", name="t-ckpt-resumed", num_shards=2)
+    assert load_checkpoint_memory(resumed, tmp_path / "remote" / "checkpoint-2")
+    fresh = Memory(preset="paper")
+    assert load_checkpoint_memory(fresh, tmp_path / "local" / "checkpoint-2")
+    np.testing.assert_array_equal(resumed.penalize(steps[2]), fresh.penalize(steps[2]))
+    with pytest.raises(FileNotFoundError, match="on_missing_memory"):
+        load_checkpoint_memory(Memory(preset="paper"), tmp_path)
+    with pytest.warns(RuntimeWarning, match="empty memory"):
+        assert not load_checkpoint_memory(Memory(preset="paper"), tmp_path, policy="empty")
+    for memory in (remote, resumed):
+        memory.kill()

@@ -27,14 +27,16 @@ import os
 
 import numpy as np
 
-from ._common import (
+from ._common import (  # noqa: F401 (MEMORY_FILE: importable from here as before)
     MEMORY_FILE,
     MedsConfig,
+    load_checkpoint_memory,
     memory_metrics,
     penalize_rollouts,
     require,
     rollout_correctness,
     rollout_keys,
+    save_checkpoint_memory,
     shaped_totals,
 )
 
@@ -153,21 +155,18 @@ class MedsGRPOMixin:
         return penalties, correct
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        # The memory goes first (atomically), so a checkpoint folder that a resume can find
+        # always holds it.
         if self.meds_memory is not None and self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            os.makedirs(folder, exist_ok=True)
-            self.meds_memory.save(os.path.join(folder, MEMORY_FILE))
+            save_checkpoint_memory(self.meds_memory, folder)
+        super()._save_checkpoint(model, trial)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
         if self.meds_memory is not None and checkpoint is not None:
-            path = os.path.join(checkpoint, MEMORY_FILE)
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"resuming from {checkpoint}, which holds no MEDS memory ({MEMORY_FILE})")
-            from medscore.memory import Memory
-
-            self.meds_memory.load_state_dict(Memory.load(path).state_dict())
+            # A Memory or a RemoteMemory, whichever the trainer was given.
+            load_checkpoint_memory(self.meds_memory, checkpoint, self.meds_config.on_missing_memory, "medscore TRL")
 
 
 def torch_like(values, like):
