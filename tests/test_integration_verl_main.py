@@ -180,3 +180,10 @@ def test_the_grpo_example_composes_and_passes_veRLs_and_medscores_checks():
     assert config.algorithm.adv_estimator == "meds_grpo" and config.trainer.use_v1
     assert (meds.preset, meds.marker_rule, meds.bf16, meds.memory_kwargs) == ("paper", "paper", True, {"alpha": 0.1})
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+
+
+def test_a_v1_run_without_transfer_queue_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "transfer_queue", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"medscore\[verl\]"):
+        prepare_config(compose(*GRPO))
+    prepare_config(compose(*GRPO, "trainer.use_v1=false"))  # the legacy trainer does not need it

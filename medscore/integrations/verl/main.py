@@ -37,7 +37,7 @@ def prepare_config(config) -> MedsConfig:
     With ``placement`` advantage (the default) ``algorithm.adv_estimator=grpo`` becomes
     ``meds_grpo`` (GRPO on the MEDS-shaped rewards); every refusal of
     :func:`~medscore.integrations.verl.config_problems` raises ``ValueError`` here, before Ray
-    starts.
+    starts, and a V1 run without TransferQueue an ``ImportError`` naming the extra.
     """
     from omegaconf import open_dict
 
@@ -47,7 +47,10 @@ def prepare_config(config) -> MedsConfig:
         with open_dict(config):
             config.algorithm.adv_estimator = MEDS_GRPO
         print(f"medscore: algorithm.adv_estimator=grpo runs as {MEDS_GRPO} (GRPO on the MEDS-shaped rewards)")
-    check_config(config, meds, v1=bool(config.trainer.get("use_v1", True)))
+    v1 = bool(config.trainer.get("use_v1", True))
+    check_config(config, meds, v1=v1)
+    if v1:  # veRL's V1 runner imports it only inside its Ray actor, where a miss is hard to read
+        require("transfer_queue", "verl")
     return meds
 
 
