@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("verl", reason="veRL not installed: pip install 'medscore[verl]'")
 pytest.importorskip("transfer_queue", reason="TransferQueue not installed: pip install 'medscore[verl]'")
 
-from medscore.integrations.verl.main import medscore_overrides, prepare_config, run  # noqa: E402
+from medscore.integrations.verl.main import medscore_overrides, prepare_config  # noqa: E402
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.* engine is not available:UserWarning"),
@@ -81,33 +81,39 @@ def test_placement_scores_keeps_the_estimator_and_refuses_meds_grpo():
     assert off.algorithm.adv_estimator == "grpo"
 
 
-def test_the_command_refuses_before_ray_starts():
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    done = subprocess.run(
-        [sys.executable, "-m", "medscore.integrations.verl.main", *GRPO,
-         "algorithm.rollout_correction.bypass_mode=true", "actor_rollout_ref.actor.strategy=megatron",
-         "medscore.preset=paper"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=os.path.dirname(__file__))
-    assert done.returncode != 0
-    assert "bypass_mode=true" in done.stderr and "Megatron" in done.stderr
-    assert "ray init" not in done.stdout  # refused before veRL's run_ppo
+def test_the_command_refuses_before_ray_starts(monkeypatch, tmp_path, capsys):
+    from verl.trainer import main_ppo
+
+    from medscore.integrations.verl.main import main
+
+    monkeypatch.chdir(tmp_path)  # Hydra (veRL's version_base=None) moves into outputs/...
+    monkeypatch.setattr(sys, "argv", ["medscore-verl"])  # main() rewrites it for Hydra
+    monkeypatch.setattr(main_ppo, "run_ppo", lambda *a, **k: pytest.fail("Ray would start"))
+    with pytest.raises(SystemExit):
+        main([*GRPO, "algorithm.rollout_correction.bypass_mode=true", "actor_rollout_ref.actor.strategy=megatron",
+              "medscore.preset=paper"])
+    err = capsys.readouterr().err
+    assert "bypass_mode=true" in err and "Megatron" in err
 
 
-def test_run_hands_veRL_the_meds_task_runners(monkeypatch):
+def test_the_command_hands_veRL_the_meds_task_runners(monkeypatch, tmp_path):
     from verl.trainer import main_ppo, main_ppo_v0
 
     from medscore.integrations.verl._runners import MedsTaskRunner, MedsTaskRunnerV1
+    from medscore.integrations.verl.main import main
 
     seen = {}
 
     def fake_run_ppo(config, task_runner_class):  # what would start Ray and the runner actor
         seen["runner"] = task_runner_class.__ray_actor_class__
-        seen["estimator"] = config.algorithm.adv_estimator
+        seen["config"] = (config.algorithm.adv_estimator, config.medscore.preset, config.medscore.layers)
         seen["legacy"] = main_ppo_v0.TaskRunner.__ray_actor_class__
 
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["medscore-verl"])
     monkeypatch.setattr(main_ppo, "run_ppo", fake_run_ppo)
-    run(compose(*GRPO, "+medscore.preset=paper"))
-    assert seen == {"runner": MedsTaskRunnerV1, "estimator": "meds_grpo", "legacy": MedsTaskRunner}
+    main([*GRPO, "medscore.preset=paper", "+medscore.layers=last:3"])  # bare and "+" forms
+    assert seen == {"runner": MedsTaskRunnerV1, "config": ("meds_grpo", "paper", "last:3"), "legacy": MedsTaskRunner}
     assert main_ppo.TaskRunnerV1.__ray_actor_class__ is not MedsTaskRunnerV1  # put back after the run
 
 
