@@ -7,6 +7,8 @@ proven error bound. Rows that cannot be certified are recomputed by exact brute 
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 #: Extra candidates asked from FAISS beyond k, so that ties and rounding rarely force the
@@ -35,7 +37,25 @@ def _faiss():
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("knn='faiss' needs FAISS: pip install 'medscore[faiss]' "
                           "(or use knn='exact')") from exc
+    _make_fork_safe(faiss)
     return faiss
+
+
+_FORK_HOOK = []
+
+
+def _make_fork_safe(faiss) -> None:
+    """Once per process: a child forked after FAISS searched gets a one-thread FAISS.
+
+    FAISS searches on GNU OpenMP, whose thread pool does not survive fork: a forked child's
+    first search waits forever for the parent's threads. With one thread OpenMP starts no
+    team, so the child's searches run (data-loader workers and multiprocessing fork from
+    the trainer). The parent keeps its threads.
+    """
+    if _FORK_HOOK or not hasattr(os, "register_at_fork"):
+        return
+    os.register_at_fork(after_in_child=lambda: faiss.omp_set_num_threads(1))
+    _FORK_HOOK.append(True)
 
 
 class ExactSearch:

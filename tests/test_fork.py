@@ -202,3 +202,23 @@ def test_forced_openmp_refuses_in_a_forked_child_instead_of_dying():
         print("ok")
     """, env_changes={"NUMBA_THREADING_LAYER": "omp"})
     assert_ok(done)
+
+
+def test_forked_child_searches_with_faiss_after_the_parent_did():
+    # FAISS's OpenMP pool does not survive fork: the child's first search used to hang.
+    pytest.importorskip("faiss")
+    assert_ok(run_script("""
+        rng = np.random.default_rng(3)
+        X = np.concatenate([rng.normal(size=(150, 6)), rng.normal(size=(150, 6)) + 8.0])
+        def labels():
+            inc = medscore.IncrementalHDBSCAN(min_cluster_size=5, backend="numba", knn="faiss")
+            inc.insert(X[:200])
+            inc.insert(X[200:])
+            return inc.labels_.tolist()
+        want = labels()
+        def child():
+            assert labels() == want
+        status = in_child(child)
+        assert status == 0, status
+        print("ok")
+    """, timeout=240))
