@@ -113,3 +113,36 @@ def test_trainer_checkpoints_resume_either_memory_kind(ray_cluster, tmp_path):
         assert not load_checkpoint_memory(Memory(preset="paper"), tmp_path, policy="empty")
     for memory in (remote, resumed):
         memory.kill()
+
+
+def test_trl_on_two_processes_inserts_each_step_once_into_a_shared_memory(ray_cluster, tmp_path):
+    """Real GRPOTrainer steps on 2 CPU processes (torchrun, gloo): TRL gathers the generation
+    batch on every rank; only the main process inserts it into the shared RemoteMemory."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    pytest.importorskip("trl", reason="TRL not installed: pip install 'medscore[trl]'")
+    from tiny_lm import save_tiny
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]),
+           "MEDSCORE_NAMESPACE": "medscore-ddp-test", "MEDSCORE_MEMORY": "trl-ddp",
+           "MEDSCORE_MODEL": save_tiny(str(tmp_path / "model")), "MEDSCORE_OUT": str(tmp_path / "run"),
+           "MEDSCORE_RESULT": str(tmp_path / "result.json")}
+    # Created here, so the actors outlive the ranks (their owner is this process).
+    shared = RemoteMemory(preset="paper", name="trl-ddp", num_shards=2, namespace="medscore-ddp-test")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(port),
+                           os.path.join(tests, "trl_ddp_worker.py")],
+                          env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    # 2 steps x 2 processes x 8 completions, each stored once (the paper preset stores all).
+    assert result["processes"] == 2 and result["points"] == 32
+    assert shared.metrics()["points"] == 32 and shared.metrics()["keys"] == 4
+    shared.kill()

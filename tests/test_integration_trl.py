@@ -97,6 +97,13 @@ def test_advantage_placement_is_refused_and_paper_rule_is_used(tiny_folder, tmp_
     trainer = make_trainer(tiny_folder, tmp_path / "run", max_steps=1, meds_config={"marker_rule": "paper"})
     tokenizer = trainer.processing_class
     assert trainer.meds_marker_ids == tuple(tokenizer.encode("\\boxed{", add_special_tokens=False))
+    # One memory per rank: its clustering threads are the node's cores over the local ranks.
+    from medscore.integrations._common import threads_per_rank
+
+    assert trainer.meds_memory._options["n_threads"] == threads_per_rank() >= 1
+    cores = threads_per_rank({})
+    assert threads_per_rank({"LOCAL_WORLD_SIZE": "2"}) == max(1, cores // 2)
+    assert threads_per_rank({"LOCAL_WORLD_SIZE": str(4 * cores)}) == 1
     model = trainer.model
     prompt = tokenizer("What is 2 + 3?", add_special_tokens=False)["input_ids"]
     prefilled = tokenizer("What is 2 + 3? The answer is \\boxed{", add_special_tokens=False)["input_ids"]

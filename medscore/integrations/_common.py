@@ -149,6 +149,21 @@ class MedsConfig:
         return Memory(preset=self.preset, **options)
 
 
+def threads_per_rank(environ=None) -> int:
+    """Clustering threads for one of the trainer processes of this node.
+
+    The cores this process may use, divided by the processes of the node (``LOCAL_WORLD_SIZE``,
+    set by torchrun and ``accelerate launch``), at least 1: each rank holds its own memory and
+    clusters the same step at the same time, so all-cores-per-rank oversubscribes the node.
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local = max(1, int(environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, cores // local)
+
+
 def save_checkpoint_memory(memory, folder) -> str:
     """Write ``memory`` as ``folder/MEMORY_FILE`` (atomically: a temporary file renamed) and
     return the path. Trainers call it before they write their own "latest checkpoint"

@@ -82,7 +82,10 @@ class RemoteMemory:
     preset : str or None
         ``Memory`` preset.
     name : str
-        Actor name prefix; processes using the same name share the memory.
+        Actor name prefix; processes using the same name in the same Ray namespace share the
+        memory (Ray gives each driver process an anonymous namespace unless ``namespace`` or
+        ``ray.init(namespace=...)`` names one; the actors live as long as the process that
+        created them, or longer with ``detached``).
     num_shards : int
         Actors; keys are spread by a stable hash (:func:`shard_of`).
     namespace : str or None
@@ -93,7 +96,14 @@ class RemoteMemory:
         Further ``.options()`` of the actors (``num_cpus``, resources, ...).
     **memory_options
         Keyword arguments of ``medscore.Memory``; ``keyed=False`` needs ``num_shards=1``.
+
+    Attributes
+    ----------
+    shared : bool, True: one memory for every process that names it, so a trainer running in
+        several processes inserts each step once (its main process calls ``penalize``).
     """
+
+    shared = True
 
     def __init__(self, preset: str | None = "paper", *, name: str = "medscore-memory", num_shards: int = 1,
                  namespace: str | None = None, detached: bool = False, actor_options: dict | None = None,

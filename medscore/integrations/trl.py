@@ -23,6 +23,7 @@ Evaluation batches are neither penalised nor stored.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -38,6 +39,7 @@ from ._common import (  # noqa: F401 (MEMORY_FILE: importable from here as befor
     rollout_keys,
     save_checkpoint_memory,
     shaped_totals,
+    threads_per_rank,
 )
 
 
@@ -100,8 +102,13 @@ class MedsGRPOMixin:
         if self.meds_config.placement == "advantage":
             raise ValueError("TRL normalises and logs the rewards in one method: MEDS can only shape them "
                              "(placement='scores', the default for TRL)")
-        self.meds_memory = memory if memory is not None else (
-            self.meds_config.build_memory() if self.meds_config.enable else None)
+        if memory is None and self.meds_config.enable:
+            options = self.meds_config.memory_kwargs
+            if "n_threads" not in options:  # one memory per rank: share the node's cores
+                self.meds_config = dataclasses.replace(self.meds_config,
+                                                       memory_kwargs={**options, "n_threads": threads_per_rank()})
+            memory = self.meds_config.build_memory()
+        self.meds_memory = memory
         self.meds_marker_ids = marker_ids_for(self.processing_class, self.meds_config.marker_rule,
                                               self.meds_config.marker)
         self._meds_rollouts = None
@@ -148,11 +155,24 @@ class MedsGRPOMixin:
         else:
             correct = rollout_correctness(rewards[:, c.reward_index].nan_to_num(0.0).cpu(), None,
                                           c.correct_threshold)
-        penalties = penalize_rollouts(self.meds_memory, fps, keys, correct, int(self.state.global_step),
-                                      c.on_no_answer, "medscore TRL")
+        penalties = self._meds_penalize(fps, keys, correct)
         for name, value in memory_metrics(self.meds_memory).items():
             self._metrics["train"][name].append(value)
         return penalties, correct
+
+    def _meds_penalize(self, fps, keys, correct):
+        """Penalties of the gathered batch. Every process holds the whole batch: a memory of
+        its own is updated in every process alike; a shared one (``RemoteMemory``) by the main
+        process only, the others receive its penalties, so each step is inserted once."""
+        c, step = self.meds_config, int(self.state.global_step)
+        if not getattr(self.meds_memory, "shared", False) or self.accelerator.num_processes == 1:
+            return penalize_rollouts(self.meds_memory, fps, keys, correct, step, c.on_no_answer, "medscore TRL")
+        from accelerate.utils import broadcast_object_list
+
+        box = [None]
+        if self.accelerator.is_main_process:
+            box[0] = penalize_rollouts(self.meds_memory, fps, keys, correct, step, c.on_no_answer, "medscore TRL")
+        return np.asarray(broadcast_object_list(box, from_process=0)[0], dtype=np.float64)
 
     def _save_checkpoint(self, model, trial):
         # The memory goes first (atomically), so a checkpoint folder that a resume can find
@@ -164,9 +184,13 @@ class MedsGRPOMixin:
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)
-        if self.meds_memory is not None and checkpoint is not None:
-            # A Memory or a RemoteMemory, whichever the trainer was given.
+        if self.meds_memory is None or checkpoint is None:
+            return
+        shared = getattr(self.meds_memory, "shared", False)
+        if not shared or self.accelerator.is_main_process:  # a shared memory is loaded once
             load_checkpoint_memory(self.meds_memory, checkpoint, self.meds_config.on_missing_memory, "medscore TRL")
+        if shared:
+            self.accelerator.wait_for_everyone()
 
 
 def torch_like(values, like):
