@@ -32,20 +32,21 @@ _LAYER_LIST_NAMES = ("layers", "h", "blocks", "layer")
 _FINAL_NORM_NAMES = ("norm", "final_layernorm", "ln_f", "final_norm", "norm_f")
 
 
-def find_decoder_layers(model):
+def find_decoder_layers(model, named_modules=None):
     """Return ``(layers, final_norm)`` of a Hugging Face decoder-only model.
 
     ``layers`` is the ``torch.nn.ModuleList`` of decoder layers, found (not hard-coded) as
     the only module list named like ``layers``/``h``/``blocks`` with as many entries as
     ``config.num_hidden_layers``; ``final_norm`` is the norm module next to it
     (``norm``, ``ln_f``, ...). Raises ``ValueError`` for models without both.
+    ``named_modules``: ``list(model.named_modules())`` when the caller walks it anyway.
     """
     torch = importlib.import_module("torch")
     config = getattr(model, "config", None)
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     n_layers = getattr(text_config, "num_hidden_layers", None)
     found = []
-    for name, module in model.named_modules():
+    for name, module in named_modules if named_modules is not None else model.named_modules():
         parent_name, _, leaf = name.rpartition(".")
         if isinstance(module, torch.nn.ModuleList) and leaf in _LAYER_LIST_NAMES and (
             n_layers is None or len(module) == n_layers
@@ -154,7 +155,9 @@ class capture:
         self.read_at = check_choice("read_at", read_at, READ_AT)
         self.backend = check_choice("backend", backend, fp.BACKENDS)
         self.bf16 = bool(bf16)
-        decoder_layers, self.final_norm_module = find_decoder_layers(model)
+        # One walk of the module tree serves both look-ups (a capture is built per micro-batch).
+        named_modules = list(model.named_modules())
+        decoder_layers, self.final_norm_module = find_decoder_layers(model, named_modules)
         self.n_model_layers = len(decoder_layers)
         self._first_layer = decoder_layers[0]
         self.layer_indices = select_layers(layers, self.n_model_layers)
@@ -162,7 +165,7 @@ class capture:
             self.final_norm_module if i == self.n_model_layers - 1 else decoder_layers[i]
             for i in self.layer_indices
         ]
-        self.sharding = _sharded.detect_sharding(model)
+        self.sharding = _sharded.detect_sharding(model, [module for _, module in named_modules])
         self._unembed_module, self.vocab_size, self.hidden_size = _sharded.output_embedding(model)
         weight = self._unembed_module.weight
         # Deferred also for an unknown scheme whose placeholder weight shows it is sharded.

@@ -61,37 +61,46 @@ def inner_module(module):
         module = inner
 
 
-def detect_sharding(model) -> str | None:
+def detect_sharding(model, modules=None) -> str | None:
     """The sharding scheme of ``model``: ``"fsdp1"``, ``"fsdp2"``, ``"zero3"`` or None.
 
-    Raises ``ValueError`` for the layouts ``capture`` refuses: Megatron-Core models
-    (pipeline stages, vocabulary-parallel output layer) and tensor parallelism
-    (``DTensor`` parameters without FSDP2).
+    One pass over the modules (``modules``: ``list(model.modules())`` when the caller has
+    it) and their own parameters; a capture is built per micro-batch. Raises ``ValueError``
+    for the layouts ``capture`` refuses: Megatron-Core models (pipeline stages,
+    vocabulary-parallel output layer) and tensor parallelism (``DTensor`` parameters
+    without FSDP2).
     """
-    modules = list(model.modules())
-    megatron = next((m for m in modules if type(m).__module__.split(".")[0] == "megatron"), None)
-    if megatron is not None:
-        raise ValueError(
-            f"medscore.capture does not support Megatron-Core models ({type(megatron).__name__}): "
-            "their layers are split into pipeline stages and the output layer by vocabulary; "
-            "run the actor with veRL's FSDP or FSDP2 engine (actor_rollout_ref.actor.strategy=fsdp2)"
-        )
+    modules = list(model.modules()) if modules is None else modules
+    if "megatron" in sys.modules:  # no Megatron model exists unless megatron was imported
+        _refuse_megatron(modules)
     fsdp = sys.modules.get("torch.distributed.fsdp")
-    if fsdp is not None and any(isinstance(m, fsdp.FullyShardedDataParallel) for m in modules):
-        return "fsdp1"
-    fsdp2 = getattr(fsdp, "FSDPModule", None)
-    if fsdp2 is not None and any(isinstance(m, fsdp2) for m in modules):
-        return "fsdp2"
-    params = list(model.parameters())
-    if any(is_dtensor(p) for p in params):
+    fsdp1, fsdp2 = getattr(fsdp, "FullyShardedDataParallel", None), getattr(fsdp, "FSDPModule", None)
+    wrappers = tuple(c for c in (fsdp1, fsdp2) if c is not None)
+    dtensor = getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
+    has_dtensor = has_ds_id = False
+    for module in modules:
+        if wrappers and isinstance(module, wrappers):
+            return "fsdp1" if fsdp1 is not None and isinstance(module, fsdp1) else "fsdp2"
+        for param in module._parameters.values():
+            has_dtensor = has_dtensor or (dtensor is not None and isinstance(param, dtensor))
+            has_ds_id = has_ds_id or hasattr(param, "ds_id")
+    if has_dtensor:
         raise ValueError(
             "medscore.capture does not support tensor parallelism: the model has DTensor "
             "parameters outside FSDP2, so no rank ever holds the whole unembedding or the "
             "whole hidden state; shard it with FSDP or FSDP2 instead"
         )
-    if any(hasattr(p, "ds_id") for p in params):
-        return "zero3"
-    return None
+    return "zero3" if has_ds_id else None
+
+
+def _refuse_megatron(modules) -> None:
+    for module in modules:
+        if type(module).__module__.split(".")[0] == "megatron":
+            raise ValueError(
+                f"medscore.capture does not support Megatron-Core models ({type(module).__name__}): "
+                "their layers are split into pipeline stages and the output layer by vocabulary; "
+                "run the actor with veRL's FSDP or FSDP2 engine (actor_rollout_ref.actor.strategy=fsdp2)"
+            )
 
 
 def output_embedding(model):

@@ -18,6 +18,7 @@ import copy
 import os
 import subprocess
 import sys
+import types
 import warnings
 
 import pytest
@@ -356,8 +357,10 @@ def test_zero3_refusals_are_clear(tokenizer):
         cap.fingerprints
 
 
-def test_megatron_models_are_refused():
+def test_megatron_models_are_refused(monkeypatch):
     model = tiny_model("llama", False, 50)
+    # A Megatron-Core module inside the model; its package is imported, as it must be then.
+    monkeypatch.setitem(sys.modules, "megatron", types.ModuleType("megatron"))
     megatron_block = type("TransformerBlock", (torch.nn.Module,), {"__module__": "megatron.core.transformer"})
     model.model.extra = megatron_block()
     with pytest.raises(ValueError, match="does not support Megatron-Core"):
