@@ -8,8 +8,9 @@ prompt id, and shapes the sequence reward with the penalties of
 before the group normalisation. ``docs/integrations.md`` lists the configuration keys,
 including the paper configuration.
 
-- :mod:`medscore.integrations.verl`: ``meds_trainer_class``, ``meds_worker_class``,
-  :func:`~medscore.integrations.verl.apply_penalties`.
+- :mod:`medscore.integrations.verl`: ``python -m medscore.integrations.verl.main`` (veRL's
+  ``main_ppo`` with MEDS, V1 and legacy trainers), the ``meds_grpo`` advantage estimator,
+  ``meds_v1_trainer_class``, ``meds_trainer_class``, ``meds_worker_class``.
 - :mod:`medscore.integrations.trl`: ``MedsGRPOTrainer`` (built lazily).
 - :mod:`medscore.integrations.ray`: ``RemoteMemory``, a sharded memory in Ray actors.
 """
