@@ -8,9 +8,9 @@ medscore's integration (``medscore.integrations.trl.meds_grpo_trainer_class``):
 - ``meds``: GRPO with MEDS, paper preset (penalty ``0.1 * min(ln(|C| + 1), 2)`` on wrong
   rollouts, clusters per prompt).
 
-Task: arithmetic with answers checked in code (``medscore.demo.arithmetic_prompts``: ``a + b``,
-``a - b``, ``a * b``), the assistant turn prefilled up to ``\\boxed{`` so a completion is the
-answer. Training prompts and held-out prompts come from different seeds.
+Task: one-digit additions with answers checked in code, the assistant turn prefilled up to
+``\\boxed{`` so a completion is the answer. Training and held-out prompts are drawn with
+different seeds (they may share a pair).
 
 Per step and arm: the training reward and accuracy (pass@1 on the step's prompts), the
 memory's top-1 eigenvalue ratio of the stored fingerprints, its clusters and mean penalty,
@@ -48,10 +48,10 @@ def _sizes(quick: bool) -> dict:
         return dict(model="tiny", steps=2, prompts_per_step=2, generations=4, completion_tokens=3,
                     train_prompts=8, eval_prompts=4, eval_samples=4, eval_every=2, lora=False,
                     learning_rate=1e-3, layers="last:2")
-    # Sized for about 30 minutes for both arms on 2 CPU cores: 16 training prompts, so that
-    # each comes back every 4 steps (MEDS penalises mistakes a prompt already made).
-    return dict(model="smollm2", steps=40, prompts_per_step=4, generations=8, completion_tokens=4,
-                train_prompts=16, eval_prompts=16, eval_samples=8, eval_every=10, lora=True,
+    # Sized for about 30 minutes for both arms on 2 shared CPU cores: 4 training prompts, so
+    # that each comes back every other step (MEDS penalises mistakes a prompt already made).
+    return dict(model="smollm2", steps=16, prompts_per_step=2, generations=8, completion_tokens=3,
+                train_prompts=4, eval_prompts=8, eval_samples=8, eval_every=8, lora=True,
                 learning_rate=2e-4, layers="last:14")
 
 
@@ -80,12 +80,19 @@ def run(bench, quick: bool) -> None:
 
 # -- data and model ---------------------------------------------------------------------------
 
-def _problems(tokenizer, n: int, seed: int) -> list[dict]:
-    """Chat-formatted prompts prefilled up to ``\\boxed{``, with their answers."""
-    from medscore.demo import arithmetic_prompts, chat_prefix
+QUESTION = "What is {a} + {b}? Give only the final number, in \\boxed{{}}."
 
-    return [{"prompt": chat_prefix(tokenizer, question), "answer": int(answer), "index": seed * 100_000 + i}
-            for i, (question, answer) in enumerate(arithmetic_prompts(n, seed=seed))]
+
+def _problems(tokenizer, n: int, seed: int) -> list[dict]:
+    """``n`` one-digit additions (SmolLM2-135M answers few harder ones at all), chat-formatted
+    and prefilled up to ``\\boxed{``, with their answers; different seeds give other pairs."""
+    from medscore.demo import chat_prefix
+
+    rng = np.random.default_rng(seed)
+    pairs = [(a, b) for a in range(1, 10) for b in range(1, 10)]
+    chosen = [pairs[i] for i in rng.permutation(len(pairs))[:n]]
+    return [{"prompt": chat_prefix(tokenizer, QUESTION.format(a=a, b=b)), "answer": a + b,
+             "index": seed * 100_000 + i} for i, (a, b) in enumerate(chosen)]
 
 
 def _load_model(sizes, bench):
