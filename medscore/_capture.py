@@ -165,20 +165,7 @@ class capture:
             self.final_norm_module if i == self.n_model_layers - 1 else decoder_layers[i]
             for i in self.layer_indices
         ]
-        self.sharding = _sharded.detect_sharding(model, [module for _, module in named_modules])
-        self._unembed_module, self.vocab_size, self.hidden_size = _sharded.output_embedding(model)
-        weight = self._unembed_module.weight
-        # Deferred also for an unknown scheme whose placeholder weight shows it is sharded.
-        self.deferred = self.sharding is not None or not _sharded.is_whole(
-            weight, (self.vocab_size, self.hidden_size))
-        self._norm_module = _sharded.inner_module(self.final_norm_module)
-        self._wants_norm = bool(norm)
-        if self.deferred:
-            fp.final_norm_kind(self._norm_module)  # its weight is read inside the forward
-            self.norm, self.unembed = None, None
-        else:
-            final_norm = fp.as_final_norm(self.final_norm_module)
-            self.norm, self.unembed = (final_norm if norm else None), weight
+        self._set_up_weights(model, [module for _, module in named_modules], bool(norm))
         if self.mode == "pooled":
             if projection is None or projection.ndim != 2 or projection.shape[0] != self.hidden_size:
                 raise ValueError(
@@ -192,6 +179,23 @@ class capture:
             self.set_targets(positions, target_ids, cu_seqlens=cu_seqlens)
         if mask is not None:
             self.set_mask(mask, cu_seqlens=cu_seqlens)
+
+    def _set_up_weights(self, model, modules, norm: bool) -> None:
+        """The unembedding and the final norm: held now (unsharded), or read in the forward."""
+        self.sharding = _sharded.detect_sharding(model, modules)
+        self._unembed_module, self.vocab_size, self.hidden_size = _sharded.output_embedding(model)
+        weight = self._unembed_module.weight
+        # Deferred also for an unknown scheme whose placeholder weight shows it is sharded.
+        self.deferred = self.sharding is not None or not _sharded.is_whole(
+            weight, (self.vocab_size, self.hidden_size))
+        self._norm_module = _sharded.inner_module(self.final_norm_module)
+        self._wants_norm = norm
+        if self.deferred:
+            fp.final_norm_kind(self._norm_module)  # its weight is read inside the forward
+            self.norm, self.unembed = None, None
+        else:
+            final_norm = fp.as_final_norm(self.final_norm_module)
+            self.norm, self.unembed = (final_norm if norm else None), weight
 
     # ------------------------------------------------------------------ targets
 
@@ -273,7 +277,8 @@ class capture:
             if self.mode == "answer" and self.deferred:
                 self._kept[slot] = fp.read_rows(layer, index, self._targets["read"])
                 return  # written once the unembedding is whole (_finish)
-            norm = None if is_last else self._intermediate_norm()  # the last layer is read after the final norm
+            # The last layer is read after the final norm: no second norm.
+            norm = None if is_last else self._intermediate_norm()
             kernels = fp._pick_backend(self.backend, layer, norm)
             if self.mode == "answer":
                 self._record_answer(slot, layer, index, norm, kernels)
@@ -344,7 +349,8 @@ class capture:
     def _on_final_norm(self, module, inputs, output):
         last = self.n_model_layers - 1
         if last in self.layer_indices:
-            self._record(self.layer_indices.index(last), output[0] if isinstance(output, (tuple, list)) else output)
+            hidden = output[0] if isinstance(output, (tuple, list)) else output
+            self._record(self.layer_indices.index(last), hidden)
         if self.mode != "answer":
             return
         if self._wants_norm:
@@ -391,7 +397,8 @@ class capture:
                                           read.clamp(max=0), tgt, w, norm, self._out[:, slot:slot + 1])
                 else:
                     rows = w[tgt.to(w.device)].to(kept.device) if rows is None else rows
-                    self._out[:, slot] = fp.dot_rows(fp.apply_final_norm(kept, norm), rows, present, self.bf16)
+                    x = fp.apply_final_norm(kept, norm)
+                    self._out[:, slot] = fp.dot_rows(x, rows, present, self.bf16)
                 self._written.add(slot)
         self._kept = {}
 

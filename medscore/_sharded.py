@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import sys
 
-#: Schemes ``capture`` supports, as :func:`detect_sharding` names them.
-SCHEMES = ("fsdp1", "fsdp2", "zero3")
 _WRAPPER_ATTRS = ("_fsdp_wrapped_module", "_checkpoint_wrapped_module")
 
 
@@ -139,4 +137,4 @@ def _sizes(module):
     return None
 
 
-__all__ = ["SCHEMES", "detect_sharding", "inner_module", "is_dtensor", "is_whole", "output_embedding"]
+__all__ = ["detect_sharding", "inner_module", "is_dtensor", "is_whole", "output_embedding"]
