@@ -100,7 +100,9 @@ def answer_fingerprints(model, tokenizer, prompt_ids, prompt_mask, response_ids,
                            marker_ids=seqs)
     cap = capture(model, layers=o["layers"], mode="answer", read_at="before", backend=o["backend"],
                   bf16=o["bf16"])
-    if not bool((where.column >= 0).any()):  # nothing to read: no forward at all
+    # Nothing to read: no forward at all. Not so in a sharded model, whose forward holds
+    # collectives that every rank must join (a rank skipping it would hang the others).
+    if not cap.deferred and not bool((where.column >= 0).any()):
         return torch.full((len(where.column), len(cap.layer_indices)), float("nan"), device=device)
     ids = torch.cat([prompt, response], 1)
     real = torch.cat([p_mask, r_mask], 1) != 0

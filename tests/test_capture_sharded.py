@@ -15,6 +15,7 @@ relies on.
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import subprocess
 import sys
@@ -54,15 +55,16 @@ def tiny_model(family: str, tied: bool, vocab_size: int, seed: int = 0):
     return model.eval()
 
 
-def rollouts(tokenizer, rank: int, step: int):
-    """Left-padded prompts and right-padded responses, different on every rank and step."""
+def rollouts(tokenizer, rank: int, step: int, answered: bool = True):
+    """Left-padded prompts and right-padded responses, different on every rank and step
+    (``answered=False``: no response has a marker)."""
     rows = 4 + (rank + step) % 3  # micro-batches of different sizes, as veRL's dynamic batching
     prompts, responses = [], []
     for i in range(rows):
         a = 11 * rank + 5 * step + i
         prompts.append(tokenizer.apply_chat_template([{"role": "user", "content": f"What is {a} + {i}?"}],
                                                      tokenize=False, add_generation_prompt=True))
-        responses.append(ANSWERS[(i + step) % len(ANSWERS)].format(a + i, a))
+        responses.append(ANSWERS[(i + step) % len(ANSWERS)].format(a + i, a) if answered else f"so {a}")
     p = [tokenizer.encode(t, add_special_tokens=False) for t in prompts]
     r = [tokenizer.encode(t, add_special_tokens=False) for t in responses]
     P, R, pad = max(map(len, p)), max(map(len, r)), tokenizer.pad_token_id
@@ -182,8 +184,9 @@ def _rank_main(rank: int, scheme: str, folder: str) -> None:
     # The ranks are not under pytest: turn warnings into errors here as pytest does.
     warnings.simplefilter("error")
     torch.set_num_threads(1)
+    # A rank that skips a forward leaves the other waiting in FSDP's all-gather: fail, not hang.
     torch.distributed.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
-                                         world_size=WORLD)
+                                         world_size=WORLD, timeout=datetime.timedelta(seconds=60))
     try:
         tokenizer = tiny_tokenizer()
         results = {}
@@ -207,7 +210,13 @@ def _rank_main(rank: int, scheme: str, folder: str) -> None:
                 got, _ = capture_runs(sharded, tokenizer, batch, shared_capture)
                 for key in want:
                     results[f"{name}/{step}/{key}"] = (want[key], got[key])
-            batch = rollouts(tokenizer, rank, MICRO_BATCHES)
+            # Rank 1 has no answer in this micro-batch; its forward must still run (FSDP's
+            # collectives), and its fingerprints are all NaN.
+            batch = rollouts(tokenizer, rank, MICRO_BATCHES, answered=rank == 0)
+            results[f"{name}/unanswered"] = (
+                medscore.answer_fingerprints(plain, tokenizer, *batch, layers="all"),
+                medscore.answer_fingerprints(sharded, tokenizer, *batch, layers="all"))
+            batch = rollouts(tokenizer, rank, MICRO_BATCHES + 1)
             where = medscore.fingerprint.locate_answers(tokenizer, *batch)
             if not _lm_head_unit(scheme, family, tied):  # else lm_head.weight is sharded there
                 results[f"{name}/fused"] = (_fused_like_forward(plain, batch, where),
@@ -217,7 +226,7 @@ def _rank_main(rank: int, scheme: str, folder: str) -> None:
             results[f"{name}/grad"] = (grad_step(copy.deepcopy(plain), batch, where),
                                        grad_step(sharded, batch, where))
             plain.load_state_dict(_full_state_dict(sharded))
-            batch = rollouts(tokenizer, rank, MICRO_BATCHES + 1)
+            batch = rollouts(tokenizer, rank, MICRO_BATCHES + 2)
             results[f"{name}/after_step"] = (
                 medscore.answer_fingerprints(plain, tokenizer, *batch, layers="all"),
                 medscore.answer_fingerprints(sharded, tokenizer, *batch, layers="all"))
@@ -253,7 +262,9 @@ def assert_equal_fingerprints(results: list[dict], scheme_name: str) -> None:
             compared += 1
         # Every configuration, micro-batch and flavour came back, with some answers read.
         fused = sum(not _lm_head_unit(scheme_name, family, tied) for family, tied in CONFIGS)
-        assert compared == len(CONFIGS) * (MICRO_BATCHES * 5 + 2) + fused, compared
+        assert compared == len(CONFIGS) * (MICRO_BATCHES * 5 + 3) + fused, compared
+        unanswered = [v[1] for k, v in result.items() if k.endswith("/unanswered")]
+        assert all(torch.isnan(u).all() != (rank == 0) for u in unanswered), rank
         assert sum(int((~torch.isnan(v[0])).sum()) for k, v in result.items() if k.endswith("padded")) > 20
 
 
