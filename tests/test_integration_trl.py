@@ -113,3 +113,59 @@ def test_advantage_placement_is_refused_and_paper_rule_is_used(tiny_folder, tmp_
                                   layers="last:2", tokenizer=tokenizer, rule="paper")
     # The paper rule finds " \\boxed{" through its "boxed" fallback, and never looks into the prompt.
     assert torch.isfinite(fps[0]).all() and torch.isnan(fps[1]).all()
+
+
+FSDP1_SCRIPT = """
+import os, sys, types
+import torch, torch.distributed as dist, torch.multiprocessing as mp
+from torch.distributed.fsdp import FullyShardedDataParallel
+sys.path.insert(0, {tests!r})
+from tiny_lm import tiny_qwen2, tiny_tokenizer
+from medscore.integrations.trl import completion_fingerprints, fingerprint_model
+
+def rank_main(rank, port, pick):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    tokenizer = tiny_tokenizer()
+    model = tiny_qwen2(len(tokenizer))
+    prompt = tokenizer("What is 2 + 3? The answer is \\\\boxed{{", add_special_tokens=False)["input_ids"]
+    answer = tokenizer("5}}", add_special_tokens=False)["input_ids"]
+    want = completion_fingerprints(model, [prompt] * 2, [answer] * 2, layers="last:2", tokenizer=tokenizer)
+    wrapped = FullyShardedDataParallel(model, use_orig_params=False, device_id=torch.device("cpu"))
+    trainer = types.SimpleNamespace(model=wrapped, model_wrapped=wrapped,
+                                    accelerator=types.SimpleNamespace(unwrap_model=lambda m: m.module))
+    chosen = fingerprint_model(trainer) if pick == "integration" else wrapped.module
+    got = completion_fingerprints(chosen, [prompt] * 2, [answer] * 2, layers="last:2", tokenizer=tokenizer)
+    assert torch.equal(got, want), (got, want)
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    mp.spawn(rank_main, args=(int(sys.argv[1]), sys.argv[2]), nprocs=2)
+    print("ok")
+"""
+
+
+def _run_fsdp1(tmp_path, pick: str):
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "fsdp1_case.py"
+    path.write_text(FSDP1_SCRIPT.format(tests=str(Path(__file__).parent)))
+    return subprocess.run([sys.executable, str(path), str(port), pick], capture_output=True, text=True, timeout=240)
+
+
+def test_fsdp1_fingerprints_run_through_the_wrapper(tmp_path):
+    # 2 gloo ranks, FSDP1 (veRL's and accelerate's default wrapper): the unwrapped module holds
+    # empty shards of its root unit, the unembedding among them; the integration hands the
+    # wrapper to the fingerprint forward, which gives the unsharded model's fingerprints.
+    done = _run_fsdp1(tmp_path, "integration")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("ok")
+    unwrapped = _run_fsdp1(tmp_path, "unwrapped")  # what the integration did before
+    assert unwrapped.returncode != 0

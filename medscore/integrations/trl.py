@@ -140,7 +140,7 @@ class MedsGRPOMixin:
 
         c = self.meds_config
         prompt_ids, completion_ids = self._meds_rollouts
-        model = self.accelerator.unwrap_model(self.model)
+        model = fingerprint_model(self)
         pad_id = self.processing_class.pad_token_id or 0
         fps = completion_fingerprints(model, prompt_ids, completion_ids, self.meds_marker_ids, c.layers,
                                       self.args.per_device_train_batch_size, pad_id, tokenizer=self.processing_class,
@@ -191,6 +191,24 @@ class MedsGRPOMixin:
             load_checkpoint_memory(self.meds_memory, checkpoint, self.meds_config.on_missing_memory, "medscore TRL")
         if shared:
             self.accelerator.wait_for_everyone()
+
+
+def fingerprint_model(trainer):
+    """The module whose forward gives a trainer's fingerprints.
+
+    Under FSDP1 it is the wrapper (``trainer.model_wrapped``): the root unit's parameters,
+    the unembedding among them, are gathered only by the wrapper's own forward, so the
+    unwrapped module would run on empty shards. Under FSDP2, ZeRO-3, DDP or a single
+    process the unwrapped model gathers what it needs itself (``medscore.capture`` reads
+    the unembedding where it is whole).
+    """
+    import sys
+
+    fsdp1 = getattr(sys.modules.get("torch.distributed.fsdp"), "FullyShardedDataParallel", None)
+    wrapped = getattr(trainer, "model_wrapped", None)
+    if fsdp1 is not None and isinstance(wrapped, fsdp1):
+        return wrapped
+    return trainer.accelerator.unwrap_model(trainer.model)
 
 
 def torch_like(values, like):
