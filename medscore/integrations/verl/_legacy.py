@@ -47,7 +47,26 @@ def _replaced(owner, name: str, value):
             delattr(owner, name)
 
 
-class MedsTrainerMixin:
+class MemoryCheckpointMixin:
+    """Saves and loads the MEDS memory with veRL's checkpoints (both trainers)."""
+
+    def _save_checkpoint(self):
+        # The memory goes first: veRL's tracker file (latest_checkpointed_iteration.txt),
+        # written last by super(), then never points at a step folder without its memory.
+        if self.meds_memory is not None:
+            save_checkpoint_memory(self.meds_memory, os.path.join(self.config.trainer.default_local_dir,
+                                                                  f"global_step_{self.global_steps}"))
+        super()._save_checkpoint()
+
+    def _load_checkpoint(self):
+        result = super()._load_checkpoint()
+        if self.meds_memory is not None and self.global_steps:
+            load_checkpoint_memory(self.meds_memory, _resolve_step_folder(self.config.trainer, self.global_steps),
+                                   self.meds_config.on_missing_memory, "medscore veRL")
+        return result
+
+
+class MedsTrainerMixin(MemoryCheckpointMixin):
     """Mixin for veRL's ``RayPPOTrainer`` (and subclasses such as a DAPO trainer).
 
     Reads the ``medscore`` section of the trainer config; keeps ``self.meds_memory``.
@@ -131,20 +150,6 @@ class MedsTrainerMixin:
             output.meta_info.setdefault("metrics", {}).update(memory_metrics(self.meds_memory))
         return output
 
-    def _save_checkpoint(self):
-        # The memory goes first: veRL's tracker file (latest_checkpointed_iteration.txt),
-        # written last by super(), then never points at a step folder without its memory.
-        if self.meds_memory is not None:
-            save_checkpoint_memory(self.meds_memory, os.path.join(self.config.trainer.default_local_dir,
-                                                                  f"global_step_{self.global_steps}"))
-        super()._save_checkpoint()
-
-    def _load_checkpoint(self):
-        result = super()._load_checkpoint()
-        if self.meds_memory is not None and self.global_steps:
-            load_checkpoint_memory(self.meds_memory, _resolve_step_folder(self.config.trainer, self.global_steps),
-                                   self.meds_config.on_missing_memory, "medscore veRL")
-        return result
 
 
 def _fit_owner(cls):

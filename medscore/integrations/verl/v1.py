@@ -27,23 +27,20 @@ medscore's TaskRunner runs (:func:`meds_trainer_registered`): the mode name itse
 from __future__ import annotations
 
 import contextlib
-import os
 
 import numpy as np
 
 from .._common import (
     MedsConfig,
-    load_checkpoint_memory,
     memory_metrics,
     penalize_rollouts,
     require,
     rollout_correctness,
     rollout_keys,
-    save_checkpoint_memory,
     shaped_totals,
 )
 from ._checks import check_config
-from ._legacy import _resolve_step_folder
+from ._legacy import MemoryCheckpointMixin
 from ._shaping import (
     BF16_META,
     FINGERPRINT_KEY,
@@ -63,7 +60,7 @@ def _tq():
     return require("transfer_queue", "verl")
 
 
-class MedsV1TrainerMixin:
+class MedsV1TrainerMixin(MemoryCheckpointMixin):
     """Mixin for a V1 ``PPOTrainer`` subclass (``verl.trainer.ppo.v1``); keeps ``self.meds_memory``."""
 
     def __init__(self, config):
@@ -135,23 +132,6 @@ class MedsV1TrainerMixin:
             return super()._compute_advantage(batch, metrics)
         with pending_penalties(rows["uid"], self.meds_last_penalties, correct):
             return super()._compute_advantage(batch, metrics)
-
-    # -- checkpoints -----------------------------------------------------------------------
-
-    def _save_checkpoint(self):
-        # The memory goes first: veRL's tracker file (latest_checkpointed_iteration.txt),
-        # written last by super(), then never points at a step folder without its memory.
-        if self.meds_memory is not None:
-            save_checkpoint_memory(self.meds_memory, os.path.join(self.config.trainer.default_local_dir,
-                                                                  f"global_step_{self.global_steps}"))
-        super()._save_checkpoint()
-
-    def _load_checkpoint(self):
-        result = super()._load_checkpoint()
-        if self.meds_memory is not None and self.global_steps:
-            load_checkpoint_memory(self.meds_memory, _resolve_step_folder(self.config.trainer, self.global_steps),
-                                   self.meds_config.on_missing_memory, "medscore veRL")
-        return result
 
 
 def _padding_rows(batch) -> np.ndarray:
