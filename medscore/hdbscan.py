@@ -183,6 +183,52 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
             lambda X, k: backend.nearest_neighbors(X, k, n_threads))
         self.exemplars_ = self.prediction_data_.exemplars
 
+    def dbscan_clustering(self, cut_distance, min_cluster_size=5) -> np.ndarray:
+        """DBSCAN* labels at ``eps = cut_distance`` from the fitted hierarchy (``hdbscan``'s).
+
+        A cut of ``single_linkage_tree_`` (mutual reachability with this fit's
+        ``min_samples``): points joined below ``cut_distance`` (strictly) form a component,
+        components of fewer than ``min_cluster_size`` points are noise (-1). DBSCAN* has no
+        border points, so the non-core points can differ from ``sklearn.cluster.DBSCAN``'s.
+        The partition is exact and the library's; labels are numbered by the smallest point
+        index of each cluster (see :meth:`medscore.trees.SingleLinkageTree.get_clusters`).
+
+        Returns
+        -------
+        int64 ndarray [N]
+        """
+        self._check_fitted()
+        return self.single_linkage_tree_.get_clusters(cut_distance, min_cluster_size)
+
+    def weighted_cluster_centroid(self, cluster_id) -> np.ndarray:
+        """The mean of cluster ``cluster_id``'s points weighted by ``probabilities_``
+        (``hdbscan``'s; Euclidean). Returns float64 [D]."""
+        points, weights = self._cluster_points(cluster_id)
+        return np.average(points, weights=weights, axis=0)
+
+    def weighted_cluster_medoid(self, cluster_id) -> np.ndarray:
+        """The point of cluster ``cluster_id`` with the smallest sum of distances to the
+        others, each distance weighted by the other point's probability (``hdbscan``'s;
+        Euclidean distances, medscore's bit-defined float64). Returns float64 [D]."""
+        from .prediction import _distances
+
+        points, weights = self._cluster_points(cluster_id)
+        return points[int(np.argmin((_distances(points, points) * weights).sum(axis=1)))].copy()
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "labels_"):
+            raise AttributeError("Model has not been fit to data")
+
+    def _cluster_points(self, cluster_id):
+        self._check_fitted()
+        if cluster_id == -1:
+            raise ValueError("Cannot calculate weighted centroid for -1 cluster "
+                             "since it is a noise cluster")
+        mask = self.labels_ == cluster_id
+        if not mask.any():
+            raise ValueError(f"no cluster {cluster_id!r}: labels are 0 .. {int(self.labels_.max())}")
+        return self.minimum_spanning_tree_.data[mask], self.probabilities_[mask]
+
     def fit_predict(self, X, y=None) -> np.ndarray:
         """Cluster ``X`` and return ``labels_`` (int64 [N])."""
         return self.fit(X).labels_

@@ -172,6 +172,44 @@ class SingleLinkageTree(_TreeArray):
             graph.add_edge(n + i, int(right), weight=distance)
         return graph
 
+    def get_clusters(self, cut_distance, min_cluster_size=5) -> np.ndarray:
+        """The flat clustering of a cut through the tree at ``cut_distance`` (``hdbscan``'s).
+
+        Points joined by merges of distance ``< cut_distance`` (strictly) form a component;
+        components of at least ``min_cluster_size`` points are clusters, the others noise.
+        Run on the mutual-reachability tree this is DBSCAN* at ``eps = cut_distance``. The
+        partition is the threshold graph's, so it does not depend on how tied merges are
+        encoded. Labels ``0, 1, ...`` follow the smallest point index of each cluster (the
+        library numbers by its union-find roots; same clusters, other numbers).
+
+        Returns
+        -------
+        int64 ndarray [N], -1 for noise
+        """
+        array = self.view(np.ndarray)
+        n = array.shape[0] + 1
+        cut = float(cut_distance)
+        up = np.arange(2 * n - 1, dtype=np.int64)  # each node's highest ancestor below the cut
+        parent = np.arange(2 * n - 1, dtype=np.int64)
+        joined = array[:, 2] < cut
+        for side in (0, 1):
+            children = array[joined, side].astype(np.int64)
+            parent[children] = n + np.flatnonzero(joined)
+        up[:] = parent
+        while True:
+            nxt = up[up]
+            if np.array_equal(nxt, up):
+                break
+            up = nxt
+        top = up[:n]
+        _, first, inverse, counts = np.unique(top, return_index=True, return_inverse=True,
+                                              return_counts=True)
+        big = counts >= int(min_cluster_size)
+        rank = np.full(first.size, -1, np.int64)
+        order = np.argsort(first[big], kind="stable")  # by smallest point index
+        rank[np.flatnonzero(big)[order]] = np.arange(order.size)
+        return rank[inverse.reshape(-1)]
+
     def plot(self, axis=None, truncate_mode=None, p=0, color_threshold=None, **dendrogram_kw):
         """Dendrogram of the tree with scipy (``truncate_mode`` and ``p`` as scipy's).
 
