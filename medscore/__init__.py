@@ -21,6 +21,7 @@ _LAZY = {
     "approximate_predict_scores": "medscore.prediction",
     "membership_vector": "medscore.prediction",
     "all_points_membership_vectors": "medscore.prediction",
+    "validity_index": "medscore.validity",
     "IncrementalHDBSCAN": "medscore.incremental",
     "Memory": "medscore.memory",
     "Batch": "medscore.memory",

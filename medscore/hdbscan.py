@@ -149,6 +149,7 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
             epsilon=params["cluster_selection_epsilon"], n_threads=params["n_threads"]))
         n = points.shape[0]
         self._result = result
+        self._fit_labels = result.labels
         self.labels_ = result.labels
         self.probabilities_ = result.probabilities
         self.cluster_persistence_ = result.cluster_persistence
@@ -214,6 +215,16 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
 
         points, weights = self._cluster_points(cluster_id)
         return points[int(np.argmin((_distances(points, points) * weights).sum(axis=1)))].copy()
+
+    @property
+    def relative_validity_(self) -> float:
+        """``hdbscan``'s fast DBCV approximation from ``minimum_spanning_tree_`` (see
+        :func:`medscore.validity.relative_validity`); for comparing fits of the same data.
+        For the full index use :func:`medscore.validity_index`."""
+        from .validity import relative_validity
+
+        self._check_fitted()
+        return relative_validity(self.minimum_spanning_tree_, self._fit_labels)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "labels_"):
