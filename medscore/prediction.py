@@ -28,12 +28,15 @@ membership vectors of shape ``[N, 0]`` (the library: zeros of shape ``[N]``); la
 int64 (the library: int32).
 
 All of it is NumPy on the fit's results; the fitted points' neighbour lists come from the
-fit's backend. Distances use medscore's bit-defined sum (docs/SPEC.md, stage 1).
+fit's backend. A new point's neighbours come from an exact tree search over the fitted
+points (``medscore/_numba/query.py``, built on first use and kept in ``prediction_data_``)
+when numba is installed, else from brute force; both give the same neighbours, ordered by
+(distance, index). Distances use medscore's bit-defined sum (docs/SPEC.md, stage 1).
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -75,6 +78,8 @@ class PredictionData:
     cluster_label: np.ndarray
     label_max_lambda: np.ndarray
     subtree_max_lambda: np.ndarray
+    #: kd-tree over ``raw_data`` for the neighbour search, built on first use (a cache)
+    search_tree: object = field(default=None, repr=False, compare=False)
 
 
 def make_prediction_data(X, condensed, selected, min_samples, nearest_neighbors) -> PredictionData:
@@ -188,10 +193,11 @@ def _squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     the fit bit for bit.
     """
     lanes = np.zeros((4, A.shape[0], B.shape[0]))
-    for k in range(A.shape[1]):
-        diff = A[:, k, None] - B[None, :, k]
-        lanes[k % 4] += diff * diff
-    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    with np.errstate(over="ignore"):  # points ~1e154 apart: the distance is inf, as in the fit
+        for k in range(A.shape[1]):
+            diff = A[:, k, None] - B[None, :, k]
+            lanes[k % 4] += diff * diff
+        return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 
 
 def _distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -212,6 +218,44 @@ class _Joined:
     nearest_distance: np.ndarray  #: float64 [M], distance to the nearest fitted point
 
 
+def _brute_neighbors(raw_data: np.ndarray, Q: np.ndarray, k: int):
+    """The ``k`` nearest fitted points of each row of ``Q`` by brute force: (int64 [M, k],
+    float64 [M, k]) ordered by (distance, index), the kd-tree's answer."""
+    n = raw_data.shape[0]
+    d = _distances(Q, raw_data)
+    if k < n:
+        # Everything strictly below the k-th smallest distance, then the ties at it by index.
+        kth = np.partition(d, k - 1, axis=1)[:, k - 1:k]
+        d = np.where(d <= kth, d, np.inf)
+    order = np.lexsort((np.broadcast_to(np.arange(n), d.shape), d), axis=1)[:, :k]
+    return order.astype(np.int64), np.take_along_axis(d, order, axis=1)
+
+
+def _numba_query():
+    """``medscore._numba.query`` when numba imports, else None (brute force is used)."""
+    try:
+        from ._numba import query
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    return query
+
+
+def _neighbors(data: PredictionData, Q: np.ndarray, k: int):
+    """The ``k`` nearest fitted points of each row of ``Q``, ordered by (distance, index):
+    a kd-tree search (exact, bit-defined distances) with the Numba kernels, else brute force."""
+    kernels = _numba_query()
+    n = data.raw_data.shape[0]
+    if kernels is None or n < 64:
+        step = max(1, (1 << 20) // n)
+        parts = [_brute_neighbors(data.raw_data, Q[s:s + step], k) for s in range(0, Q.shape[0], step)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    tree = data.search_tree
+    if tree is None:
+        tree = kernels.build_query_tree(data.raw_data)
+        object.__setattr__(data, "search_tree", tree)  # a cache, built once
+    return kernels.knn_outside(tree, Q, k)
+
+
 def _join(data: PredictionData, Q: np.ndarray) -> _Joined:
     """Attach each row of ``Q`` to the fit, as the library's ``_find_neighbor_and_lambda``."""
     n = data.raw_data.shape[0]
@@ -220,16 +264,13 @@ def _join(data: PredictionData, Q: np.ndarray) -> _Joined:
     neighbor = np.empty(Q.shape[0], np.int64)
     lam = np.empty(Q.shape[0])
     nearest = np.empty(Q.shape[0])
-    step = max(1, (1 << 20) // n)
+    all_idx, all_dk = _neighbors(data, Q, k)
+    step = max(1, (1 << 22) // k)
     for start in range(0, Q.shape[0], step):
-        d = _distances(Q[start:start + step], data.raw_data)
-        idx = np.argpartition(d, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(d), 1))
-        dk = np.take_along_axis(d, idx, axis=1)
-        order = np.lexsort((idx, dk), axis=1)  # by distance, then index
-        idx, dk = np.take_along_axis(idx, order, axis=1), np.take_along_axis(dk, order, axis=1)
+        idx, dk = all_idx[start:start + step], all_dk[start:start + step]
         mr = np.maximum(np.maximum(data.core_distances[idx], dk[:, own, None]), dk)
         best = np.lexsort((dk, mr), axis=1)[:, 0]  # smallest reachability, then nearer
-        rows = np.arange(len(d))
+        rows = np.arange(len(idx))
         m = mr[rows, best]
         neighbor[start:start + step] = idx[rows, best]
         with np.errstate(divide="ignore"):
