@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "medscore/matrix.hpp"
+#include "medscore/select.hpp"
 
 namespace medscore_bindings {
 
@@ -24,6 +25,12 @@ inline medscore::PointsView points_view(const Points& x) {
         throw std::invalid_argument("X must be 2-dimensional [N, D], got ndim " + std::to_string(x.ndim()));
     }
     return medscore::PointsView{x.data(), x.shape(0), x.shape(1)};
+}
+
+inline medscore::SelectionMethod selection_method_of(const std::string& method) {
+    if (method == "eom") return medscore::SelectionMethod::eom;
+    if (method == "leaf") return medscore::SelectionMethod::leaf;
+    throw std::invalid_argument("method must be 'eom' or 'leaf', got '" + method + "'");
 }
 
 /// Moves a vector into a numpy array of the given shape without copying.

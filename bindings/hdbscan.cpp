@@ -26,11 +26,7 @@ using medscore_bindings::Points;
 using medscore_bindings::points_view;
 using medscore_bindings::to_numpy;
 
-SelectionMethod method_of(const std::string& method) {
-    if (method == "eom") return SelectionMethod::eom;
-    if (method == "leaf") return SelectionMethod::leaf;
-    throw std::invalid_argument("method must be 'eom' or 'leaf', got '" + method + "'");
-}
+using medscore_bindings::selection_method_of;
 
 py::tuple selection_tuple(Selection&& s) {
     return py::make_tuple(to_numpy(std::move(s.labels)), to_numpy(std::move(s.probabilities)),
@@ -77,7 +73,7 @@ py::array_t<MstEdge> minimum_spanning_tree_py(const Points& x, const py::array_t
 py::tuple fit_py(const Points& x, int64_t min_cluster_size, int64_t min_samples, const std::string& method,
                  bool allow_single_cluster, double epsilon, int n_threads) {
     const PointsView view = points_view(x);
-    const HdbscanParams params{min_cluster_size, min_samples, method_of(method), allow_single_cluster, epsilon,
+    const HdbscanParams params{min_cluster_size, min_samples, selection_method_of(method), allow_single_cluster, epsilon,
                                n_threads};
     HdbscanResult r;
     {
@@ -141,7 +137,7 @@ void register_hdbscan(py::module_& m) {
     m.def("select_clusters", [](const py::array& condensed, int64_t n, const std::string& method,
                                 bool allow_single_cluster, double epsilon) {
         const std::vector<CondensedRow> rows = from_numpy<CondensedRow>(condensed, "condensed");
-        const SelectionMethod how = method_of(method);
+        const SelectionMethod how = selection_method_of(method);
         Selection selection;
         {
             py::gil_scoped_release release;

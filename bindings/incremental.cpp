@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "medscore/incremental.hpp"
+#include "medscore/incremental_hdbscan.hpp"
 #include "arrays.hpp"
 #include "registrations.hpp"
 
@@ -65,9 +66,106 @@ py::tuple knn_of_rows_py(const Points& x, const Int64s& rows, int64_t k, int n_t
     return py::make_tuple(to_numpy(std::move(indices), shape), to_numpy(std::move(distances), shape));
 }
 
+/// A copy of a vector as a numpy array of the given shape (the engine keeps its own).
+template <class T>
+py::array_t<T> copy_of(const std::vector<T>& values, std::vector<py::ssize_t> shape) {
+    return py::array_t<T>(shape, values.data());
+}
+
+template <class T>
+py::array_t<T> copy_of(const std::vector<T>& values) {
+    return copy_of(values, {static_cast<py::ssize_t>(values.size())});
+}
+
+medscore::IncrementalHDBSCAN make_engine(int64_t min_cluster_size, int64_t min_samples, const std::string& method,
+                                         bool allow_single_cluster, int64_t capacity, int n_threads) {
+    medscore::IncrementalParams p;
+    p.min_cluster_size = min_cluster_size;
+    p.min_samples = min_samples;
+    p.method = medscore_bindings::selection_method_of(method);
+    p.allow_single_cluster = allow_single_cluster;
+    p.capacity = capacity;
+    p.n_threads = n_threads;
+    return medscore::IncrementalHDBSCAN(p);
+}
+
+/// The engine's parameters and state as a tuple of plain values and arrays (pickling).
+py::tuple state_tuple(const medscore::IncrementalHDBSCAN& e) {
+    const medscore::IncrementalParams& p = e.params();
+    const medscore::IncrementalState& s = e.state();
+    const auto n = static_cast<py::ssize_t>(s.ids.size());
+    const auto k = static_cast<py::ssize_t>(s.graph.k);
+    return py::make_tuple(
+        py::make_tuple(p.min_cluster_size, p.min_samples, p.method == medscore::SelectionMethod::eom ? "eom" : "leaf",
+                       p.allow_single_cluster, p.capacity, p.n_threads),
+        s.dim, copy_of(s.shift), copy_of(s.points), copy_of(s.ids), copy_of(s.magnitude), k,
+        copy_of(s.graph.knn_index), copy_of(s.graph.knn_dist), copy_of(s.graph.core), copy_of(s.graph.mst),
+        copy_of(s.labels), copy_of(s.probabilities), copy_of(s.condensed), s.next_id, s.next_label, n);
+}
+
+medscore::IncrementalHDBSCAN engine_of(const py::tuple& t) {
+    if (t.size() != 17) throw std::invalid_argument("IncrementalHDBSCAN: not an engine state");
+    const auto params = t[0].cast<py::tuple>();
+    const medscore::IncrementalHDBSCAN fresh = make_engine(
+        params[0].cast<int64_t>(), params[1].cast<int64_t>(), params[2].cast<std::string>(), params[3].cast<bool>(),
+        params[4].cast<int64_t>(), params[5].cast<int>());
+    medscore::IncrementalState s;
+    s.dim = t[1].cast<int64_t>();
+    s.shift = to_vector<double>(t[2].cast<Doubles>());
+    s.points = to_vector<double>(t[3].cast<Doubles>());
+    s.ids = to_vector<int64_t>(t[4].cast<Int64s>());
+    s.magnitude = to_vector<double>(t[5].cast<Doubles>());
+    s.graph.k = t[6].cast<int64_t>();
+    s.graph.knn_index = to_vector<int64_t>(t[7].cast<Int64s>());
+    s.graph.knn_dist = to_vector<double>(t[8].cast<Doubles>());
+    s.graph.core = to_vector<double>(t[9].cast<Doubles>());
+    s.graph.mst = medscore_bindings::from_numpy<MstEdge>(t[10].cast<py::array>(), "mst");
+    s.labels = to_vector<int64_t>(t[11].cast<Int64s>());
+    s.probabilities = to_vector<double>(t[12].cast<Doubles>());
+    s.condensed = medscore_bindings::from_numpy<medscore::CondensedRow>(t[13].cast<py::array>(), "condensed");
+    s.next_id = t[14].cast<int64_t>();
+    s.next_label = t[15].cast<int64_t>();
+    return medscore::IncrementalHDBSCAN(fresh.params(), std::move(s));
+}
+
 }  // namespace
 
 void register_incremental(py::module_& m) {
+    using Engine = medscore::IncrementalHDBSCAN;
+    // The GIL stays held during updates: the engine is mutated in place, and holding it makes
+    // concurrent calls on one object from Python threads safe.
+    py::class_<Engine>(m, "IncrementalHDBSCAN",
+                       "The exact incremental HDBSCAN* engine (csrc/include/medscore/incremental_hdbscan.hpp).")
+        .def(py::init(&make_engine), py::arg("min_cluster_size"), py::arg("min_samples"), py::arg("method"),
+             py::arg("allow_single_cluster"), py::arg("capacity") = 0, py::arg("n_threads") = 0)
+        .def("insert", [](Engine& e, const Points& x) { return e.insert(points_view(x)); }, py::arg("X"),
+             "Insert rows (float64 [B, D]); returns the first id given (ids are consecutive).")
+        .def("remove", [](Engine& e, const Int64s& ids) {
+            if (ids.ndim() != 1) throw std::invalid_argument("ids must be 1-dimensional");
+            e.remove(to_vector<int64_t>(ids));
+        }, py::arg("ids"), "Remove live points by id (int64 [R], distinct).")
+        .def(py::pickle(&state_tuple, &engine_of))
+        .def_property_readonly("size", &Engine::size)
+        .def_property_readonly("dim", &Engine::dim)
+        .def_property_readonly("next_id", &Engine::next_id)
+        .def_property_readonly("next_label", &Engine::next_label)
+        .def_property_readonly("points", [](const Engine& e) {
+            return copy_of(e.points(), {static_cast<py::ssize_t>(e.size()), static_cast<py::ssize_t>(e.dim())});
+        }, "float64 [N, D] copy of the live points, in id order")
+        .def_property_readonly("ids", [](const Engine& e) { return copy_of(e.ids()); })
+        .def_property_readonly("knn_index", [](const Engine& e) {
+            const auto& g = e.graph();
+            return copy_of(g.knn_index, {static_cast<py::ssize_t>(e.size()), static_cast<py::ssize_t>(g.k)});
+        })
+        .def_property_readonly("knn_dist", [](const Engine& e) {
+            const auto& g = e.graph();
+            return copy_of(g.knn_dist, {static_cast<py::ssize_t>(e.size()), static_cast<py::ssize_t>(g.k)});
+        })
+        .def_property_readonly("core_distances", [](const Engine& e) { return copy_of(e.graph().core); })
+        .def_property_readonly("mst", [](const Engine& e) { return copy_of(e.graph().mst); })
+        .def_property_readonly("labels", [](const Engine& e) { return copy_of(e.labels()); })
+        .def_property_readonly("probabilities", [](const Engine& e) { return copy_of(e.probabilities()); })
+        .def_property_readonly("condensed_tree", [](const Engine& e) { return copy_of(e.condensed_tree()); });
     m.def("incremental_insert", &insert_rows_py, py::arg("X"), py::arg("n_old"), py::arg("knn_index"),
           py::arg("knn_dist"), py::arg("mst"), py::arg("n_threads") = 0,
           "Exact graph after appending rows n_old.. of X: (knn_index int64 [N, k], knn_dist float64 [N, k], "

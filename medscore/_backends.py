@@ -5,6 +5,7 @@ which needs the ``numba`` extra. Both export the functions listed in ``docs/SPEC
 """
 from __future__ import annotations
 
+import functools
 import importlib
 
 BACKENDS = ("cpp", "numba")
@@ -23,6 +24,31 @@ def get_backend(name: str):
             ) from exc
         return importlib.import_module("medscore._numba")
     raise ValueError(f"backend must be one of {list(BACKENDS)}, got {name!r}")
+
+
+def incremental_engine(name: str, knn: str = "auto"):
+    """A factory of backend ``name``'s incremental HDBSCAN* engine.
+
+    The factory takes ``(min_cluster_size, min_samples, method, allow_single_cluster,
+    capacity=0)``. ``knn`` is the Numba engine's neighbour search: "faiss" (float32
+    candidates certified in float64), "exact" (brute force) or "auto" (FAISS where installed).
+    The C++ engine searches its kd-tree, which is exact: it takes "auto" or "exact".
+    """
+    if name == "cpp":
+        if knn == "faiss":
+            raise ValueError("knn='faiss' is a search of backend='numba'; the cpp backend searches "
+                             "exactly with its kd-tree: use knn='auto' (or 'exact')")
+        return get_backend("cpp").IncrementalHDBSCAN
+    get_backend(name)
+    from ._numba.incremental_hdbscan import IncrementalHDBSCAN
+
+    if knn == "auto":
+        try:
+            import faiss  # noqa: F401
+            knn = "faiss"
+        except ImportError:
+            knn = "exact"
+    return functools.partial(IncrementalHDBSCAN, knn=knn)
 
 
 def available_backends() -> list[str]:

@@ -25,7 +25,7 @@ from ..libraries import hdbscan_libraries
 
 NAME = "incremental"
 DESCRIPTION = ("Exact incremental HDBSCAN (medscore.IncrementalHDBSCAN, min_cluster_size=5, "
-               "knn='faiss') per-batch insert time vs refits (hdbscan exact/default, medscore "
+               C++ engine) per-batch insert time vs refits (hdbscan exact/default, medscore "
                "batch, fast_hdbscan D<=30, sklearn N<=20k) and FISHDBC (time, ARI vs exact).")
 #: Refits stop repeating after this many seconds per library and checkpoint.
 REFIT_BUDGET_S = 60.0
@@ -103,7 +103,7 @@ def _run_stream(bench, stream, quick):
     import medscore
 
     points = blobs(stream.n, stream.d, seed=1)[np.random.default_rng(1).permutation(stream.n)]
-    model = medscore.IncrementalHDBSCAN(min_cluster_size=5, knn="faiss")
+    model = medscore.IncrementalHDBSCAN(min_cluster_size=5)
     model.insert(points[:32])  # compile (or load) the Numba kernels outside the timings
     model.remove(model.ids_)
     steps = range(0, stream.n, stream.batch)
@@ -164,7 +164,7 @@ def _run_sweep(bench, quick):
 
     n, d, sizes = sweep(quick)
     points = blobs(n + max(sizes), d, seed=2)
-    model = medscore.IncrementalHDBSCAN(min_cluster_size=5, knn="faiss")
+    model = medscore.IncrementalHDBSCAN(min_cluster_size=5)
     model.insert(points[:n])
     for size in bench.progress(sizes, desc="batch sweep"):
         batch = points[n:n + size]

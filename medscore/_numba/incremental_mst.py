@@ -23,14 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._dtypes import MST_EDGE
-from ._incremental_knn import float_slack_factor
+from . import incremental as kernels
 
-
-def _kernels():
-    from ._numba import incremental
-
-    return incremental
+from .._dtypes import MST_EDGE
+from .incremental_knn import float_slack_factor
 
 
 def edges_of(u, v, w) -> np.ndarray:
@@ -47,7 +43,7 @@ def edges_of(u, v, w) -> np.ndarray:
 def spanning_forest(edges: np.ndarray, n_points: int) -> np.ndarray:
     """Minimum spanning forest (Kruskal) of an MST_EDGE list, sorted by (weight, u, v)."""
     edges = edges_of(edges["u"], edges["v"], edges["weight"])
-    keep = _kernels().kruskal_select(edges["u"], edges["v"], n_points)
+    keep = kernels.kruskal_select(edges["u"], edges["v"], n_points)
     return edges[keep]
 
 
@@ -57,7 +53,7 @@ def reweighted(X, edges, core, changed) -> np.ndarray:
     touch = changed[out["u"]] | changed[out["v"]]
     if touch.any():
         u, v = out["u"][touch], out["v"][touch]
-        d = _kernels().edge_distances(X, u, v)
+        d = kernels.edge_distances(X, u, v)
         out["weight"][touch] = np.maximum(np.maximum(core[u], core[v]), d)
     return out
 
@@ -91,9 +87,8 @@ _BRIDGE_CHUNK = 256
 
 def _bridge_edges(X, n_old, core_new, tree, shift):
     """Pruned candidate edges between the new points and the old ones (step 4)."""
-    kern = _kernels()
     n = X.shape[0]
-    left, right = kern.linkage_children(tree["u"], tree["v"], n_old)
+    left, right = kernels.linkage_children(tree["u"], tree["v"], n_old)
     height = np.ascontiguousarray(tree["weight"])
     centred = X - shift
     norm2 = np.einsum("ij,ij->i", centred, centred)
@@ -104,10 +99,10 @@ def _bridge_edges(X, n_old, core_new, tree, shift):
         rows = np.arange(start, min(start + _BRIDGE_CHUNK, n), dtype=np.int64)
         gram = centred[rows].astype(np.float32) @ old32.T
         args = (core_new, n_old, left, right, height)
-        q, w, count = kern.star_edges(X, rows, *args, gram, norm2[rows], norm2[:n_old], slack, 32)
+        q, w, count = kernels.star_edges(X, rows, *args, gram, norm2[rows], norm2[:n_old], slack, 32)
         over = np.flatnonzero(count > q.shape[1])
         if over.size:
-            q, w, _ = kern.star_edges(X, rows, *args, gram, norm2[rows], norm2[:n_old], slack,
+            q, w, _ = kernels.star_edges(X, rows, *args, gram, norm2[rows], norm2[:n_old], slack,
                                       int(count.max()))
         valid = q >= 0
         pieces.append(edges_of(np.repeat(rows, valid.sum(axis=1)), q[valid], w[valid]))
@@ -131,11 +126,10 @@ def insert_mst(X, n_old, core_old, core_new, knn_index_old, knn_dist_old, mst_ol
     -------
     MST_EDGE [N - 1], sorted by (weight, u, v)
     """
-    kern = _kernels()
     n = X.shape[0]
     tree = _tree_of_old_points(X, n_old, core_old, core_new, knn_index_old, knn_dist_old, mst_old)
     new_rows = np.arange(n_old, n, dtype=np.int64)
-    bu, bv, bw = kern.prim_of_rows(X, new_rows, core_new)
+    bu, bv, bw = kernels.prim_of_rows(X, new_rows, core_new)
     among_new = edges_of(bu, bv, bw)
     bridges = _bridge_edges(X, n_old, core_new, tree, shift)
     mst = spanning_forest(np.concatenate([tree, among_new, bridges]), n)

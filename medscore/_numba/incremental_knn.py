@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from . import incremental as kernels
+
 #: Extra candidates asked from FAISS beyond k, so that ties and rounding rarely force the
 #: exact fallback.
 FAISS_MARGIN = 16
@@ -23,12 +25,6 @@ def float_slack_factor(dim: int) -> float:
     product about D * 2^-23; the sum is doubled for safety.
     """
     return 2.0 * (4.0 * (dim + 4) * 2.0**-24 + 2.0**-21)
-
-
-def _kernels():
-    from ._numba import incremental
-
-    return incremental
 
 
 def _faiss():
@@ -65,12 +61,12 @@ class ExactSearch:
 
     def knn_of_rows(self, X: np.ndarray, rows: np.ndarray, k: int):
         """k nearest other rows of ``X[rows]`` (int64 [M, k], float64 [M, k]), exact."""
-        return _kernels().knn_of_rows(X, rows, k, 0, X.shape[0])
+        return kernels.knn_of_rows(X, rows, k, 0, X.shape[0])
 
     def closer_new_points(self, X: np.ndarray, n_old: int, core_old: np.ndarray, k: int):
         """For each old row u, its k nearest new rows (>= n_old) strictly closer than core_old[u]."""
         rows = np.arange(n_old, dtype=np.int64)
-        return _kernels().closer_rows_in_range(X, rows, core_old, k, n_old, X.shape[0])
+        return kernels.closer_rows_in_range(X, rows, core_old, k, n_old, X.shape[0])
 
 
 class FaissSearch(ExactSearch):
@@ -104,21 +100,19 @@ class FaissSearch(ExactSearch):
         return ~safe
 
     def knn_of_rows(self, X, rows, k):
-        kern = _kernels()
         n, dim = X.shape
         index, norm2 = self._index_of(X)
         want = min(k + FAISS_MARGIN + 1, n)
         f, cand = self._search(index, X[rows], want)
-        idx, dist = kern.rank_candidates(X, rows, cand, k)
+        idx, dist = kernels.rank_candidates(X, rows, cand, k)
         bad = self._uncertain(norm2[rows], norm2.max(), f[:, -1], dist[:, -1], want == n, dim)
         bad |= idx[:, -1] < 0
         if bad.any():
             fix = np.flatnonzero(bad)
-            idx[fix], dist[fix] = kern.knn_of_rows(X, rows[fix], k, 0, n)
+            idx[fix], dist[fix] = kernels.knn_of_rows(X, rows[fix], k, 0, n)
         return idx, dist
 
     def closer_new_points(self, X, n_old, core_old, k):
-        kern = _kernels()
         n, dim = X.shape
         n_new = n - n_old
         index, norm2 = self._index_of(X[n_old:])
@@ -126,14 +120,14 @@ class FaissSearch(ExactSearch):
         f, cand = self._search(index, X[:n_old], want)
         cand = np.where(cand >= 0, cand + n_old, -1)
         rows = np.arange(n_old, dtype=np.int64)
-        idx, dist = kern.rank_candidates(X, rows, cand, k)
+        idx, dist = kernels.rank_candidates(X, rows, cand, k)
         too_far = dist >= core_old[:, None]
         idx[too_far], dist[too_far] = -1, np.inf
         old_norm2 = np.einsum("ij,ij->i", X[:n_old] - self.shift, X[:n_old] - self.shift)
         bad = self._uncertain(old_norm2, norm2.max(), f[:, -1], core_old, want == n_new, dim)
         if bad.any():
             fix = np.flatnonzero(bad)
-            idx[fix], dist[fix] = kern.closer_rows_in_range(X, rows[fix], core_old[fix], k, n_old, n)
+            idx[fix], dist[fix] = kernels.closer_rows_in_range(X, rows[fix], core_old[fix], k, n_old, n)
         return idx, dist
 
 
