@@ -36,6 +36,7 @@ when numba is installed, else from brute force; both give the same neighbours, o
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,7 +83,8 @@ class PredictionData:
     search_tree: object = field(default=None, repr=False, compare=False)
 
 
-def make_prediction_data(X, condensed, selected, min_samples, nearest_neighbors) -> PredictionData:
+def make_prediction_data(X, condensed, selected, min_samples, nearest_neighbors,
+                         label_names=None) -> PredictionData:
     """Build :class:`PredictionData` of a fit.
 
     Parameters
@@ -92,6 +94,8 @@ def make_prediction_data(X, condensed, selected, min_samples, nearest_neighbors)
     selected : int64 [K], the fit's selected clusters in label order
     min_samples : int, the estimator's ``min_samples`` (or ``min_cluster_size``)
     nearest_neighbors : the backend's ``nearest_neighbors(X, k)``
+    label_names : int64 [K] or None, the label ``approximate_predict`` gives to selected
+        cluster k (``IncrementalHDBSCAN``'s stable labels); None for ``0 .. K-1``
     """
     n = X.shape[0]
     k_other = min(min_samples - 1, n - 1)
@@ -106,7 +110,7 @@ def make_prediction_data(X, condensed, selected, min_samples, nearest_neighbors)
     label_max = np.zeros(info.n_clusters)
     for label, s in enumerate(selected.tolist()):
         below = _descendants(info, s)
-        cluster_label[below - n] = label
+        cluster_label[below - n] = label if label_names is None else label_names[label]
         label_max[below - n] = info.death[s - n]
     exemplars = [X[_exemplar_points(condensed, info, s)] for s in selected.tolist()]
     return PredictionData(X, core, int(min_samples), np.asarray(selected, np.int64), exemplars,
@@ -177,7 +181,52 @@ def _exemplar_points(condensed, info: ClusterInfo, s: int) -> np.ndarray:
     return np.sort(condensed["child"][rows])
 
 
+#: Prediction data of live ``IncrementalHDBSCAN`` clusterings: model -> (ids_, labels_ it was
+#: built for, PredictionData). Ids are never reused, so equal ids and labels mean that no
+#: update happened since (the clustering is a function of the live points).
+_LIVE_CACHE = weakref.WeakKeyDictionary()
+
+
+def live_prediction_data(model) -> PredictionData:
+    """:class:`PredictionData` of an ``IncrementalHDBSCAN``'s live clustering.
+
+    Read from its public attributes only: the live points (``minimum_spanning_tree_.data``,
+    in ``ids_`` order), ``condensed_tree_``, ``labels_`` and ``probabilities_``; ``min_samples``
+    as the estimator's. It is what ``HDBSCAN(prediction_data=True)`` would build on the live
+    points, except that predicted labels are the stream's stable labels and membership
+    columns follow the stable labels in increasing order (``np.unique(labels_[labels_ >= 0])``).
+    Cached until the next update (kept while the model lives).
+    """
+    from ._backends import get_backend
+    from .trees import selected_clusters
+
+    if not len(model):
+        raise ValueError("the IncrementalHDBSCAN holds no points: insert some before predicting")
+    labels, ids = model.labels_, model.ids_
+    entry = _LIVE_CACHE.get(model)
+    if entry is not None and np.array_equal(entry[0], ids) and np.array_equal(entry[1], labels):
+        return entry[2]
+    points = model.minimum_spanning_tree_.data
+    n = points.shape[0]
+    names, raw = np.unique(labels, return_inverse=True)
+    raw = raw.reshape(-1).astype(np.int64)
+    if names.size and names[0] < 0:
+        raw -= 1  # noise keeps -1, the stable labels become 0 .. K-1 in increasing order
+        names = names[1:]
+    condensed = model.condensed_tree_.to_numpy()
+    selected = selected_clusters(condensed, n, raw, model.probabilities_)
+    min_samples = model.min_cluster_size if model.min_samples is None else int(model.min_samples)
+    backend = get_backend(getattr(model, "backend", "cpp"))
+    data = make_prediction_data(points, condensed, selected, min_samples,
+                                lambda X, k: backend.nearest_neighbors(X, k),
+                                label_names=names.astype(np.int64))
+    _LIVE_CACHE[model] = (np.array(ids), np.array(labels), data)
+    return data
+
+
 def _prediction_data(model) -> PredictionData:
+    if hasattr(model, "ids_") and hasattr(model, "insert"):  # IncrementalHDBSCAN
+        return live_prediction_data(model)
     data = getattr(model, "prediction_data_", None)
     if data is None:
         raise ValueError("Clusterer does not have prediction data! Fit it with "
