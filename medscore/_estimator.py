@@ -186,7 +186,7 @@ def _plain(value):
     return value
 
 
-def check_points(estimator, X, reset: bool) -> np.ndarray:
+def check_points(estimator, X, reset: bool, allow_non_finite: bool = False) -> np.ndarray:
     """Validate ``X`` for ``estimator`` and return it as C-contiguous float64 [N, D].
 
     On top of :func:`medscore._validation.as_points` (rank, emptiness, NaN/Inf, torch
@@ -200,6 +200,8 @@ def check_points(estimator, X, reset: bool) -> np.ndarray:
     estimator : the estimator being fitted or updated
     X : array-like [N, D]
     reset : bool, True for ``fit`` (record the features), False for later updates
+    allow_non_finite : bool, default False: NaN/Inf rows raise ``ValueError``; True: they are
+        returned for the caller to handle
 
     Returns
     -------
@@ -225,7 +227,7 @@ def check_points(estimator, X, reset: bool) -> np.ndarray:
     if expected is not None and np.ndim(arr) == 2 and np.shape(arr)[1] != expected:
         raise ValueError(f"X has {np.shape(arr)[1]} features, but {type(estimator).__name__} "
                          f"is expecting {expected} features as input")
-    points = as_points(arr)
+    points = as_points(arr, allow_non_finite=allow_non_finite)
     if reset:
         estimator.n_features_in_ = points.shape[1]
         if names is not None:

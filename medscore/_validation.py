@@ -44,12 +44,14 @@ def check_choice(name: str, value, choices) -> str:
     return value
 
 
-def as_points(X, name: str = "X", n_features: int | None = None) -> np.ndarray:
+def as_points(X, name: str = "X", n_features: int | None = None,
+              allow_non_finite: bool = False) -> np.ndarray:
     """Validate a point matrix and return it as C-contiguous float64 ``[N, D]``.
 
     Accepts any array-like of real numbers (float16/32/64, ints, any memory layout, torch
     tensors on any device). Raises ``ValueError`` for the wrong rank, an empty matrix, a
-    dimension other than ``n_features``, or NaN/Inf (naming the first bad row).
+    dimension other than ``n_features``, or NaN/Inf (naming the first bad row) unless
+    ``allow_non_finite`` (the caller then deals with those rows).
     """
     if hasattr(X, "detach") and hasattr(X, "cpu"):  # torch.Tensor, without importing torch
         X = X.detach().cpu()
@@ -70,6 +72,8 @@ def as_points(X, name: str = "X", n_features: int | None = None) -> np.ndarray:
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features, expected {n_features}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if allow_non_finite:
+        return arr
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])

@@ -11,6 +11,8 @@ from ._estimator import BOOLEAN, ClusterMixin, EstimatorBase, Interval, Options,
 from ._validation import INT64_MAX, INT_MAX
 
 SELECTION_METHODS = ("eom", "leaf")
+#: What ``fit`` does with rows holding NaN or Inf (see the class docstring).
+NON_FINITE = ("raise", "label", "noise")
 
 
 class HDBSCANResult(NamedTuple):
@@ -58,11 +60,20 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
     backend : {"cpp", "numba"}, default "cpp"
     n_threads : int, default 0
         Worker threads for the neighbour and tree searches; 0 uses every core.
+    non_finite : {"raise", "label", "noise"}, default "raise"
+        Rows of ``X`` holding NaN or +-Inf. ``"raise"``: ``fit`` raises ``ValueError`` naming
+        the first such row (medscore's rule: bad input gets a clear error). ``"label"``
+        (scikit-learn's ``HDBSCAN``): the rows are left out of the fit and labelled -3 if
+        they hold a NaN (probability NaN), else -2 (probability 0). ``"noise"`` (the
+        ``hdbscan`` library): left out and labelled -1 (probability 0). Left-out rows get
+        outlier score 1 and core distance inf; the trees, ``prediction_data_`` and the
+        centroids cover the finite rows only, numbered in their order, and
+        ``finite_index_`` gives their rows in ``X``.
 
     Attributes
     ----------
     labels_ : int64 ndarray [N]
-        Cluster label per point, -1 for noise.
+        Cluster label per point, -1 for noise (-2 / -3 for left-out rows, ``non_finite``).
     probabilities_ : float64 ndarray [N]
         Membership strength in [0, 1]; 0 for noise.
     cluster_persistence_ : float64 ndarray [n_clusters]
@@ -80,6 +91,9 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
     exemplars_ : list of float64 ndarrays [E_k, D]
         Densest points of each cluster (only with ``prediction_data=True``).
     prediction_data_ : :class:`medscore.prediction.PredictionData` or None
+    finite_index_ : int64 ndarray [F]
+        Rows of ``X`` that were clustered (all rows unless ``non_finite`` left some out);
+        point ``i`` of the trees is row ``finite_index_[i]``.
     n_features_in_ : int
     feature_names_in_ : object ndarray [D]
         Column names, when fitted on a DataFrame whose column names are all strings.
@@ -94,6 +108,7 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         "prediction_data": [BOOLEAN],
         "backend": [Options(BACKENDS)],
         "n_threads": [Interval(numbers.Integral, 0, INT_MAX)],
+        "non_finite": [Options(NON_FINITE)],
     }
 
     def __init__(
@@ -106,6 +121,7 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         prediction_data: bool = False,
         backend: str = "cpp",
         n_threads: int = 0,
+        non_finite: str = "raise",
     ):
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
@@ -115,6 +131,7 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         self.prediction_data = prediction_data
         self.backend = backend
         self.n_threads = n_threads
+        self.non_finite = non_finite
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -139,7 +156,24 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         from .trees import CondensedTree, MinimumSpanningTree, SingleLinkageTree, selected_clusters
 
         params = validate_params(self, self._parameter_constraints)
-        points = check_points(self, X, reset=True)
+        mode = params["non_finite"]
+        try:
+            raw = check_points(self, X, reset=True, allow_non_finite=mode != "raise")
+        except ValueError as exc:
+            if "NaN or Inf" not in str(exc):
+                raise
+            raise ValueError(f"{exc}. HDBSCAN(non_finite='label') leaves such rows out of the "
+                             "fit and labels them -2 (Inf) or -3 (NaN) as scikit-learn does; "
+                             "non_finite='noise' labels them -1 as hdbscan does") from None
+        finite = np.isfinite(raw).all(axis=1)
+        if finite.all():
+            points, self.finite_index_ = raw, np.arange(raw.shape[0], dtype=np.int64)
+        elif not finite.any():
+            raise ValueError(f"X has no finite row (all {raw.shape[0]} rows hold NaN or Inf): "
+                             "nothing to cluster")
+        else:
+            self.finite_index_ = np.flatnonzero(finite).astype(np.int64)
+            points = np.ascontiguousarray(raw[self.finite_index_])
         min_samples = params["min_cluster_size"] if params["min_samples"] is None else params["min_samples"]
         backend = get_backend(params["backend"])
         result = HDBSCANResult(*backend.fit(
@@ -150,13 +184,23 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         n = points.shape[0]
         self._result = result
         self._fit_labels = result.labels
-        self.labels_ = result.labels
-        self.probabilities_ = result.probabilities
+        self._fit_probabilities = result.probabilities
+        self._excluded = None
+        if n == raw.shape[0]:
+            self.labels_ = result.labels
+            self.probabilities_ = result.probabilities
+            self.core_distances_ = result.core_distances
+            self.outlier_scores_ = outlier_scores(result.condensed_tree, n)
+        else:
+            self._excluded = _excluded_labels(raw, finite, mode)
+            self.labels_ = self._to_rows(result.labels, self._excluded)
+            self.probabilities_ = self._to_rows(
+                result.probabilities, np.where(self._excluded == -3, np.nan, 0.0))
+            self.core_distances_ = self._to_rows(result.core_distances, np.inf)
+            self.outlier_scores_ = self._to_rows(outlier_scores(result.condensed_tree, n), 1.0)
         self.cluster_persistence_ = result.cluster_persistence
-        self.core_distances_ = result.core_distances
         selected = selected_clusters(result.condensed_tree, n, result.labels, result.probabilities)
         self.condensed_tree_ = CondensedTree(result.condensed_tree, selected=selected)
-        self.outlier_scores_ = outlier_scores(result.condensed_tree, n)
         mst = result.minimum_spanning_tree
         self.minimum_spanning_tree_ = MinimumSpanningTree(np.column_stack(
             [mst["u"].astype(np.float64), mst["v"].astype(np.float64), mst["weight"]]), data=points)
@@ -168,6 +212,14 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         if params["prediction_data"]:
             self.generate_prediction_data()
         return self
+
+    def _to_rows(self, values: np.ndarray, fill) -> np.ndarray:
+        """Per-row values of the finite rows spread over all rows of X, ``fill`` elsewhere."""
+        n_rows = self._excluded.shape[0]
+        out = np.empty(n_rows, values.dtype)
+        out[:] = fill
+        out[self.finite_index_] = values
+        return out
 
     def generate_prediction_data(self) -> None:
         """Build ``prediction_data_`` (and ``exemplars_``) after a fit without it."""
@@ -199,7 +251,8 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         int64 ndarray [N]
         """
         self._check_fitted()
-        return self.single_linkage_tree_.get_clusters(cut_distance, min_cluster_size)
+        labels = self.single_linkage_tree_.get_clusters(cut_distance, min_cluster_size)
+        return labels if self._excluded is None else self._to_rows(labels, self._excluded)
 
     def weighted_cluster_centroid(self, cluster_id) -> np.ndarray:
         """The mean of cluster ``cluster_id``'s points weighted by ``probabilities_``
@@ -235,11 +288,21 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         if cluster_id == -1:
             raise ValueError("Cannot calculate weighted centroid for -1 cluster "
                              "since it is a noise cluster")
-        mask = self.labels_ == cluster_id
+        mask = self._fit_labels == cluster_id
         if not mask.any():
-            raise ValueError(f"no cluster {cluster_id!r}: labels are 0 .. {int(self.labels_.max())}")
-        return self.minimum_spanning_tree_.data[mask], self.probabilities_[mask]
+            raise ValueError(f"no cluster {cluster_id!r}: labels are 0 .. {int(self._fit_labels.max())}")
+        return self.minimum_spanning_tree_.data[mask], self._fit_probabilities[mask]
 
     def fit_predict(self, X, y=None) -> np.ndarray:
         """Cluster ``X`` and return ``labels_`` (int64 [N])."""
         return self.fit(X).labels_
+
+
+def _excluded_labels(raw: np.ndarray, finite: np.ndarray, mode: str) -> np.ndarray:
+    """int64 [N]: the label of each row left out of the fit (-3 NaN, -2 Inf for ``"label"``,
+    -1 for ``"noise"``); finite rows get -1 (overwritten by the fit's labels)."""
+    out = np.full(raw.shape[0], -1, np.int64)
+    if mode == "label":
+        bad = ~finite
+        out[bad] = np.where(np.isnan(raw[bad]).any(axis=1), -3, -2)
+    return out
