@@ -9,16 +9,27 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "medscore/checkpoint.hpp"
 #include "medscore/error_memory.hpp"
 #include "medscore/hdbscan.hpp"
+#include "medscore/incremental_hdbscan.hpp"
 
 struct medscore_memory {
-    explicit medscore_memory(medscore::Memory m) : memory(std::move(m)) {}
+    static constexpr const char* kName = "memory";
+    explicit medscore_memory(medscore::Memory m) : object(std::move(m)) {}
     std::mutex mutex;           // serialises every call on the handle
-    medscore::Memory memory;
+    medscore::Memory object;
     std::string last_error;     // guarded by mutex
+};
+
+struct medscore_incremental {
+    static constexpr const char* kName = "incremental";
+    explicit medscore_incremental(const medscore::IncrementalParams& p) : object(p) {}
+    std::mutex mutex;
+    medscore::IncrementalHDBSCAN object;
+    std::string last_error;
 };
 
 namespace {
@@ -67,13 +78,13 @@ medscore_status guarded(Body&& body) noexcept {
     }
 }
 
-/// Runs `body(memory)` under the handle's mutex; failures also set the handle's message.
-template <class Body>
-medscore_status guarded(medscore_memory_t* handle, Body&& body) noexcept {
-    if (handle == nullptr) return guarded([] { bad("memory handle is NULL"); });
+/// Runs `body(object)` under the handle's mutex; failures also set the handle's message.
+template <class Handle, class Body>
+medscore_status guarded(Handle* handle, Body&& body) noexcept {
+    if (handle == nullptr) return guarded([] { bad(std::string(Handle::kName) + " handle is NULL"); });
     try {
         std::lock_guard<std::mutex> lock(handle->mutex);
-        const medscore_status status = guarded([&] { body(handle->memory); });
+        const medscore_status status = guarded([&] { body(handle->object); });
         if (status != MEDSCORE_OK) {
             try {
                 handle->last_error = thread_last_error;
@@ -291,6 +302,77 @@ medscore_status medscore_hdbscan(const medscore_hdbscan_params* params, const do
             std::memcpy(probabilities, result.selection.probabilities.data(), sizeof(double) * static_cast<size_t>(n));
         }
     });
+}
+
+medscore_status medscore_incremental_params_init(medscore_incremental_params* params) {
+    return guarded([&] {
+        require(params, "params");
+        const medscore::IncrementalParams p;
+        *params = medscore_incremental_params{p.min_cluster_size, p.min_samples, MEDSCORE_SELECTION_EOM,
+                                              p.allow_single_cluster, p.capacity, p.n_threads};
+    });
+}
+
+medscore_status medscore_incremental_create(const medscore_incremental_params* params, medscore_incremental_t** out) {
+    return guarded([&] {
+        require(out, "out");
+        *out = nullptr;
+        require(params, "params");
+        medscore::IncrementalParams p;
+        p.min_cluster_size = params->min_cluster_size;
+        p.min_samples = params->min_samples;
+        p.method = selection_of(params->selection);
+        p.allow_single_cluster = flag(params->allow_single_cluster, "allow_single_cluster");
+        p.capacity = params->capacity;
+        p.n_threads = params->n_threads;
+        *out = new medscore_incremental(p);
+    });
+}
+
+void medscore_incremental_free(medscore_incremental_t* engine) { delete engine; }
+
+medscore_status medscore_incremental_insert(medscore_incremental_t* engine, const double* points, int64_t n,
+                                            int64_t dim, int64_t* first_id) {
+    return guarded(engine, [&](medscore::IncrementalHDBSCAN& e) {
+        require(points, "points");
+        check_shape(n, dim, "incremental_insert");
+        const int64_t first = e.insert(medscore::PointsView{points, n, dim});
+        if (first_id != nullptr) *first_id = first;
+    });
+}
+
+medscore_status medscore_incremental_remove(medscore_incremental_t* engine, const int64_t* ids, int64_t n) {
+    return guarded(engine, [&](medscore::IncrementalHDBSCAN& e) {
+        if (n < 0) bad("incremental_remove: n must be >= 0");
+        if (n > 0) require(ids, "ids");
+        e.remove(std::vector<int64_t>(ids, ids + n));
+    });
+}
+
+medscore_status medscore_incremental_size(medscore_incremental_t* engine, int64_t* size) {
+    return guarded(engine, [&](medscore::IncrementalHDBSCAN& e) {
+        require(size, "size");
+        *size = e.size();
+    });
+}
+
+medscore_status medscore_incremental_get(medscore_incremental_t* engine, int64_t capacity, int64_t* ids,
+                                         int64_t* labels, double* probabilities) {
+    return guarded(engine, [&](medscore::IncrementalHDBSCAN& e) {
+        if (capacity < e.size()) {
+            bad("incremental_get: the arrays hold " + std::to_string(capacity) + " entries, " +
+                std::to_string(e.size()) + " points are live");
+        }
+        const auto n = static_cast<size_t>(e.size());
+        if (ids != nullptr) std::memcpy(ids, e.ids().data(), sizeof(int64_t) * n);
+        if (labels != nullptr) std::memcpy(labels, e.labels().data(), sizeof(int64_t) * n);
+        if (probabilities != nullptr) std::memcpy(probabilities, e.probabilities().data(), sizeof(double) * n);
+    });
+}
+
+const char* medscore_incremental_last_error(const medscore_incremental_t* engine) {
+    if (engine == nullptr) return "incremental handle is NULL";
+    return engine->last_error.c_str();
 }
 
 }  // extern "C"

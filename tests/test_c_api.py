@@ -235,3 +235,87 @@ def test_bad_input_returns_a_code_and_leaves_the_memory_unchanged(lib):
     with pytest.raises(ValueError, match="before the memory's last step"):
         c.penalize(x, keys, correct, step=1)
     assert (c.info().points, c.info().last_step) == before
+
+
+class IncrementalParams(ctypes.Structure):
+    _fields_ = [("min_cluster_size", ctypes.c_int64), ("min_samples", ctypes.c_int64),
+                ("selection", ctypes.c_int32), ("allow_single_cluster", ctypes.c_int32),
+                ("capacity", ctypes.c_int64), ("n_threads", ctypes.c_int32)]
+
+
+class CIncremental:
+    """The C API's incremental engine through ctypes."""
+
+    def __init__(self, lib, **fields):
+        self.lib = lib
+        params = IncrementalParams()
+        assert lib.medscore_incremental_params_init(ctypes.byref(params)) == OK
+        assert (params.min_cluster_size, params.min_samples, params.capacity) == (5, 5, 0)
+        for name, value in fields.items():
+            setattr(params, name, value)
+        self.handle = ctypes.c_void_p()
+        assert lib.medscore_incremental_create(ctypes.byref(params), ctypes.byref(self.handle)) == OK
+
+    def __del__(self):
+        self.lib.medscore_incremental_free(self.handle)
+
+    def _check(self, status):
+        if status != OK:
+            self.lib.medscore_incremental_last_error.restype = ctypes.c_char_p
+            raise ValueError(status, self.lib.medscore_incremental_last_error(self.handle).decode())
+
+    def insert(self, X):
+        X = np.ascontiguousarray(X, np.float64)
+        first = ctypes.c_int64()
+        self._check(self.lib.medscore_incremental_insert(
+            self.handle, X.ctypes.data_as(ctypes.POINTER(ctypes.c_double)), ctypes.c_int64(X.shape[0]),
+            ctypes.c_int64(X.shape[1]), ctypes.byref(first)))
+        return first.value
+
+    def remove(self, ids):
+        ids = np.ascontiguousarray(ids, np.int64)
+        self._check(self.lib.medscore_incremental_remove(
+            self.handle, ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)), ctypes.c_int64(ids.size)))
+
+    def result(self):
+        size = ctypes.c_int64()
+        self._check(self.lib.medscore_incremental_size(self.handle, ctypes.byref(size)))
+        ids, labels = np.empty(size.value, np.int64), np.empty(size.value, np.int64)
+        probabilities = np.empty(size.value)
+        ptr = lambda a, t: a.ctypes.data_as(ctypes.POINTER(t))  # noqa: E731
+        self._check(self.lib.medscore_incremental_get(
+            self.handle, ctypes.c_int64(size.value), ptr(ids, ctypes.c_int64), ptr(labels, ctypes.c_int64),
+            ptr(probabilities, ctypes.c_double)))
+        return ids, labels, probabilities
+
+
+def test_incremental_engine_equals_python_and_refuses_bad_input(lib):
+    lib.medscore_incremental_free.argtypes = [ctypes.c_void_p]
+    lib.medscore_incremental_last_error.argtypes = [ctypes.c_void_p]
+    rng = np.random.default_rng(4)
+    c = CIncremental(lib, min_cluster_size=4, min_samples=3, capacity=120)
+    py = medscore.IncrementalHDBSCAN(min_cluster_size=4, min_samples=3, capacity=120)
+    for step in range(8):
+        X = rng.normal(size=(int(rng.integers(1, 40)), 3)) + rng.integers(0, 3) * 4
+        assert c.insert(X) == py.insert(X)[0]
+        if step % 3 == 2:
+            gone = py.ids_[::4]
+            c.remove(gone)
+            py.remove(gone)
+        ids, labels, probabilities = c.result()
+        np.testing.assert_array_equal(ids, py.ids_)
+        np.testing.assert_array_equal(labels, py.labels_)
+        np.testing.assert_array_equal(probabilities, py.probabilities_)
+    before = c.result()
+    bad = np.zeros((2, 3))
+    bad[1, 2] = np.inf
+    with pytest.raises(ValueError, match="NaN or Inf") as err:
+        c.insert(bad)
+    assert err.value.args[0] == INVALID
+    with pytest.raises(ValueError, match="columns"):
+        c.insert(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="unknown"):
+        c.remove([10**9])
+    for a, b in zip(before, c.result()):
+        np.testing.assert_array_equal(a, b)
+    assert lib.medscore_incremental_get(c.handle, ctypes.c_int64(0), None, None, None) == INVALID

@@ -1,4 +1,4 @@
-/* medscore C API: the error memory of MEDS and batch HDBSCAN for any language with a C FFI.
+/* medscore C API: the error memory of MEDS, batch and incremental HDBSCAN for any language with a C FFI.
  *
  * Link medscore::core (CMake: find_package(medscore CONFIG REQUIRED)). Plain C99.
  *
@@ -165,6 +165,47 @@ medscore_status medscore_hdbscan_params_init(medscore_hdbscan_params* params);
  *  probabilities double [n] out or NULL: membership strength in [0, 1] */
 medscore_status medscore_hdbscan(const medscore_hdbscan_params* params, const double* points, int64_t n, int64_t dim,
                                  int64_t* labels, double* probabilities);
+
+/** Parameters of the incremental engine. Fill with medscore_incremental_params_init. */
+typedef struct medscore_incremental_params {
+    int64_t min_cluster_size;      /**< >= 2, default 5 */
+    int64_t min_samples;           /**< >= 1, default 5 (clipped to N - 1 while fewer points are live) */
+    int32_t selection;             /**< medscore_selection, default EOM */
+    int32_t allow_single_cluster;  /**< default 0 */
+    int64_t capacity;              /**< most live points, oldest evicted first; 0 (default): unbounded */
+    int32_t n_threads;             /**< 0: every hardware thread */
+} medscore_incremental_params;
+
+/** Opaque incremental HDBSCAN engine: after every insert or remove its clustering equals a
+ *  batch medscore_hdbscan of the live points in id order. Same threading rules as a memory. */
+typedef struct medscore_incremental medscore_incremental_t;
+
+medscore_status medscore_incremental_params_init(medscore_incremental_params* params);
+
+/** Creates an empty engine in `*out` (NULL on failure). */
+medscore_status medscore_incremental_create(const medscore_incremental_params* params, medscore_incremental_t** out);
+
+/** Frees `engine` (NULL is a no-op). */
+void medscore_incremental_free(medscore_incremental_t* engine);
+
+/** Inserts `points` double [n * dim] (finite; dim fixed by the first insert) with consecutive
+ *  ids starting at `*first_id` (out, may be NULL), evicting the oldest points beyond capacity. */
+medscore_status medscore_incremental_insert(medscore_incremental_t* engine, const double* points, int64_t n,
+                                            int64_t dim, int64_t* first_id);
+
+/** Removes live points by id: `ids` int64 [n], distinct and live (else nothing changes). */
+medscore_status medscore_incremental_remove(medscore_incremental_t* engine, const int64_t* ids, int64_t n);
+
+/** Number of live points. */
+medscore_status medscore_incremental_size(medscore_incremental_t* engine, int64_t* size);
+
+/** Copies the live points' ids (ascending), stable labels (-1 noise) and probabilities into
+ *  arrays of `capacity` >= size entries; any output may be NULL. */
+medscore_status medscore_incremental_get(medscore_incremental_t* engine, int64_t capacity, int64_t* ids,
+                                         int64_t* labels, double* probabilities);
+
+/** Message of the last failed call on `engine` ("" if none). */
+const char* medscore_incremental_last_error(const medscore_incremental_t* engine);
 
 #ifdef __cplusplus
 }
