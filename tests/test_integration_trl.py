@@ -24,7 +24,7 @@ def toy_dataset():
     return datasets.Dataset.from_list(rows)
 
 
-def make_trainer(folder, out, max_steps, meds_config=None, save=False):
+def make_trainer(folder, out, max_steps, meds_config=None, save=False, extra_rewards=()):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
 
@@ -35,7 +35,8 @@ def make_trainer(folder, out, max_steps, meds_config=None, save=False):
                       temperature=1.0)
     trainer_cls = meds_grpo_trainer_class()
     return trainer_cls(model=AutoModelForCausalLM.from_pretrained(folder),
-                       processing_class=AutoTokenizer.from_pretrained(folder), reward_funcs=[correctness],
+                       processing_class=AutoTokenizer.from_pretrained(folder),
+                       reward_funcs=[correctness, *extra_rewards],
                        args=args, train_dataset=toy_dataset(),
                        meds_config={"layers": "last:2", **(meds_config or {})})
 
