@@ -11,6 +11,10 @@ from ._estimator import BOOLEAN, ClusterMixin, EstimatorBase, Interval, Options,
 from ._validation import INT64_MAX, INT_MAX
 
 SELECTION_METHODS = ("eom", "leaf")
+#: Metrics by name, aliases included (the ``hdbscan`` library's names): the canonical name.
+METRICS = {"euclidean": "euclidean", "l2": "euclidean", "manhattan": "manhattan",
+           "cityblock": "manhattan", "l1": "manhattan", "minkowski": "minkowski",
+           "cosine": "cosine", "precomputed": "precomputed"}
 #: What ``fit`` does with rows holding NaN or Inf (see the class docstring).
 NON_FINITE = ("raise", "label", "noise")
 
@@ -60,6 +64,16 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
     backend : {"cpp", "numba"}, default "cpp"
     n_threads : int, default 0
         Worker threads for the neighbour and tree searches; 0 uses every core.
+    metric : str, default "euclidean"
+        ``"euclidean"`` (alias ``"l2"``): the exact kd-tree path of both backends.
+        ``"manhattan"`` (``"cityblock"``, ``"l1"``), ``"minkowski"`` (needs ``p``),
+        ``"cosine"``, or ``"precomputed"`` (``X`` is a symmetric [N, N] distance matrix,
+        non-negative, no NaN; +inf allowed for "no edge"; the diagonal is ignored): a dense
+        O(N^2) path, as the ``hdbscan`` library's generic algorithm, computed with Numba
+        kernels (``medscore/_numba/precomputed.py``, needs numba whatever the backend) and
+        the backend's tree stages. ``prediction_data`` needs ``"euclidean"``.
+    p : float >= 1 or None, default None
+        The Minkowski exponent, for ``metric="minkowski"`` only.
     non_finite : {"raise", "label", "noise"}, default "raise"
         Rows of ``X`` holding NaN or +-Inf. ``"raise"``: ``fit`` raises ``ValueError`` naming
         the first such row (medscore's rule: bad input gets a clear error). ``"label"``
@@ -109,6 +123,8 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         "backend": [Options(BACKENDS)],
         "n_threads": [Interval(numbers.Integral, 0, INT_MAX)],
         "non_finite": [Options(NON_FINITE)],
+        "metric": [Options(tuple(METRICS))],
+        "p": [Interval(numbers.Real, 1.0, None), None],
     }
 
     def __init__(
@@ -122,6 +138,8 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         backend: str = "cpp",
         n_threads: int = 0,
         non_finite: str = "raise",
+        metric: str = "euclidean",
+        p: float | None = None,
     ):
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
@@ -132,6 +150,8 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         self.backend = backend
         self.n_threads = n_threads
         self.non_finite = non_finite
+        self.metric = metric
+        self.p = p
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -156,16 +176,20 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         from .trees import CondensedTree, MinimumSpanningTree, SingleLinkageTree, selected_clusters
 
         params = validate_params(self, self._parameter_constraints)
+        metric = _check_metric(params)
         mode = params["non_finite"]
+        precomputed = metric == "precomputed"
         try:
-            raw = check_points(self, X, reset=True, allow_non_finite=mode != "raise")
+            raw = check_points(self, X, reset=True, allow_non_finite=mode != "raise" or precomputed)
         except ValueError as exc:
             if "NaN or Inf" not in str(exc):
                 raise
             raise ValueError(f"{exc}. HDBSCAN(non_finite='label') leaves such rows out of the "
                              "fit and labels them -2 (Inf) or -3 (NaN) as scikit-learn does; "
                              "non_finite='noise' labels them -1 as hdbscan does") from None
-        finite = np.isfinite(raw).all(axis=1)
+        if precomputed:
+            _check_distance_matrix(raw)
+        finite = np.ones(raw.shape[0], bool) if precomputed else np.isfinite(raw).all(axis=1)
         if finite.all():
             points, self.finite_index_ = raw, np.arange(raw.shape[0], dtype=np.int64)
         elif not finite.any():
@@ -176,11 +200,14 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
             points = np.ascontiguousarray(raw[self.finite_index_])
         min_samples = params["min_cluster_size"] if params["min_samples"] is None else params["min_samples"]
         backend = get_backend(params["backend"])
-        result = HDBSCANResult(*backend.fit(
-            points, min_cluster_size=params["min_cluster_size"], min_samples=min_samples,
-            method=params["cluster_selection_method"],
-            allow_single_cluster=params["allow_single_cluster"],
-            epsilon=params["cluster_selection_epsilon"], n_threads=params["n_threads"]))
+        if metric == "euclidean":
+            result = HDBSCANResult(*backend.fit(
+                points, min_cluster_size=params["min_cluster_size"], min_samples=min_samples,
+                method=params["cluster_selection_method"],
+                allow_single_cluster=params["allow_single_cluster"],
+                epsilon=params["cluster_selection_epsilon"], n_threads=params["n_threads"]))
+        else:
+            result = _fit_dense(points, metric, params, min_samples, backend)
         n = points.shape[0]
         self._result = result
         self._fit_labels = result.labels
@@ -203,7 +230,9 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         self.condensed_tree_ = CondensedTree(result.condensed_tree, selected=selected)
         mst = result.minimum_spanning_tree
         self.minimum_spanning_tree_ = MinimumSpanningTree(np.column_stack(
-            [mst["u"].astype(np.float64), mst["v"].astype(np.float64), mst["weight"]]), data=points)
+            [mst["u"].astype(np.float64), mst["v"].astype(np.float64), mst["weight"]]),
+            data=None if precomputed else points)
+        self._points = points
         slt = result.single_linkage_tree
         self.single_linkage_tree_ = SingleLinkageTree(np.column_stack(
             [slt["left"].astype(np.float64), slt["right"].astype(np.float64), slt["distance"],
@@ -227,7 +256,11 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
 
         if not hasattr(self, "labels_"):
             raise ValueError("fit the estimator before generate_prediction_data()")
-        points = self.minimum_spanning_tree_.data
+        if _metric_name(self.metric) != "euclidean":
+            raise ValueError(f"prediction_data needs metric='euclidean' in medscore (got "
+                             f"metric={self.metric!r}): approximate_predict and the membership "
+                             "functions use Euclidean distances")
+        points = self._points
         min_samples = self.min_cluster_size if self.min_samples is None else int(self.min_samples)
         backend = get_backend(self.backend)
         n_threads = int(self.n_threads)
@@ -267,7 +300,13 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         from .prediction import _distances
 
         points, weights = self._cluster_points(cluster_id)
-        return points[int(np.argmin((_distances(points, points) * weights).sum(axis=1)))].copy()
+        metric = _metric_name(self.metric)
+        if metric == "euclidean":
+            distances = _distances(points, points)
+        else:
+            distances = _dense_kernels(metric).pairwise_distances(
+                points, metric, 2.0 if self.p is None else float(self.p))
+        return points[int(np.argmin((distances * weights).sum(axis=1)))].copy()
 
     @property
     def relative_validity_(self) -> float:
@@ -288,10 +327,13 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         if cluster_id == -1:
             raise ValueError("Cannot calculate weighted centroid for -1 cluster "
                              "since it is a noise cluster")
+        if self.metric == "precomputed":
+            raise ValueError("weighted centroids and medoids need the points: this model was "
+                             "fitted on precomputed distances")
         mask = self._fit_labels == cluster_id
         if not mask.any():
             raise ValueError(f"no cluster {cluster_id!r}: labels are 0 .. {int(self._fit_labels.max())}")
-        return self.minimum_spanning_tree_.data[mask], self._fit_probabilities[mask]
+        return self._points[mask], self._fit_probabilities[mask]
 
     def fit_predict(self, X, y=None) -> np.ndarray:
         """Cluster ``X`` and return ``labels_`` (int64 [N])."""
@@ -306,3 +348,69 @@ def _excluded_labels(raw: np.ndarray, finite: np.ndarray, mode: str) -> np.ndarr
         bad = ~finite
         out[bad] = np.where(np.isnan(raw[bad]).any(axis=1), -3, -2)
     return out
+
+
+def _metric_name(metric: str) -> str:
+    return METRICS[metric]
+
+
+def _check_metric(params: dict) -> str:
+    """The canonical metric name; ``minkowski`` needs ``p``, others take none."""
+    from ._estimator import InvalidParameterError
+
+    metric = METRICS[params["metric"]]
+    if metric == "minkowski" and params["p"] is None:
+        raise InvalidParameterError("Minkowski metric given but no p value supplied!")
+    if metric != "minkowski" and params["p"] is not None:
+        raise InvalidParameterError(f"p={params['p']!r} is for metric='minkowski' only "
+                                    f"(metric={params['metric']!r})")
+    if metric != "euclidean" and params["prediction_data"]:
+        raise InvalidParameterError(f"prediction_data=True needs metric='euclidean' in "
+                                    f"medscore (got metric={params['metric']!r})")
+    return metric
+
+
+def _check_distance_matrix(D: np.ndarray) -> None:
+    """A precomputed matrix: square, no NaN, non-negative, symmetric."""
+    if D.shape[0] != D.shape[1]:
+        raise ValueError(f"metric='precomputed' needs a square distance matrix, got shape {D.shape}")
+    if np.isnan(D).any():
+        row = int(np.flatnonzero(np.isnan(D).any(axis=1))[0])
+        raise ValueError(f"the precomputed distance matrix holds NaN (first in row {row})")
+    if (D < 0).any():
+        row = int(np.flatnonzero((D < 0).any(axis=1))[0])
+        raise ValueError(f"the precomputed distance matrix holds negative distances (first in row {row})")
+    if not np.array_equal(D, D.T):
+        i, j = np.argwhere(D != D.T)[0]
+        raise ValueError(f"the precomputed distance matrix is not symmetric: D[{i}, {j}] = "
+                         f"{D[i, j]!r} but D[{j}, {i}] = {D[j, i]!r}")
+
+
+def _dense_kernels(metric: str):
+    try:
+        from ._numba import precomputed
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(f"metric={metric!r} needs numba for its O(N^2) kernels: "
+                          "pip install 'medscore[numba]'") from exc
+    return precomputed
+
+
+def _fit_dense(points, metric, params, min_samples, backend) -> HDBSCANResult:
+    """Every stage on the dense distance matrix (``metric`` other than Euclidean)."""
+    kernels = _dense_kernels(metric)
+    from ._numba.threads import thread_limit
+
+    with thread_limit(params["n_threads"]):
+        if metric == "precomputed":
+            D = points
+        else:
+            D = kernels.pairwise_distances(points, metric, 2.0 if params["p"] is None else params["p"])
+        core = kernels.core_distances_from_matrix(D, min_samples)
+        mst = kernels.minimum_spanning_tree_from_matrix(D, core)
+    n = points.shape[0]
+    linkage = backend.single_linkage(mst, n)
+    condensed = backend.condense_tree(linkage, n, params["min_cluster_size"])
+    labels, probabilities, persistence = backend.select_clusters(
+        condensed, n, params["cluster_selection_method"], params["allow_single_cluster"],
+        params["cluster_selection_epsilon"])
+    return HDBSCANResult(core, mst, linkage, condensed, labels, probabilities, persistence)
