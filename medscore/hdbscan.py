@@ -157,6 +157,7 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
+        tags.input_tags.pairwise = self.metric == "precomputed"  # X is a distance matrix
         return tags
 
     def fit(self, X, y=None) -> "HDBSCAN":

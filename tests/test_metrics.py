@@ -156,3 +156,9 @@ def test_metric_errors():
     D[0, 1:] = D[1:, 0] = np.inf  # "no edge": point 0 hangs at infinite distance
     model = HDBSCAN(metric="precomputed", min_cluster_size=3).fit(D)
     assert model.labels_[0] == -1 and np.isinf(model.minimum_spanning_tree_[:, 2]).sum() == 1
+
+
+def test_precomputed_is_pairwise_for_scikit_learn():
+    sklearn_utils = pytest.importorskip("sklearn.utils")
+    assert sklearn_utils.get_tags(HDBSCAN(metric="precomputed")).input_tags.pairwise
+    assert not sklearn_utils.get_tags(HDBSCAN(metric="cosine")).input_tags.pairwise
