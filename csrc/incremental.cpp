@@ -427,6 +427,15 @@ void nearest_neighbors_of_rows(const PointsView& points, const std::vector<int64
 
 IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const IncrementalGraph& old, int n_threads) {
     check_old_graph(points, n_old, old);
+    return insert_rows(points, n_old, old, KdTree(points), n_threads);
+}
+
+IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const IncrementalGraph& old, const KdTree& tree,
+                             int n_threads) {
+    check_old_graph(points, n_old, old);
+    if (tree.size() != points.rows || tree.dim() != points.cols) {
+        throw std::invalid_argument("insert_rows: the kd-tree must hold every row of the points");
+    }
     const int64_t n = points.rows, k = old.k;
     IncrementalGraph g;
     g.k = k;
@@ -434,7 +443,6 @@ IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const Incr
     g.knn_dist = old.knn_dist;
     g.knn_index.resize(static_cast<size_t>(n * k));
     g.knn_dist.resize(static_cast<size_t>(n * k));
-    const KdTree tree(points);
     OldNeighborhoods near;
     std::vector<Hit> hits;
     const Dendrogram old_tree = dendrogram_of(old.mst, n_old);

@@ -22,6 +22,7 @@
 #include "medscore/condense.hpp"
 #include "medscore/core_distance.hpp"
 #include "medscore/distance.hpp"
+#include "medscore/kdtree.hpp"
 #include "medscore/linkage.hpp"
 #include "medscore/mst.hpp"
 
@@ -30,6 +31,9 @@ namespace medscore {
 namespace {
 
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+/// Leaves of the engine's kd-tree start this full, so that inserts fill them up to
+/// KdTree::kLeafSize before the tree must be rebuilt.
+constexpr int64_t kTreeLeafSize = 16;
 
 PointsView view_of(const std::vector<double>& points, int64_t rows, int64_t dim) {
     return PointsView{points.data(), rows, dim};
@@ -76,6 +80,10 @@ IncrementalHDBSCAN::IncrementalHDBSCAN(const IncrementalParams& params) : params
     if (params.capacity < 0) throw std::invalid_argument("capacity must be >= 0 (0: unbounded)");
     if (params.n_threads < 0) throw std::invalid_argument("n_threads must be >= 0");
 }
+
+IncrementalHDBSCAN::~IncrementalHDBSCAN() = default;
+IncrementalHDBSCAN::IncrementalHDBSCAN(IncrementalHDBSCAN&&) noexcept = default;
+IncrementalHDBSCAN& IncrementalHDBSCAN::operator=(IncrementalHDBSCAN&&) noexcept = default;
 
 IncrementalHDBSCAN::IncrementalHDBSCAN(const IncrementalParams& params, IncrementalState state)
     : IncrementalHDBSCAN(params) {
@@ -149,12 +157,21 @@ void IncrementalHDBSCAN::append_rows(Live& live, const PointsView& rows, int64_t
 IncrementalGraph IncrementalHDBSCAN::graph_after_append(const Live& live, int64_t n_old) const {
     const int64_t n = static_cast<int64_t>(live.ids.size());
     if (n_old - 1 < params_.min_samples || n - n_old >= n_old || !repairable(live.magnitude)) {
+        tree_.reset();
         return full_graph(live.points, n);
     }
-    return insert_rows(view_of(live.points, n, s_.dim), n_old, live.graph, params_.n_threads);
+    const PointsView all = view_of(live.points, n, s_.dim);
+    // A tree over exactly the old rows grows by the new ones; any other is rebuilt. (If the
+    // repair below fails, the tree holds rows the engine does not: the size check drops it.)
+    if (!tree_ || tree_->size() != n_old || !tree_->insert(all)) {
+        tree_.reset();
+        tree_ = std::make_unique<KdTree>(all, kTreeLeafSize);
+    }
+    return insert_rows(all, n_old, live.graph, *tree_, params_.n_threads);
 }
 
 IncrementalHDBSCAN::Live IncrementalHDBSCAN::without(const std::vector<char>& gone) const {
+    tree_.reset();  // rows are renumbered
     const int64_t n_before = size();
     Live live;
     std::vector<int64_t> position(static_cast<size_t>(n_before), -1);

@@ -32,7 +32,8 @@ KdTree::KdTree(const PointsView& points, int64_t leaf_size) : n_(points.rows), d
     e_ = projected_ ? kProjectAbove : d_;
     coords_.resize(static_cast<size_t>(n_ * e_));
     if (projected_) {
-        const Projection projection = principal_projection(points, e_);
+        projection_ = principal_projection(points, e_);
+        const Projection& projection = projection_;
         parallel_for(n_, 0, 4096, [&](int64_t begin, int64_t end) {
             for (int64_t i = begin; i < end; ++i) projection.apply(points.row(i), coords_.data() + i * e_);
         });
@@ -114,6 +115,115 @@ void KdTree::build(int32_t id, int64_t start, int64_t end, int64_t leaf_size, in
         build(left, start, mid, leaf_size, 0);
         build(right, mid, end, leaf_size, 0);
     }
+}
+
+bool KdTree::insert(const PointsView& points) {
+    if (points.cols != d_ || points.rows < n_) {
+        throw std::invalid_argument("KdTree::insert: expected the tree's rows followed by new rows");
+    }
+    const int64_t n_new = points.rows - n_;
+    if (n_new == 0) return true;
+    std::vector<double> coords(static_cast<size_t>(n_new * e_));
+    double max_norm = projection_.max_norm;
+    for (int64_t i = 0; i < n_new; ++i) {
+        const double* x = points.row(n_ + i);
+        if (projected_) {
+            projection_.apply(x, coords.data() + i * e_);
+            max_norm = std::max(max_norm, projection_.error_norm(x));
+        } else {
+            std::copy(x, x + d_, coords.begin() + i * e_);
+        }
+    }
+    // Each new row descends to the child whose box is nearer (squared gap in tree coordinates).
+    auto gap = [&](int32_t node, const double* c) {
+        const double* lo = lower_.data() + static_cast<int64_t>(node) * e_;
+        const double* hi = upper_.data() + static_cast<int64_t>(node) * e_;
+        double sum = 0.0;
+        for (int64_t k = 0; k < e_; ++k) {
+            const double t = std::max({lo[k] - c[k], c[k] - hi[k], 0.0});
+            sum += t * t;
+        }
+        return sum;
+    };
+    std::vector<int32_t> leaf_of(static_cast<size_t>(n_new));
+    std::vector<int64_t> added(nodes_.size(), 0);
+    for (int64_t i = 0; i < n_new; ++i) {
+        const double* c = coords.data() + i * e_;
+        int32_t node = 0;
+        while (nodes_[node].left >= 0) {
+            const KdNode& nd = nodes_[node];
+            node = gap(nd.right, c) < gap(nd.left, c) ? nd.right : nd.left;
+        }
+        leaf_of[i] = node;
+        if (nodes_[node].end - nodes_[node].start + ++added[node] > kLeafSize) return false;
+    }
+    // Nothing fails below but allocation; grow the boxes along each new row's path.
+    std::vector<double> lower = lower_, upper = upper_;
+    for (int64_t i = 0; i < n_new; ++i) {
+        const double* c = coords.data() + i * e_;
+        int32_t node = 0;
+        for (;;) {
+            double* lo = lower.data() + static_cast<int64_t>(node) * e_;
+            double* hi = upper.data() + static_cast<int64_t>(node) * e_;
+            for (int64_t k = 0; k < e_; ++k) {
+                lo[k] = std::min(lo[k], c[k]);
+                hi[k] = std::max(hi[k], c[k]);
+            }
+            if (node == leaf_of[i]) break;
+            const KdNode& nd = nodes_[node];
+            // The same descent as above, on the boxes as they were before this insert.
+            node = gap(nd.right, c) < gap(nd.left, c) ? nd.right : nd.left;
+        }
+    }
+    // New tree order: each leaf's old positions, then its new rows (in row order).
+    std::vector<std::vector<int64_t>> rows_of(nodes_.size());
+    for (int64_t i = 0; i < n_new; ++i) rows_of[leaf_of[i]].push_back(n_ + i);
+    const int64_t n = points.rows;
+    std::vector<int64_t> index(static_cast<size_t>(n));
+    std::vector<double> point_rows(static_cast<size_t>(n * d_)), coord_rows(static_cast<size_t>(n * e_));
+    std::vector<KdNode> nodes = nodes_;
+    int64_t at = 0;
+    for (size_t id = 0; id < nodes.size(); ++id) {  // preorder: leaves in position order
+        KdNode& nd = nodes[id];
+        if (nd.left >= 0) continue;
+        const int64_t start = at;
+        const int64_t count = nd.end - nd.start;
+        std::copy(index_.begin() + nd.start, index_.begin() + nd.end, index.begin() + at);
+        std::copy(points_.begin() + nd.start * d_, points_.begin() + nd.end * d_, point_rows.begin() + at * d_);
+        std::copy(coords_.begin() + nd.start * e_, coords_.begin() + nd.end * e_, coord_rows.begin() + at * e_);
+        at += count;
+        for (const int64_t row : rows_of[id]) {
+            index[at] = row;
+            std::copy(points.row(row), points.row(row) + d_, point_rows.begin() + at * d_);
+            std::copy(coords.begin() + (row - n_) * e_, coords.begin() + (row - n_ + 1) * e_,
+                      coord_rows.begin() + at * e_);
+            ++at;
+        }
+        nd.start = start;
+        nd.end = at;
+    }
+    for (size_t id = nodes.size(); id-- > 0;) {  // children have larger ids
+        KdNode& nd = nodes[id];
+        if (nd.left < 0) continue;
+        nd.start = nodes[nd.left].start;
+        nd.end = nodes[nd.right].end;
+    }
+    std::vector<int64_t> position(static_cast<size_t>(n));
+    for (int64_t pos = 0; pos < n; ++pos) position[index[pos]] = pos;
+    n_ = n;
+    index_ = std::move(index);
+    position_ = std::move(position);
+    points_ = std::move(point_rows);
+    coords_ = std::move(coord_rows);
+    nodes_ = std::move(nodes);
+    lower_ = std::move(lower);
+    upper_ = std::move(upper);
+    if (projected_) {
+        projection_.max_norm = max_norm;
+        projection_.coordinate_error = projection_.coordinate_error_for(max_norm);
+        coordinate_slack_ = 2.0 * projection_.coordinate_error;
+    }
+    return true;
 }
 
 double KdTree::lower_bound(int64_t pos, int32_t node, double bound) const noexcept {

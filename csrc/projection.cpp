@@ -122,20 +122,26 @@ Projection principal_projection(const PointsView& points, int64_t out_dim) {
         for (int64_t k = 0; k < dim; ++k) p.basis_by_input[k * m + j] = q[j * dim + k];
     }
     p.stretch = stretch_of(p.basis, m, dim);
-    double max_norm = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-        double s = 0.0;
-        for (int64_t k = 0; k < dim; ++k) {
-            const double c = std::abs(points.row(i)[k]) + std::abs(p.mean[k]);
-            s += c * c;
-        }
-        max_norm = std::max(max_norm, std::sqrt(s));
+    p.max_norm = 0.0;
+    for (int64_t i = 0; i < n; ++i) p.max_norm = std::max(p.max_norm, p.error_norm(points.row(i)));
+    p.coordinate_error = p.coordinate_error_for(p.max_norm);
+    return p;
+}
+
+double Projection::error_norm(const double* x) const noexcept {
+    double s = 0.0;
+    for (int64_t k = 0; k < in_dim; ++k) {
+        const double c = std::abs(x[k]) + std::abs(mean[k]);
+        s += c * c;
     }
+    return std::sqrt(s);
+}
+
+double Projection::coordinate_error_for(double norm) const noexcept {
     // |fl(sum_k b_k (x_k - mu_k)) - exact| <= gamma_{dim+1} * sum |b_k| (|x_k| + |mu_k|)
     // <= gamma * |b| * |(|x| + |mu|)|, with |b| <= stretch; doubled for safety.
-    const double gamma = static_cast<double>(dim + 2) * std::numeric_limits<double>::epsilon();
-    p.coordinate_error = 2.0 * gamma * p.stretch * max_norm;
-    return p;
+    const double gamma = static_cast<double>(in_dim + 2) * std::numeric_limits<double>::epsilon();
+    return 2.0 * gamma * stretch * norm;
 }
 
 }  // namespace medscore

@@ -154,3 +154,31 @@ def test_cpp_backend_works_without_numba():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("dim", [3, 24])
+def test_many_small_inserts_grow_the_kd_tree_and_stay_exact(dim):
+    # The C++ engine keeps its kd-tree between repaired inserts (KdTree::insert), rebuilding
+    # it only when a leaf fills up. Small batches after a large first one take that path;
+    # rows far outside the first batch's boxes (and, in 24-d, its projection's norms) widen
+    # the boxes and the rounding slack. Every step must still equal a refit.
+    from test_incremental import assert_equals_refit
+
+    load_backend("cpp")
+    rng = np.random.default_rng(dim)
+    centres = rng.normal(size=(4, dim)) * 6
+    params = dict(min_cluster_size=4, min_samples=3)
+    model = IncrementalHDBSCAN(**params)
+    rows = [centres[rng.integers(0, 4, 300)] + rng.normal(size=(300, dim))]
+    model.insert(rows[0])
+    for step in range(40):
+        batch = centres[rng.integers(0, 4, int(rng.integers(1, 6)))] + rng.normal(size=(1, dim))
+        if step % 3 == 2:
+            # A new blob outside every box, with larger norms than the first batch's: its rows
+            # find each other only if the boxes grew to hold them.
+            batch = centres[0] * 8 + rng.normal(size=(int(rng.integers(1, 4)), dim))
+        if step % 5 == 1:
+            batch = np.round(batch)  # ties
+        model.insert(batch)
+        rows.append(batch)
+        assert_equals_refit(model, np.concatenate(rows), "cpp", params)

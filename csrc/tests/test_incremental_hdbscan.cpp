@@ -95,6 +95,32 @@ void test_stream_equals_refit() {
     }
 }
 
+void test_small_inserts_grow_the_tree() {
+    // After one large batch, many small ones: the engine's kd-tree grows (KdTree::insert) and
+    // is rebuilt only when a leaf fills; 20-d takes the projected path. Some rows land far
+    // outside the first batch's boxes.
+    for (const int64_t dim : {3, 20}) {
+        std::mt19937_64 rng(static_cast<uint64_t>(dim));
+        IncrementalParams p;
+        p.min_cluster_size = 4;
+        p.min_samples = 3;
+        p.n_threads = 2;
+        IncrementalHDBSCAN engine(p);
+        const std::vector<double> first = blobs(rng, 200, dim, false);
+        engine.insert(PointsView{first.data(), 200, dim});
+        for (int step = 0; step < 60; ++step) {
+            const int64_t size = 1 + static_cast<int64_t>(rng() % 4);
+            std::vector<double> x = blobs(rng, size, dim, step % 5 == 1);
+            if (step % 3 == 2) {
+                for (double& v : x) v += 60.0;
+            }
+            engine.insert(PointsView{x.data(), size, dim});
+            if (step % 6 == 5) check_equals_refit(engine);
+        }
+        check_equals_refit(engine);
+    }
+}
+
 void test_refused_updates_change_nothing() {
     std::mt19937_64 rng(11);
     IncrementalParams p;
@@ -153,6 +179,7 @@ void test_emptied_engine_starts_again() {
 
 int main() {
     RUN(test_stream_equals_refit);
+    RUN(test_small_inserts_grow_the_tree);
     RUN(test_refused_updates_change_nothing);
     RUN(test_state_round_trips);
     RUN(test_emptied_engine_starts_again);

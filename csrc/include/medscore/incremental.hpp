@@ -32,6 +32,11 @@ struct IncrementalGraph {
 IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const IncrementalGraph& old,
                              int n_threads = 0);
 
+/// insert_rows() with `tree`, a kd-tree over all rows of `points` (KdTree::insert() keeps one
+/// up to date between inserts instead of building it each time).
+IncrementalGraph insert_rows(const PointsView& points, int64_t n_old, const IncrementalGraph& old, const KdTree& tree,
+                             int n_threads = 0);
+
 /// Exact k nearest other rows of each of `rows` among all rows of `points`, by
 /// (distance, index): indices and distances [rows.size() * k]. Requires k <= N - 1.
 void nearest_neighbors_of_rows(const PointsView& points, const std::vector<int64_t>& rows, int64_t k,

@@ -4,6 +4,7 @@
 // hierarchy, stable labels); bindings and the C API only read it.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "medscore/incremental.hpp"
@@ -47,10 +48,15 @@ struct IncrementalState {
     int64_t next_label = 0;
 };
 
+class KdTree;
+
 class IncrementalHDBSCAN {
 public:
     /// Throws std::invalid_argument on invalid parameters.
     explicit IncrementalHDBSCAN(const IncrementalParams& params);
+    ~IncrementalHDBSCAN();
+    IncrementalHDBSCAN(IncrementalHDBSCAN&&) noexcept;
+    IncrementalHDBSCAN& operator=(IncrementalHDBSCAN&&) noexcept;
 
     /// An engine holding `state` (as state() returned it, e.g. after a round trip through a
     /// pickle). Sizes and id order are checked (std::invalid_argument); the contents are
@@ -112,6 +118,10 @@ private:
 
     IncrementalParams params_;
     IncrementalState s_;
+    /// kd-tree over the live points, grown by each repaired insert (KdTree::insert) and
+    /// dropped by anything else; rebuilt when missing, stale or a leaf is full. A cache: it
+    /// never changes a result, only the time an insert takes.
+    mutable std::unique_ptr<KdTree> tree_;
 };
 
 }  // namespace medscore

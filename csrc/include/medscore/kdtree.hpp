@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "medscore/matrix.hpp"
+#include "medscore/projection.hpp"
 
 namespace medscore {
 
@@ -32,6 +33,14 @@ public:
 
     /// Builds the tree over `points` (copied). Leaves hold at most `leaf_size` (<= kLeafSize) points.
     explicit KdTree(const PointsView& points, int64_t leaf_size = kLeafSize);
+
+    /// Makes this the tree of all rows of `points`, whose first size() rows are the tree's
+    /// points (same values) and whose other rows are new: each new row joins the leaf it
+    /// descends to (nearest child box), growing the boxes on its path. Returns false and
+    /// changes nothing when a leaf would then exceed kLeafSize (build a new tree instead).
+    /// Lower bounds stay exact: boxes contain their points, and in projected mode the same
+    /// basis is used with the rounding slack widened to the largest norm seen.
+    bool insert(const PointsView& points);
 
     int64_t size() const noexcept { return n_; }
     int64_t dim() const noexcept { return d_; }
@@ -72,6 +81,7 @@ private:
     bool projected_ = false;
     double coordinate_slack_ = 0.0;  // 2 x rounding error of a projected coordinate
     double bound_scale_ = 1.0;       // (1 - margin) / stretch of the projection
+    Projection projection_;          // the basis of the tree coordinates, when projected_
     std::vector<double> points_;     // [n, d] in tree order
     std::vector<double> coords_;     // [n, e] tree coordinates, in tree order (also while building)
     std::vector<double> scratch_;    // [n, e] only while building

@@ -17,9 +17,15 @@ struct Projection {
     std::vector<double> basis_by_input;  ///< the same, transposed: [in_dim, out_dim]
     double stretch = 1.0;        ///< upper bound of the operator norm of `basis` (>= 1)
     double coordinate_error = 0.0;  ///< bound of the rounding error of each projected coordinate
+    double max_norm = 0.0;       ///< largest error_norm() of the points it was built from
 
     /// Projected coordinates [out_dim] of x [in_dim].
     void apply(const double* x, double* out) const noexcept;
+    /// |(|x| + |mean|)|: the norm that bounds the rounding error of apply(x).
+    double error_norm(const double* x) const noexcept;
+    /// Bound of the rounding error of each coordinate of apply(x) for every x with
+    /// error_norm(x) <= norm.
+    double coordinate_error_for(double norm) const noexcept;
 };
 
 /// Top-`out_dim` principal subspace of `points` (subspace iteration on a fixed-seed sample of
