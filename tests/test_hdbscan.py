@@ -239,7 +239,8 @@ def test_sklearn_protocol():
     params = model.get_params()
     assert params == dict(min_cluster_size=7, min_samples=3, cluster_selection_method="leaf",
                           allow_single_cluster=True, cluster_selection_epsilon=0.5,
-                          prediction_data=False, backend="numba", n_threads=2)
+                          prediction_data=False, backend="numba", n_threads=2,
+                          non_finite="raise", metric="euclidean", p=None)
     copy = clone(model)
     assert copy is not model and copy.get_params() == params
     assert model.set_params(min_cluster_size=9) is model and model.min_cluster_size == 9
