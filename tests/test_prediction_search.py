@@ -82,3 +82,37 @@ def test_predictions_do_not_depend_on_the_search(seed):
         prediction._numba_query = original
     for a, b in zip(fast[0] + (fast[1],), slow[0] + (slow[1],)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_without_numba_brute_force_gives_the_same_predictions():
+    """numba unimportable: prediction falls back to brute force (same answers) and the
+    dense metrics say what to install."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["numba"] = None
+        import numpy as np
+        import medscore
+        rng = np.random.default_rng(0)
+        X = np.round(rng.normal(size=(500, 4)) * 3, 1)
+        model = medscore.HDBSCAN(min_cluster_size=8, prediction_data=True).fit(X)
+        labels, prob, nb = medscore.approximate_predict(model, X[:40] + 0.05, return_connecting_points=True)
+        try:
+            medscore.HDBSCAN(metric="cosine").fit(X)
+        except ImportError as exc:
+            assert "pip install 'medscore[numba]'" in str(exc)
+        else:
+            raise AssertionError("no ImportError")
+        assert not any(m.startswith("numba") for m in sys.modules if sys.modules[m] is not None)
+        print(labels.tolist(), prob.tolist(), nb.tolist())
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rng = np.random.default_rng(0)
+    X = np.round(rng.normal(size=(500, 4)) * 3, 1)
+    model = HDBSCAN(min_cluster_size=8, prediction_data=True).fit(X)
+    labels, prob, nb = approximate_predict(model, X[:40] + 0.05, return_connecting_points=True)
+    assert done.stdout.strip() == str(labels.tolist()) + " " + str(prob.tolist()) + " " + str(nb.tolist())
