@@ -289,7 +289,7 @@ def _numba_query():
     return query
 
 
-def _neighbors(data: PredictionData, Q: np.ndarray, k: int):
+def _neighbors(data: PredictionData, Q: np.ndarray, k: int, n_threads: int = 0):
     """The ``k`` nearest fitted points of each row of ``Q``, ordered by (distance, index):
     a kd-tree search (exact, bit-defined distances) with the Numba kernels, else brute force."""
     kernels = _numba_query()
@@ -302,10 +302,10 @@ def _neighbors(data: PredictionData, Q: np.ndarray, k: int):
     if tree is None:
         tree = kernels.build_query_tree(data.raw_data)
         object.__setattr__(data, "search_tree", tree)  # a cache, built once
-    return kernels.knn_outside(tree, Q, k)
+    return kernels.knn_outside(tree, Q, k, n_threads)
 
 
-def _join(data: PredictionData, Q: np.ndarray) -> _Joined:
+def _join(data: PredictionData, Q: np.ndarray, n_threads: int = 0) -> _Joined:
     """Attach each row of ``Q`` to the fit, as the library's ``_find_neighbor_and_lambda``."""
     n = data.raw_data.shape[0]
     k = min(2 * data.min_samples, n)
@@ -313,7 +313,7 @@ def _join(data: PredictionData, Q: np.ndarray) -> _Joined:
     neighbor = np.empty(Q.shape[0], np.int64)
     lam = np.empty(Q.shape[0])
     nearest = np.empty(Q.shape[0])
-    all_idx, all_dk = _neighbors(data, Q, k)
+    all_idx, all_dk = _neighbors(data, Q, k, n_threads)
     step = max(1, (1 << 22) // k)
     for start in range(0, Q.shape[0], step):
         idx, dk = all_idx[start:start + step], all_dk[start:start + step]
@@ -326,6 +326,12 @@ def _join(data: PredictionData, Q: np.ndarray) -> _Joined:
             lam[start:start + step] = np.where(m > 0, 1.0 / np.where(m > 0, m, 1.0), DBL_MAX)
         nearest[start:start + step] = dk[:, 0]
     return _Joined(neighbor, lam, nearest)
+
+
+def _threads(clusterer) -> int:
+    """The clusterer's ``n_threads`` (0: every core) for the neighbour search."""
+    n_threads = getattr(clusterer, "n_threads", 0)
+    return int(n_threads) if isinstance(n_threads, (int, np.integer)) and n_threads >= 0 else 0
 
 
 def _points_to_predict(data: PredictionData, X) -> np.ndarray:
@@ -366,7 +372,7 @@ def approximate_predict(clusterer, points_to_predict, return_connecting_points=F
                       "automatically predicted as noise.", UserWarning, stacklevel=2)
         out = (np.full(m, -1, np.int64), np.zeros(m))
         return out + (np.full(m, -1, np.int64),) if return_connecting_points else out
-    joined = _join(data, Q)
+    joined = _join(data, Q, _threads(clusterer))
     info, root = data.info, data.info.root
     cluster = data.point_parent[joined.neighbor].copy()
     climbing = data.point_lambda[joined.neighbor] > joined.lam
@@ -401,7 +407,7 @@ def approximate_predict_scores(clusterer, points_to_predict) -> np.ndarray:
         warnings.warn("Clusterer does not have any defined clusters, new data will be "
                       "automatically predicted as outliers.", UserWarning, stacklevel=2)
         return np.ones(Q.shape[0])
-    joined = _join(data, Q)
+    joined = _join(data, Q, _threads(clusterer))
     lam = np.where(joined.nearest_distance == 0, data.point_lambda[joined.neighbor], joined.lam)
     m = data.subtree_max_lambda[data.point_parent[joined.neighbor] - data.info.root]
     with np.errstate(invalid="ignore"):
@@ -485,7 +491,7 @@ def membership_vector(clusterer, points_to_predict) -> np.ndarray:
     Q = _points_to_predict(data, points_to_predict)
     if data.selected.size == 0:
         return np.zeros((Q.shape[0], 0))
-    joined = _join(data, Q)
+    joined = _join(data, Q, _threads(clusterer))
     own = data.point_lambda[joined.neighbor]
     lam = np.where(own <= joined.lam, own, joined.lam)
     cluster = data.point_parent[joined.neighbor]
