@@ -163,7 +163,16 @@ IncrementalGraph IncrementalHDBSCAN::graph_after_append(const Live& live, int64_
     const PointsView all = view_of(live.points, n, s_.dim);
     // A tree over exactly the old rows grows by the new ones; any other is rebuilt. (If the
     // repair below fails, the tree holds rows the engine does not: the size check drops it.)
-    if (!tree_ || tree_->size() != n_old || !tree_->insert(all)) {
+    bool grown = false;
+    if (tree_ && tree_->size() == n_old) {
+        try {
+            grown = tree_->insert(all);
+        } catch (...) {  // out of memory part way: the tree is no longer whole
+            tree_.reset();
+            throw;
+        }
+    }
+    if (!grown) {
         tree_.reset();
         tree_ = std::make_unique<KdTree>(all, kTreeLeafSize);
     }

@@ -147,77 +147,88 @@ bool KdTree::insert(const PointsView& points) {
     };
     std::vector<int32_t> leaf_of(static_cast<size_t>(n_new));
     std::vector<int64_t> added(nodes_.size(), 0);
+    std::vector<int32_t> path;  // the nodes each new row passes, root to leaf, row after row
+    std::vector<size_t> path_start(static_cast<size_t>(n_new) + 1, 0);
     for (int64_t i = 0; i < n_new; ++i) {
         const double* c = coords.data() + i * e_;
         int32_t node = 0;
+        path.push_back(node);
         while (nodes_[node].left >= 0) {
             const KdNode& nd = nodes_[node];
             node = gap(nd.right, c) < gap(nd.left, c) ? nd.right : nd.left;
+            path.push_back(node);
         }
+        path_start[i + 1] = path.size();
         leaf_of[i] = node;
         if (nodes_[node].end - nodes_[node].start + ++added[node] > kLeafSize) return false;
     }
-    // Nothing fails below but allocation; grow the boxes along each new row's path.
-    std::vector<double> lower = lower_, upper = upper_;
-    for (int64_t i = 0; i < n_new; ++i) {
+    // New tree order: each leaf's old positions, then its new rows (in row order). Every
+    // allocation comes first (vector::resize changes nothing when it throws); the rest moves
+    // data within the grown arrays and cannot fail.
+    const int64_t n = points.rows;
+    // (leaf, row) of each new row, by leaf then row: leaf ids ascend with positions (preorder).
+    std::vector<std::pair<int32_t, int64_t>> joins(static_cast<size_t>(n_new));
+    for (int64_t i = 0; i < n_new; ++i) joins[i] = {leaf_of[i], n_ + i};
+    std::sort(joins.begin(), joins.end());
+    std::vector<int32_t> leaves;
+    for (size_t id = 0; id < nodes_.size(); ++id) {
+        if (nodes_[id].left < 0) leaves.push_back(static_cast<int32_t>(id));
+    }
+    index_.reserve(static_cast<size_t>(n));
+    position_.reserve(static_cast<size_t>(n));
+    points_.reserve(static_cast<size_t>(n * d_));
+    coords_.reserve(static_cast<size_t>(n * e_));
+    index_.resize(static_cast<size_t>(n));
+    position_.resize(static_cast<size_t>(n));
+    points_.resize(static_cast<size_t>(n * d_));
+    coords_.resize(static_cast<size_t>(n * e_));
+    // From the last leaf back, each leaf's block moves right by the rows added before it.
+    int64_t shift = n_new;
+    auto join = joins.size();  // joins[join, ...) are placed
+    for (size_t l = leaves.size(); l-- > 0 && shift > 0;) {
+        KdNode& nd = nodes_[leaves[l]];
+        auto first = join;
+        while (first > 0 && joins[first - 1].first == leaves[l]) --first;
+        const auto count = static_cast<int64_t>(join - first);
+        const int64_t new_end = nd.end + shift;
+        for (int64_t j = 0; j < count; ++j) {  // the new rows at the block's end
+            const int64_t at = new_end - count + j, row = joins[first + j].second;
+            index_[at] = row;
+            std::copy(points.row(row), points.row(row) + d_, points_.begin() + at * d_);
+            std::copy(coords.begin() + (row - n_) * e_, coords.begin() + (row - n_ + 1) * e_,
+                      coords_.begin() + at * e_);
+        }
+        join = first;
+        shift -= count;
+        if (shift > 0) {
+            std::copy_backward(index_.begin() + nd.start, index_.begin() + nd.end, index_.begin() + nd.end + shift);
+            std::copy_backward(points_.begin() + nd.start * d_, points_.begin() + nd.end * d_,
+                               points_.begin() + (nd.end + shift) * d_);
+            std::copy_backward(coords_.begin() + nd.start * e_, coords_.begin() + nd.end * e_,
+                               coords_.begin() + (nd.end + shift) * e_);
+        }
+        nd.start += shift;
+        nd.end = new_end;
+    }
+    for (size_t id = nodes_.size(); id-- > 0;) {  // children have larger ids
+        KdNode& nd = nodes_[id];
+        if (nd.left < 0) continue;
+        nd.start = nodes_[nd.left].start;
+        nd.end = nodes_[nd.right].end;
+    }
+    for (int64_t pos = 0; pos < n; ++pos) position_[index_[pos]] = pos;
+    for (int64_t i = 0; i < n_new; ++i) {  // grow the boxes along each new row's path
         const double* c = coords.data() + i * e_;
-        int32_t node = 0;
-        for (;;) {
-            double* lo = lower.data() + static_cast<int64_t>(node) * e_;
-            double* hi = upper.data() + static_cast<int64_t>(node) * e_;
+        for (size_t at = path_start[i]; at < path_start[i + 1]; ++at) {
+            double* lo = lower_.data() + static_cast<int64_t>(path[at]) * e_;
+            double* hi = upper_.data() + static_cast<int64_t>(path[at]) * e_;
             for (int64_t k = 0; k < e_; ++k) {
                 lo[k] = std::min(lo[k], c[k]);
                 hi[k] = std::max(hi[k], c[k]);
             }
-            if (node == leaf_of[i]) break;
-            const KdNode& nd = nodes_[node];
-            // The same descent as above, on the boxes as they were before this insert.
-            node = gap(nd.right, c) < gap(nd.left, c) ? nd.right : nd.left;
         }
     }
-    // New tree order: each leaf's old positions, then its new rows (in row order).
-    std::vector<std::vector<int64_t>> rows_of(nodes_.size());
-    for (int64_t i = 0; i < n_new; ++i) rows_of[leaf_of[i]].push_back(n_ + i);
-    const int64_t n = points.rows;
-    std::vector<int64_t> index(static_cast<size_t>(n));
-    std::vector<double> point_rows(static_cast<size_t>(n * d_)), coord_rows(static_cast<size_t>(n * e_));
-    std::vector<KdNode> nodes = nodes_;
-    int64_t at = 0;
-    for (size_t id = 0; id < nodes.size(); ++id) {  // preorder: leaves in position order
-        KdNode& nd = nodes[id];
-        if (nd.left >= 0) continue;
-        const int64_t start = at;
-        const int64_t count = nd.end - nd.start;
-        std::copy(index_.begin() + nd.start, index_.begin() + nd.end, index.begin() + at);
-        std::copy(points_.begin() + nd.start * d_, points_.begin() + nd.end * d_, point_rows.begin() + at * d_);
-        std::copy(coords_.begin() + nd.start * e_, coords_.begin() + nd.end * e_, coord_rows.begin() + at * e_);
-        at += count;
-        for (const int64_t row : rows_of[id]) {
-            index[at] = row;
-            std::copy(points.row(row), points.row(row) + d_, point_rows.begin() + at * d_);
-            std::copy(coords.begin() + (row - n_) * e_, coords.begin() + (row - n_ + 1) * e_,
-                      coord_rows.begin() + at * e_);
-            ++at;
-        }
-        nd.start = start;
-        nd.end = at;
-    }
-    for (size_t id = nodes.size(); id-- > 0;) {  // children have larger ids
-        KdNode& nd = nodes[id];
-        if (nd.left < 0) continue;
-        nd.start = nodes[nd.left].start;
-        nd.end = nodes[nd.right].end;
-    }
-    std::vector<int64_t> position(static_cast<size_t>(n));
-    for (int64_t pos = 0; pos < n; ++pos) position[index[pos]] = pos;
     n_ = n;
-    index_ = std::move(index);
-    position_ = std::move(position);
-    points_ = std::move(point_rows);
-    coords_ = std::move(coord_rows);
-    nodes_ = std::move(nodes);
-    lower_ = std::move(lower);
-    upper_ = std::move(upper);
     if (projected_) {
         projection_.max_norm = max_norm;
         projection_.coordinate_error = projection_.coordinate_error_for(max_norm);

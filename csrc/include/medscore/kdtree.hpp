@@ -38,6 +38,7 @@ public:
     /// points (same values) and whose other rows are new: each new row joins the leaf it
     /// descends to (nearest child box), growing the boxes on its path. Returns false and
     /// changes nothing when a leaf would then exceed kLeafSize (build a new tree instead).
+    /// If it throws (out of memory), the tree is no longer usable.
     /// Lower bounds stay exact: boxes contain their points, and in projected mode the same
     /// basis is used with the rounding slack widened to the largest norm seen.
     bool insert(const PointsView& points);
