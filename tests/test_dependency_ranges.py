@@ -39,7 +39,7 @@ def test_extras_are_ranges_without_ceilings():
 
 # Pinned exactly before ranges: their floor is the version tested then, which CI still installs.
 FLOORED = ("transformers", "gguf", "accelerate", "verl", "transferqueue", "trl", "datasets", "tensordict", "ray",
-           "cachetools", "uvicorn", "fastapi", "hdbscan", "fast-hdbscan", "fishdbc")
+           "cachetools", "uvicorn", "fastapi", "hdbscan", "fast-hdbscan", "fishdbc", "deepspeed")
 
 
 def test_ci_pins_satisfy_every_range_and_are_the_floors():

@@ -24,15 +24,16 @@ def toy_dataset():
     return datasets.Dataset.from_list(rows)
 
 
-def make_trainer(folder, out, max_steps, meds_config=None, save=False, extra_rewards=()):
+def make_trainer(folder, out, max_steps, meds_config=None, save=False, extra_rewards=(), **overrides):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig
 
-    args = GRPOConfig(output_dir=str(out), per_device_train_batch_size=8, num_generations=4,
-                      max_completion_length=4, max_steps=max_steps, learning_rate=1e-3, beta=0.0,
-                      logging_steps=1, report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
-                      save_strategy="steps" if save else "no", save_steps=1, bf16=False, fp16=False,
-                      temperature=1.0)
+    options = dict(output_dir=str(out), per_device_train_batch_size=8, num_generations=4,
+                   max_completion_length=4, max_steps=max_steps, learning_rate=1e-3, beta=0.0,
+                   logging_steps=1, report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
+                   save_strategy="steps" if save else "no", save_steps=1, bf16=False, fp16=False,
+                   temperature=1.0)
+    args = GRPOConfig(**{**options, **overrides})
     trainer_cls = meds_grpo_trainer_class()
     return trainer_cls(model=AutoModelForCausalLM.from_pretrained(folder),
                        processing_class=AutoTokenizer.from_pretrained(folder),

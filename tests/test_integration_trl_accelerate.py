@@ -15,6 +15,7 @@ decision (``trl_accelerate_worker.force_fsdp_on_cpu``) and run everything after 
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import socket
@@ -32,7 +33,7 @@ from tiny_lm import save_tiny  # noqa: E402
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 BASE = """compute_environment: LOCAL_MACHINE
-use_cpu: true
+use_cpu: {cpu}
 num_processes: 2
 num_machines: 1
 machine_rank: 0
@@ -51,6 +52,14 @@ fsdp_config:
   fsdp_use_orig_params: {orig}
   fsdp_sync_module_states: false
 """
+ZERO3 = """distributed_type: DEEPSPEED
+deepspeed_config:
+  zero_stage: 3
+  zero3_init_flag: false
+  offload_optimizer_device: none
+  offload_param_device: none
+  gradient_accumulation_steps: 1
+"""
 # What each case must end up with: accelerate's distributed type, the wrapper of the trained
 # model, and the module the integration runs the fingerprint forward through.
 CASES = {
@@ -62,7 +71,13 @@ CASES = {
               ("DistributedType.FSDP", "FSDPQwen2ForCausalLM", "FSDPQwen2ForCausalLM")),
     "fsdp1": (FSDP.format(version=1, reshard="FULL_SHARD", orig="false"), True,
               ("DistributedType.FSDP", "FullyShardedDataParallel", "FullyShardedDataParallel")),
+    "zero3": (ZERO3, False, ("DistributedType.DEEPSPEED", "DeepSpeedEngine", "Qwen2ForCausalLM")),
 }
+# accelerate runs DeepSpeed only where the run is not marked CPU (``use_cpu``: its launcher and
+# AcceleratorState both check ``not cpu``); without a GPU the ranks then get accelerate's
+# default device (the CPU) and, with the Trainer's ddp_backend=gloo, a gloo process group;
+# DeepSpeed runs on its CPU accelerator (DS_ACCELERATOR=cpu).
+ZERO3_ENV = {"DS_ACCELERATOR": "cpu", "MEDSCORE_TRAINER_ARGS": '{"use_cpu": false, "ddp_backend": "gloo"}'}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +91,7 @@ def launch(tmp_path, model: str, config: str, force_fsdp: bool, extra_env=None):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     path = tmp_path / "accelerate.yaml"
-    path.write_text(BASE.format(port=port) + config)
+    path.write_text(BASE.format(port=port, cpu="false" if "DEEPSPEED" in config else "true") + config)
     result = tmp_path / "result"
     result.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]),
@@ -120,14 +135,16 @@ def test_grpo_steps_on_two_processes_with_a_local_memory(case, tiny_folder, tmp_
     # FSDP1 on the CPU: accelerate gives each CPU rank the device "cpu:0" and hands it to FSDP1 as
     # device_id, which FSDP1 refuses ("Inconsistent compute device and `device_id`: cpu vs
     # cpu:0"); ACCELERATE_TORCH_DEVICE=cpu makes it plain "cpu".
-    extra_env = {"ACCELERATE_TORCH_DEVICE": "cpu"} if case == "fsdp1" else None
+    extra_env = {"fsdp1": {"ACCELERATE_TORCH_DEVICE": "cpu"}, "zero3": ZERO3_ENV}.get(case)
+    if case == "zero3" and importlib.util.find_spec("deepspeed") is None:
+        pytest.skip("DeepSpeed not installed: pip install 'medscore[test]'")
     ranks = launch(tmp_path, tiny_folder, config, force, extra_env)
     for record in ranks:
         assert record["processes"] == 2 and record["distributed_type"] == distributed_type
         assert record["wrapped"] == wrapped, record["wrapped"]
         assert record["threads"] == 1
         assert [s["forward_model"] for s in record["steps"]] == [forward_model] * 3
-    if case != "ddp":
+    if case.startswith("fsdp"):
         assert ranks[0]["fsdp_version"] == int(case[-1])
     # Every rank penalised the whole gathered batch into a memory of its own: identical memories.
     assert ranks[0]["memory"] == ranks[1]["memory"]

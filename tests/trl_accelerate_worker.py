@@ -2,14 +2,15 @@
 with a local ``medscore.Memory``.
 
 Started by tests/test_integration_trl_accelerate.py. Environment: MEDSCORE_MODEL (saved tiny
-model), MEDSCORE_OUT (output folder), MEDSCORE_RESULT (folder for this rank's records) and
+model), MEDSCORE_OUT (output folder), MEDSCORE_RESULT (folder for this rank's records),
 MEDSCORE_FORCE_FSDP=1 to let accelerate's FSDP plugin run on the CPU (see
-``force_fsdp_on_cpu``). Each rank writes ``rank{R}.pt``: how accelerate set up the run, the
+``force_fsdp_on_cpu``) and MEDSCORE_TRAINER_ARGS (JSON: GRPOConfig options over the tests'). Each rank writes ``rank{R}.pt``: how accelerate set up the run, the
 memory's state, and per step the fingerprints that went into ``Memory.penalize`` with the
 gathered completions they belong to and the full (unsharded) weights the forward used.
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 
@@ -44,12 +45,18 @@ def force_fsdp_on_cpu():
 def full_weights(wrapped, module):
     """The full (unsharded) weights of the model, as the fingerprint forward uses them; a
     collective, run by every rank. FSDP1: inside ``summon_full_params`` (its state-dict hooks
-    fail in the middle of TRL's step: the root unit's flat parameter is freed there)."""
+    fail in the middle of TRL's step: the root unit's flat parameter is freed there); ZeRO-3:
+    inside DeepSpeed's ``GatheredParameters``."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from torch.distributed.fsdp import FullyShardedDataParallel
 
     if isinstance(wrapped, FullyShardedDataParallel):
         with FullyShardedDataParallel.summon_full_params(wrapped, writeback=False):
+            return {k: v.detach().clone() for k, v in module.state_dict().items()}
+    if any(hasattr(p, "ds_id") for p in module.parameters()):  # DeepSpeed ZeRO-3
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
             return {k: v.detach().clone() for k, v in module.state_dict().items()}
     weights = get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return {k: v.detach().clone() for k, v in weights.items()}
@@ -87,7 +94,7 @@ def main():
             return super()._meds_penalize(fps, keys, correct)
 
     trainer = make_trainer(os.environ["MEDSCORE_MODEL"], os.environ["MEDSCORE_OUT"], max_steps=3,
-                           extra_rewards=[brevity])
+                           extra_rewards=[brevity], **json.loads(os.environ.get("MEDSCORE_TRAINER_ARGS", "{}")))
     trainer.__class__ = type("Recording" + type(trainer).__name__, (Recording, type(trainer)), {})
     trainer.train()
     accelerator = trainer.accelerator
