@@ -25,8 +25,9 @@ from ..libraries import hdbscan_libraries
 
 NAME = "incremental"
 DESCRIPTION = ("Exact incremental HDBSCAN (medscore.IncrementalHDBSCAN, min_cluster_size=5, "
-               C++ engine) per-batch insert time vs refits (hdbscan exact/default, medscore "
-               "batch, fast_hdbscan D<=30, sklearn N<=20k) and FISHDBC (time, ARI vs exact).")
+               "C++ engine) per-batch insert time vs refits (hdbscan exact/default, medscore "
+               "batch, fast_hdbscan D<=30, sklearn N<=20k) and FISHDBC (time, ARI vs exact); "
+               "insert cost against memory size (10k-300k x 32) next to a refit.")
 #: Refits stop repeating after this many seconds per library and checkpoint.
 REFIT_BUDGET_S = 60.0
 
@@ -57,6 +58,18 @@ def sweep(quick: bool) -> tuple[int, int, list[int]]:
     if quick:
         return 2000, 32, [1, 16, 256]
     return 20_000, 32, [1, 16, 128, 1024, 4096]
+
+
+def curve(quick: bool) -> tuple[int, tuple, tuple]:
+    """(dimension, memory sizes, batch sizes) of the insert-cost curve."""
+    if quick:
+        return 32, (2000, 4000), (16, 256)
+    return 32, (10_000, 30_000, 100_000, 300_000), (16, 1024)
+
+
+#: Inserts timed per (memory size, batch size) after one untimed insert of the same size
+#: (which builds the engine's kd-tree after the big insert that grew the memory).
+CURVE_REPEAT = 3
 
 
 def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -174,6 +187,39 @@ def _run_sweep(bench, quick):
                      params={"n": n, "d": d, "batch": size}, per_point_s=timing.best / size)
 
 
+def _run_curve(bench, quick):
+    """Insert cost against memory size: at each size, small and large batches into the
+    memory (median of CURVE_REPEAT consecutive inserts, as in a stream) and a batch refit of
+    the same points by medscore's C++ backend in the same run; the records carry the ratio."""
+    import medscore
+
+    d, sizes, batches = curve(quick)
+    extra = CURVE_REPEAT * len(sizes) * (1 + sum(batches))
+    points = blobs(max(sizes) + extra, d, seed=3)
+    model = medscore.IncrementalHDBSCAN(min_cluster_size=5)
+    used = 0
+    for n in bench.progress(sizes, desc="insert curve"):
+        model.insert(points[used:n])  # grow the memory (a rebuild: the batch is large)
+        used = n
+        refit = bench.time(lambda: medscore.HDBSCAN(min_cluster_size=5).fit(model.points_),
+                           repeat=1, warmup=0)
+        bench.record(NAME, "insert_curve", "medscore cpp refit", refit.best, params={"n": n, "d": d})
+        for size in batches:
+            model.insert(points[used:used + size])
+            used += size
+            seconds = []
+            for _ in range(CURVE_REPEAT):
+                t0 = time.perf_counter()
+                model.insert(points[used:used + size])
+                seconds.append(time.perf_counter() - t0)
+                used += size
+            median = float(np.median(seconds))
+            bench.record(NAME, "insert_curve", f"medscore incremental, batch {size}", median,
+                         params={"n": n, "d": d, "batch": size},
+                         all_s=" ".join(f"{x:.4f}" for x in seconds),
+                         refit_over_insert=refit.best / median)
+
+
 def run(bench, quick: bool) -> None:
     """Run the streams and the batch-size sweep (``quick``: small sizes for a smoke run)."""
     bench.describe(NAME, DESCRIPTION)
@@ -182,4 +228,6 @@ def run(bench, quick: bool) -> None:
             _run_stream(bench, stream, quick)
     if bench.wants_case("batch_sweep"):
         _run_sweep(bench, quick)
+    if bench.wants_case("insert_curve"):
+        _run_curve(bench, quick)
     bench.write(NAME)
