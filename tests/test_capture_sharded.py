@@ -7,10 +7,10 @@ and the sharded model with the same capture; the ranks save both results and the
 compares them here. The sharded forward runs the plain model's arithmetic on the same
 fp32 values, so the fingerprints must be equal bit for bit.
 
-DeepSpeed is not installed here; ``Zero3Like`` reproduces what ZeRO-3 does to a module's
-parameters (a placeholder outside the owning module's forward, gathered by a forward
-pre-hook registered at wrap time, released by a forward hook), which is all ``capture``
-relies on.
+``Zero3Like`` reproduces in one process what ZeRO-3 does to a module's parameters (a
+placeholder outside the owning module's forward, gathered by a forward pre-hook registered
+at wrap time, released by a forward hook), which is all ``capture`` relies on; real
+DeepSpeed ZeRO-3 on 2 ranks is tests/test_capture_zero3.py.
 """
 from __future__ import annotations
 
