@@ -6,6 +6,7 @@ tree (no wheel layout next to the package), the layout tests are skipped.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -36,8 +37,15 @@ def test_wheel_ships_cmake_config_headers_and_libraries():
     for name in ("medscoreConfig.cmake", "medscoreConfigVersion.cmake", "medscoreTargets.cmake"):
         assert (cmake_dir / name).is_file(), name
     include = Path(medscore.get_include()) / "medscore"
-    for name in ("medscore.h", "medscore.hpp", "memory.hpp", "error_memory.hpp", "checkpoint.hpp", "hdbscan.hpp"):
+    for name in ("medscore.h", "medscore.hpp", "memory.hpp", "error_memory.hpp", "checkpoint.hpp", "hdbscan.hpp",
+                 "incremental_hdbscan.hpp"):
         assert (include / name).is_file(), name
+    # The public headers include only each other; the internals (csrc/private) stay out.
+    installed = {p.name for p in include.iterdir()}
+    for header in include.iterdir():
+        for included in re.findall(r'#include "medscore/([^"]+)"', header.read_text()):
+            assert included in installed, f"{header.name} includes medscore/{included}, which is not installed"
+    assert "kdtree.hpp" not in installed and "thread_pool.hpp" not in installed
     lib = Path(medscore.get_include()).parent / "lib"
     assert list(lib.glob("libmedscore.so*")), "shared library missing"
     assert (lib / "libmedscore_static.a").is_file()

@@ -1,6 +1,8 @@
-// The C++ API of medscore in one include: batch HDBSCAN (hdbscan.hpp), the per-key clustering
-// engine KeyedMemory (memory.hpp), the error memory with its penalties medscore::Memory
-// (error_memory.hpp) and its checkpoint files (checkpoint.hpp). Link medscore::core.
+// The C++ API of medscore in one include: batch HDBSCAN (hdbscan.hpp), the exact incremental
+// engine IncrementalHDBSCAN (incremental_hdbscan.hpp), the per-key clustering engine
+// KeyedMemory (memory.hpp), the error memory with its penalties medscore::Memory
+// (error_memory.hpp) and its checkpoint files (checkpoint.hpp). Link medscore::core. The
+// headers installed beside it are the public API; csrc/private/ holds the internals.
 //
 //     medscore::Memory memory(medscore::MemoryOptions::preset("paper"));
 //     medscore::Penalties p = memory.penalize({fingerprints, n, dim}, keys, correct, nullptr, step);
@@ -13,6 +15,7 @@
 #include "medscore/checkpoint.hpp"
 #include "medscore/error_memory.hpp"
 #include "medscore/hdbscan.hpp"
+#include "medscore/incremental_hdbscan.hpp"
 #include "medscore/memory.hpp"
 
 namespace medscore {

@@ -1,4 +1,4 @@
-// Single-linkage tree of a spanning tree, for bottleneck (minimax) queries (private to csrc/).
+// Single-linkage tree of a spanning tree, for bottleneck (minimax) queries (private to csrc/: under csrc/private, never installed).
 #pragma once
 #include <algorithm>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Many bit-defined squared distances from one query at once (private to csrc/).
+// Many bit-defined squared distances from one query at once (private to csrc/: under csrc/private, never installed).
 #pragma once
 #include <cstdint>
 #include <vector>

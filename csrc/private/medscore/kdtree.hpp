@@ -1,4 +1,4 @@
-// kd-tree over float64 points with exact, bit-compatible lower bounds (private to csrc/).
+// kd-tree over float64 points with exact, bit-compatible lower bounds (private to csrc/: under csrc/private, never installed).
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// The k nearest neighbours seen so far (private to csrc/).
+// The k nearest neighbours seen so far (private to csrc/: under csrc/private, never installed).
 #pragma once
 #include <algorithm>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// The order-free float64 sum of docs/SPEC.md stage 5 (private to csrc/).
+// The order-free float64 sum of docs/SPEC.md stage 5 (private to csrc/: under csrc/private, never installed).
 #pragma once
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-// Orthonormal projection onto the top principal directions (private to csrc/): a cheap,
+// Orthonormal projection onto the top principal directions (private to csrc/: under csrc/private, never installed): a cheap,
 // provable lower bound of Euclidean distances in high dimension, used by the kd-tree.
 #pragma once
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Minimal fork-join parallel loop over an index range (private to csrc/).
+// Minimal fork-join parallel loop over an index range (private to csrc/: under csrc/private, never installed).
 #pragma once
 #include <algorithm>
 #include <atomic>

@@ -1,4 +1,4 @@
-// Disjoint sets with path halving and union by size (private to csrc/).
+// Disjoint sets with path halving and union by size (private to csrc/: under csrc/private, never installed).
 #pragma once
 #include <cstdint>
 #include <numeric>
