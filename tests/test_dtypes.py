@@ -52,3 +52,22 @@ def test_backends_return_the_declared_dtypes(backend):
     assert probabilities.dtype == np.float64 and persistence.dtype == np.float64
     # Field views read the right bytes: sizes and point ids are small non-negative ints.
     assert linkage["size"][-1] == 30 and mst["u"].max() < 30 and np.all(mst["u"] < mst["v"])
+
+
+def test_core_stubs_list_what_the_extension_exports():
+    # medscore/_core.pyi is written from the built module; a binding added or renamed without
+    # regenerating it fails here (names of functions, classes and their public members).
+    import ast
+    from pathlib import Path
+
+    from conftest import load_backend
+
+    core = load_backend("cpp")
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "medscore" / "_core.pyi").read_text())
+    stubbed = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    exported = {name for name in dir(core) if not name.startswith("_")}
+    assert set(stubbed) == exported
+    for name, node in stubbed.items():
+        if isinstance(node, ast.ClassDef):
+            members = {n.name for n in node.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
+            assert members == {m for m in dir(getattr(core, name)) if not m.startswith("_")}, name

@@ -1,0 +1,168 @@
+"""
+medscore's C++ core (exact HDBSCAN stages, error memory); see docs/SPEC.md
+
+Type stubs of the compiled extension, written by pybind11-stubgen from the built module
+(``pybind11-stubgen medscore._core -o <dir> --numpy-array-use-type-var``; structured arrays
+of the C++ structs are ``numpy.ndarray``). tests/test_dtypes.py checks that they list
+exactly what the module exports.
+"""
+from __future__ import annotations
+import collections.abc
+import numpy
+import numpy.typing
+import typing
+__all__: list[str] = ['IncrementalHDBSCAN', 'KeyedMemory', 'condense_tree', 'core_distances', 'fit', 'incremental_insert', 'knn_of_rows', 'minimum_spanning_tree', 'nearest_neighbors', 'select_clusters', 'single_linkage', 'spanning_forest_of_edges', 'struct_sizes', 'unique_int64']
+class KeyedMemory:
+    """
+    Per-key exact HDBSCAN memory (see medscore/memory.hpp).
+    """
+    def __init__(self, dim: typing.SupportsInt | typing.SupportsIndex, min_cluster_size: typing.SupportsInt | typing.SupportsIndex, min_samples: typing.SupportsInt | typing.SupportsIndex, method: str, allow_single_cluster: bool, epsilon: typing.SupportsFloat | typing.SupportsIndex, assign: str, vote_k: typing.SupportsInt | typing.SupportsIndex, max_age: typing.SupportsInt | typing.SupportsIndex, capacity: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex, normalize: bool = False) -> None:
+        ...
+    def compact(self, kept: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        """
+        Key i becomes old key kept[i] (increasing); every key left out must be empty.
+        """
+    def key_labels(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int64]:
+        ...
+    def key_sizes(self) -> numpy.typing.NDArray[numpy.int64]:
+        """
+        Points held by each key id: int64 [number of key ids].
+        """
+    def key_steps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int64]:
+        ...
+    def load_state(self, dim: typing.SupportsInt | typing.SupportsIndex, last_step: typing.SupportsInt | typing.SupportsIndex, offsets: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], points: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], steps: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], labels: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], mst_u: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], mst_v: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], mst_weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> None:
+        ...
+    def moments(self) -> tuple:
+        """
+        (count, sum f64 [D], outer_sum f64 [D, D]) over every stored point.
+        """
+    def penalize_step(self, points: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], keys: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], step: typing.SupportsInt | typing.SupportsIndex) -> tuple:
+        """
+        points f64 [N, D], keys int64 [N] (-1: row not stored) -> (labels int64 [N], sizes int64 [N]); GIL released.
+        """
+    def state(self) -> dict:
+        """
+        The memory as a dict of numpy arrays.
+        """
+    @property
+    def last_step(self) -> int:
+        ...
+    @property
+    def n_clusters(self) -> int:
+        ...
+    @property
+    def n_keys(self) -> int:
+        ...
+    @property
+    def n_noise(self) -> int:
+        ...
+    @property
+    def n_points(self) -> int:
+        ...
+class IncrementalHDBSCAN:
+    """
+    The exact incremental HDBSCAN* engine (csrc/include/medscore/incremental_hdbscan.hpp).
+    """
+    def __getstate__(self) -> tuple:
+        ...
+    def __init__(self, min_cluster_size: typing.SupportsInt | typing.SupportsIndex, min_samples: typing.SupportsInt | typing.SupportsIndex, method: str, allow_single_cluster: bool, capacity: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+        ...
+    def __setstate__(self, arg0: tuple) -> None:
+        ...
+    def insert(self, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> int:
+        """
+        Insert rows (float64 [B, D]); returns the first id given (ids are consecutive).
+        """
+    def remove(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int64]) -> None:
+        """
+        Remove live points by id (int64 [R], distinct).
+        """
+    @property
+    def condensed_tree(self) -> numpy.typing.NDArray[...]:
+        ...
+    @property
+    def core_distances(self) -> numpy.typing.NDArray[numpy.float64]:
+        ...
+    @property
+    def dim(self) -> int:
+        ...
+    @property
+    def ids(self) -> numpy.typing.NDArray[numpy.int64]:
+        ...
+    @property
+    def knn_dist(self) -> numpy.typing.NDArray[numpy.float64]:
+        ...
+    @property
+    def knn_index(self) -> numpy.typing.NDArray[numpy.int64]:
+        ...
+    @property
+    def labels(self) -> numpy.typing.NDArray[numpy.int64]:
+        ...
+    @property
+    def mst(self) -> numpy.typing.NDArray[...]:
+        ...
+    @property
+    def next_id(self) -> int:
+        ...
+    @property
+    def next_label(self) -> int:
+        ...
+    @property
+    def points(self) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        float64 [N, D] copy of the live points, in id order
+        """
+    @property
+    def probabilities(self) -> numpy.typing.NDArray[numpy.float64]:
+        ...
+    @property
+    def size(self) -> int:
+        ...
+def condense_tree(linkage: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], n: typing.SupportsInt | typing.SupportsIndex, min_cluster_size: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[...]:
+    """
+    Condensed tree CONDENSED (SPEC stage 4).
+    """
+def core_distances(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], min_samples: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    Core distances float64 [N] of X float64 [N, D] (SPEC stage 1).
+    """
+def fit(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], min_cluster_size: typing.SupportsInt | typing.SupportsIndex, min_samples: typing.SupportsInt | typing.SupportsIndex, method: str, allow_single_cluster: bool, epsilon: typing.SupportsFloat | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
+    """
+    Whole pipeline: (core, mst, linkage, condensed, labels, probabilities, persistence).
+    """
+def incremental_insert(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], n_old: typing.SupportsInt | typing.SupportsIndex, knn_index: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], knn_dist: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], mst: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
+    """
+    Exact graph after appending rows n_old.. of X: (knn_index int64 [N, k], knn_dist float64 [N, k], core float64 [N], mst MST_EDGE [N-1] sorted), from the first n_old rows' graph (same k).
+    """
+def knn_of_rows(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], rows: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], k: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
+    """
+    Exact k nearest other rows of X[rows] by (distance, index): (int64 [M, k], float64 [M, k]).
+    """
+def minimum_spanning_tree(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], core: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], n_threads: typing.SupportsInt | typing.SupportsIndex = 0, initial_forest: typing.Any = None) -> numpy.typing.NDArray[...]:
+    """
+    Exact mutual-reachability MST, MST_EDGE [N-1] sorted by (weight, u, v) (SPEC stage 2).
+    """
+def nearest_neighbors(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], k: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
+    """
+    (indices int64 [N, k], distances float64 [N, k]) of the k nearest other points, by (distance, index).
+    """
+def select_clusters(condensed: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], n: typing.SupportsInt | typing.SupportsIndex, method: str, allow_single_cluster: bool, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """
+    (labels int64 [N], probabilities float64 [N], persistence float64 [K]) (SPEC stage 5).
+    """
+def single_linkage(mst: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[...]:
+    """
+    Single-linkage tree LINKAGE [N-1] of a sorted MST (SPEC stage 3).
+    """
+def spanning_forest_of_edges(edges: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[...]:
+    """
+    Minimum spanning forest MST_EDGE of an MST_EDGE edge list (Kruskal).
+    """
+def struct_sizes() -> dict:
+    """
+    Byte sizes of the C++ structs behind MST_EDGE, LINKAGE and CONDENSED (a dict).
+    """
+def unique_int64(values: typing.Annotated[numpy.typing.ArrayLike, numpy.int64]) -> tuple:
+    """
+    values int64 [N] -> (distinct values int64 [U] increasing, inverse int64 [N]): np.unique(values, return_inverse=True).
+    """
