@@ -121,20 +121,14 @@ void linkage_into(const std::vector<MstEdge>& mst, int64_t n, StageWorkspace& w)
     int64_t* size = w.set_size.data();
     int64_t* node_of_root = w.node_of_root.data();
     for (int64_t v = 0; v < n; ++v) { parent[v] = v; node_of_root[v] = v; }
-    auto find = [parent](int64_t x) {
-        while (parent[x] != x) { parent[x] = parent[parent[x]]; x = parent[x]; }
-        return x;
-    };
     for (int64_t i = 0; i < n - 1; ++i) {
         const MstEdge& e = mst[i];
         if (i > 0 && e.weight < mst[i - 1].weight) throw std::logic_error("linkage_into: the tree is not sorted");
-        int64_t ru = find(e.u), rv = find(e.v);
+        const int64_t ru = find_root(parent, e.u), rv = find_root(parent, e.v);
         if (ru == rv) throw std::logic_error("linkage_into: the tree has a cycle");
         w.linkage[i] = LinkageRow{node_of_root[ru], node_of_root[rv], e.weight, size[ru] + size[rv]};
-        if (size[ru] < size[rv]) std::swap(ru, rv);
-        parent[rv] = ru;
-        size[ru] += size[rv];
-        node_of_root[ru] = n + i;
+        const int64_t root = unite_roots(parent, size, ru, rv);
+        node_of_root[root] = n + i;
     }
 }
 

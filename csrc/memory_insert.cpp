@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "medscore/union_find.hpp"
 #include "medscore/distance.hpp"
 #include "medscore/distance_batch.hpp"
 #include "medscore/incremental.hpp"
@@ -342,10 +343,6 @@ std::vector<MstEdge> kruskal(const std::vector<MstEdge>& old_sorted, std::vector
     int64_t* parent = w.set_parent.data();
     int64_t* size = w.set_size.data();
     for (int64_t v = 0; v < n; ++v) parent[v] = v;
-    auto find = [parent](int64_t x) {
-        while (parent[x] != x) { parent[x] = parent[parent[x]]; x = parent[x]; }
-        return x;
-    };
     // The linkage rows come with the tree: Kruskal already joins the sets in linkage order.
     int64_t* node_of_root = nullptr;
     if (linkage != nullptr) {
@@ -359,15 +356,13 @@ std::vector<MstEdge> kruskal(const std::vector<MstEdge>& old_sorted, std::vector
     while (i < old_sorted.size() || j < added.size()) {
         const bool take_old = j == added.size() || (i < old_sorted.size() && edge_less(old_sorted[i], added[j]));
         const MstEdge& e = take_old ? old_sorted[i++] : added[j++];
-        int64_t a = find(e.u), b = find(e.v);
+        const int64_t a = find_root(parent, e.u), b = find_root(parent, e.v);
         if (a == b) continue;
         if (linkage != nullptr) {
             linkage->push_back(LinkageRow{node_of_root[a], node_of_root[b], e.weight, size[a] + size[b]});
         }
-        if (size[a] < size[b]) std::swap(a, b);
-        parent[b] = a;
-        size[a] += size[b];
-        if (linkage != nullptr) node_of_root[a] = n + static_cast<int64_t>(tree.size());
+        const int64_t root = unite_roots(parent, size, a, b);
+        if (linkage != nullptr) node_of_root[root] = n + static_cast<int64_t>(tree.size());
         tree.push_back(e);
         if (static_cast<int64_t>(tree.size()) == n - 1) break;  // spanning: later edges all close cycles
     }

@@ -11,6 +11,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from .disjoint_set import find_root
 from .distance import distance
 from .threads import serialised
 
@@ -174,15 +175,6 @@ def edge_distances(X, u, v):
 
 
 @numba.njit(cache=True)
-def _find(parent, x):
-    """Union-find root of ``x`` with path halving."""
-    while parent[x] != x:
-        parent[x] = parent[parent[x]]
-        x = parent[x]
-    return x
-
-
-@numba.njit(cache=True)
 def kruskal_select(u, v, n_points):
     """Kruskal over edges already sorted by (weight, u, v): which ones the forest keeps.
 
@@ -198,8 +190,8 @@ def kruskal_select(u, v, n_points):
     parent = np.arange(n_points)
     keep = np.zeros(u.shape[0], np.bool_)
     for i in range(u.shape[0]):
-        ru = _find(parent, u[i])
-        rv = _find(parent, v[i])
+        ru = find_root(parent, u[i])
+        rv = find_root(parent, v[i])
         if ru != rv:
             parent[ru] = rv
             keep[i] = True
@@ -418,8 +410,8 @@ def linkage_children(u, v, n):
     left_node = np.empty(max(n - 1, 0), np.int64)
     right_node = np.empty(max(n - 1, 0), np.int64)
     for i in range(u.shape[0]):
-        ru = _find(parent, u[i])
-        rv = _find(parent, v[i])
+        ru = find_root(parent, u[i])
+        rv = find_root(parent, v[i])
         if ru == rv:
             raise ValueError("linkage_children: the edges close a cycle")
         left_node[i] = node_of[ru]
