@@ -54,7 +54,7 @@ from ._shaping import (
     restore_raw_rewards,
     shape_rewards,
 )
-from ._worker import _forward_with_fingerprints, install_fingerprint_hook, meds_worker_class
+from ._worker import _forward_with_fingerprints, install_fingerprint_hook, meds_worker_class, skip_trl_value_head_patch
 from .estimator import MEDS_GRPO, compute_meds_grpo_advantage, pending_penalties, register_estimator
 from .v1 import MedsV1TrainerMixin, meds_trainer_registered, meds_v1_trainer_class
 
@@ -66,5 +66,5 @@ __all__ = [
     "meds_trainer_registered", "meds_v1_trainer_class", "meds_worker_class", "memory_metrics",
     "penalize_batch", "penalize_rollouts", "pending_penalties", "prompt_keys", "read_fingerprints",
     "register_estimator", "require", "restore_raw_rewards", "rollout_correctness", "rollout_keys",
-    "run_with_capture", "shape_rewards", "shaped_totals",
+    "run_with_capture", "shape_rewards", "shaped_totals", "skip_trl_value_head_patch",
 ]

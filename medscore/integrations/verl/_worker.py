@@ -70,6 +70,46 @@ def _column(value):
     return value.reshape(-1).long()
 
 
+def skip_trl_value_head_patch() -> bool:
+    """Let veRL 0.9's FSDP engine build its model where a TRL without the value-head model is
+    installed (TRL >= 1.0, as ``medscore[integrations]`` installs beside veRL).
+
+    veRL's ``apply_monkey_patch`` (run by the FSDP engine while it builds the model) imports
+    ``AutoModelForCausalLMWithValueHead`` from ``trl.experimental.ppo`` or ``trl`` whenever TRL
+    is importable, only to replace that class's ``state_dict``; TRL 1.x has neither, so the
+    import fails and the actor never starts (``ImportError: cannot import name
+    'AutoModelForCausalLMWithValueHead' from 'trl'``). Where the class cannot be imported,
+    that patch has nothing to patch: this makes veRL's monkey-patch module see TRL as absent,
+    which skips only that step. Returns whether it did; a TRL that has the class is left alone.
+    """
+    import importlib
+
+    if trl_value_head_importable() in (None, True):
+        return False
+    monkey_patch = importlib.import_module("verl.models.transformers.monkey_patch")
+    if getattr(monkey_patch, "is_trl_available", None) is None:
+        return False  # another veRL: nothing of this kind to skip
+    monkey_patch.is_trl_available = lambda: False
+    return True
+
+
+def trl_value_head_importable():
+    """Whether veRL's import of TRL's ``AutoModelForCausalLMWithValueHead`` can succeed (None:
+    no TRL). ``trl.experimental.ppo`` is looked for on disk, not imported (importing
+    ``trl.experimental`` warns)."""
+    import importlib
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("trl")
+    if spec is None:
+        return None
+    folders = spec.submodule_search_locations or ()
+    if any(os.path.isdir(os.path.join(folder, "experimental", "ppo")) for folder in folders):
+        return True  # veRL's first choice exists: leave veRL alone
+    return hasattr(importlib.import_module("trl"), "AutoModelForCausalLMWithValueHead")
+
+
 def meds_worker_class(base=None):
     """A subclass of veRL's ``ActorRolloutRefWorker`` (or of ``base``) whose actor engine
     takes fingerprints in ``compute_log_prob``'s forward.
@@ -86,6 +126,7 @@ def meds_worker_class(base=None):
     class MedsActorRolloutRefWorker(base):
         @register(dispatch_mode=Dispatch.ONE_TO_ALL)
         def init_model(self):
+            skip_trl_value_head_patch()
             super().init_model()
             if getattr(self, "actor", None) is not None:
                 install_fingerprint_hook(self.actor.engine)
