@@ -37,7 +37,7 @@ def test_issue_reproducer_no_longer_crashes():
         assert np.isinf(inc.minimum_spanning_tree_[:, 2]).sum() == 1
         print("ok")
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
 

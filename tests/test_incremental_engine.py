@@ -129,7 +129,7 @@ def test_a_damaged_state_is_refused(engine):
     assert_same_engines(engine, _restored(engine, state))
 
 
-def test_cpp_backend_works_without_numba():
+def test_cpp_backend_works_without_numba(tmp_path):
     # The README's incremental example, a batch fit and a memory, with numba unimportable.
     code = textwrap.dedent("""
         import sys
@@ -151,7 +151,9 @@ def test_cpp_backend_works_without_numba():
         assert not any(m.startswith("numba") for m in sys.modules if sys.modules[m] is not None)
         print("ok")
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # -P and another folder: the medscore the tests import, not a checkout beside them.
+    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
 

@@ -314,8 +314,9 @@ def test_integer_keys_are_numbered_like_np_unique(seed, n, log_span, dtype):
     rng = np.random.default_rng(seed)
     info = np.iinfo(dtype)
     span = min(2**log_span, int(info.max) - int(info.min))
-    low = int(rng.integers(int(info.min), int(info.max) - span, endpoint=True))
-    keys = (low + rng.integers(0, span, size=n, endpoint=True)).astype(dtype)
+    # Python integers throughout: uint64 bounds do not fit numpy's int64 draws.
+    low = int(info.min) + int(rng.integers(0, 2**62, endpoint=True)) * (int(info.max) - span - int(info.min)) // 2**62
+    keys = np.array([low + int(o) for o in rng.integers(0, span, size=n, endpoint=True)], dtype=dtype)
     unique, inverse = _unique_keys(keys, n)[:2]
     expected, expected_inverse = np.unique(keys, return_inverse=True)
     assert unique == [int(k) for k in expected] and all(type(k) is int for k in unique)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import medscore
+from conftest import load_backend
 from medscore.memory import DEAD_KEYS_KEPT
 from test_far_rows import _state_bits
 from test_memory import _refit_labels
@@ -73,6 +74,7 @@ def test_each_key_holds_its_recent_points_clustered_as_a_refit(engine):
 
 
 def test_engines_expire_alike_and_a_resumed_memory_continues_identically(tmp_path):
+    load_backend("numba")
     rng = np.random.default_rng(7)
     batches = [_fresh_prompts(step, rng) for step in range(90)]
     cpp, numba_memory = (medscore.Memory(max_age=3, backend=b) for b in ENGINES)

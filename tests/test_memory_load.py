@@ -94,7 +94,7 @@ def test_load_reads_only_regular_files(tmp_path):
         except CheckpointError as error:
             print(error)
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "not a regular file" in done.stdout
     with pytest.raises(CheckpointError, match="not a regular file"):

@@ -109,7 +109,7 @@ def test_without_numba_brute_force_gives_the_same_predictions():
         assert not any(m.startswith("numba") for m in sys.modules if sys.modules[m] is not None)
         print(labels.tolist(), prob.tolist(), nb.tolist())
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     rng = np.random.default_rng(0)
     X = np.round(rng.normal(size=(500, 4)) * 3, 1)

@@ -65,7 +65,7 @@ def test_in_a_pipeline_and_cloned():
 
 def test_import_medscore_does_not_import_sklearn():
     code = "import sys, medscore; assert 'sklearn' not in sys.modules, 'sklearn imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-P", "-c", code], check=True)
 
 
 def test_without_sklearn_the_fallback_base_works():
@@ -101,6 +101,6 @@ inc = medscore.IncrementalHDBSCAN(min_cluster_size=4, knn="exact")
 assert inc.fit_predict(X).shape == (50,)
 print("ok")
 """
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-P", "-c", code], check=True, capture_output=True, text=True,
                          env={**os.environ, "PYTHONWARNINGS": "error"})
     assert out.stdout.strip() == "ok"
