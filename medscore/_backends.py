@@ -51,6 +51,16 @@ def incremental_engine(name: str, knn: str = "auto"):
     return functools.partial(IncrementalHDBSCAN, knn=knn)
 
 
+def memory_engine(name: str):
+    """Backend ``name``'s keyed-memory engine class (``KeyedMemory``, same constructor)."""
+    if name == "cpp":
+        return get_backend("cpp").KeyedMemory
+    get_backend(name)
+    from ._numba.memory import KeyedMemory
+
+    return KeyedMemory
+
+
 def available_backends() -> list[str]:
     """Names of the backends that import here."""
     out = []

@@ -319,13 +319,9 @@ class Memory:
 
     def _new_engine(self, dim: int):
         o = self._options
-        from ._backends import get_backend
+        from ._backends import memory_engine
 
-        if o["backend"] == "numba":
-            from ._numba.memory import KeyedMemory
-        else:
-            KeyedMemory = get_backend("cpp").KeyedMemory
-        return KeyedMemory(
+        return memory_engine(o["backend"])(
             dim=dim, min_cluster_size=o["min_cluster_size"], min_samples=o["min_samples"],
             method=o["cluster_selection_method"], allow_single_cluster=False, epsilon=0.0,
             assign=o["assign"], vote_k=3, max_age=-1 if o["max_age"] is None else o["max_age"],
