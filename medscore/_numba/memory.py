@@ -29,7 +29,9 @@ from .linkage import _link
 from .select import _select
 from .threads import thread_limit
 
-#: Same threshold as C++ (incremental only when m <= max(64, n_prior / 16)).
+#: A key grows its MST by insertion while m <= max(64, n_prior / 16) new rows, else it is
+#: refitted. Only the speed depends on it (both are exact); the C++ engine decides with its
+#: own measured thresholds (csrc/memory.cpp, kRefitPairsPerPoint and the kd-tree insert).
 _SMALL_ADDITION = 64
 
 
