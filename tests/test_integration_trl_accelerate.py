@@ -29,6 +29,7 @@ pytest.importorskip("trl", reason="TRL not installed: pip install 'medscore[trl]
 pytest.importorskip("accelerate", reason="accelerate not installed: pip install 'medscore[trl]'")
 pytest.importorskip("datasets")
 
+from medscore.integrations._common import MEMORY_FILE, threads_per_rank  # noqa: E402
 from tiny_lm import save_tiny  # noqa: E402
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -85,14 +86,14 @@ def tiny_folder(tmp_path_factory):
     return save_tiny(str(tmp_path_factory.mktemp("tiny-qwen2")))
 
 
-def launch(tmp_path, model: str, config: str, force_fsdp: bool, extra_env=None):
+def launch(tmp_path, model: str, config: str, force_fsdp: bool, extra_env=None, name="result"):
     """Run the worker on 2 processes with ``accelerate launch``; the ranks' records."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     path = tmp_path / "accelerate.yaml"
     path.write_text(BASE.format(port=port, cpu="false" if "DEEPSPEED" in config else "true") + config)
-    result = tmp_path / "result"
+    result = tmp_path / name
     result.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")]),
            "MEDSCORE_MODEL": model, "MEDSCORE_OUT": str(tmp_path / "run"), "MEDSCORE_RESULT": str(result),
@@ -152,6 +153,8 @@ def test_grpo_steps_on_two_processes_with_a_local_memory(case, tiny_folder, tmp_
     assert ranks[0]["metrics"]["points"] > 0
     state = pickle.loads(ranks[0]["memory"])
     assert state["last_step"] == 2
+    # One memory per rank: its clustering threads are the node's cores over the 2 local ranks.
+    assert state["options"]["n_threads"] == threads_per_rank({"LOCAL_WORLD_SIZE": "2"})
     for one, other in zip(ranks[0]["steps"], ranks[1]["steps"]):
         torch.testing.assert_close(one["fingerprints"], other["fingerprints"], rtol=0, atol=0, equal_nan=True)
         assert one["keys"] == other["keys"] and one["correct"] == other["correct"]
@@ -196,3 +199,26 @@ def test_accelerate_turns_fsdp_on_the_cpu_into_ddp(tiny_folder, tmp_path, monkey
     source = inspect.getsource(AcceleratorState.__init__)
     gpu_like = source[source.index("elif self.distributed_type in ["):source.index("ACCELERATE_USE_FSDP")]
     assert "MULTI_GPU" in gpu_like and "MULTI_CPU" not in gpu_like
+
+
+def test_ddp_resume_gives_every_rank_the_saved_memory(tiny_folder, tmp_path):
+    """2 DDP processes with a local Memory each: the main process saves the memory with every
+    checkpoint; a resumed run loads it in every rank (the same file), so the memories stay
+    identical and continue where the first run stopped."""
+    # The Trainer loads the optimizer state with map_location=args.device when several processes
+    # run; accelerate's device for a CPU rank is "cpu:0", which torch.load cannot restore to
+    # ("don't know how to restore data location ... (tagged with cpu:0)"): a plain "cpu" device.
+    device = {"ACCELERATE_TORCH_DEVICE": "cpu"}
+    first = launch(tmp_path, tiny_folder, CASES["ddp"][0], False,
+                   {**device, "MEDSCORE_MAX_STEPS": "2", "MEDSCORE_SAVE": "1"}, name="first")
+    checkpoint = tmp_path / "run" / "checkpoint-2"
+    assert (checkpoint / MEMORY_FILE).exists()
+    resumed = launch(tmp_path, tiny_folder, CASES["ddp"][0], False,
+                     {**device, "MEDSCORE_MAX_STEPS": "3", "MEDSCORE_RESUME": str(checkpoint)}, name="resumed")
+    assert first[0]["memory"] == first[1]["memory"]
+    for record in resumed:
+        assert record["loaded"] == [first[0]["memory"]]  # what the first run ended with
+        assert len(record["steps"]) == 1  # only step 3 ran
+    assert resumed[0]["memory"] == resumed[1]["memory"]
+    state = pickle.loads(resumed[0]["memory"])
+    assert state["last_step"] == 2 and resumed[0]["metrics"]["points"] > first[0]["metrics"]["points"]

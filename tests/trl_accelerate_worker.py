@@ -4,7 +4,9 @@ with a local ``medscore.Memory``.
 Started by tests/test_integration_trl_accelerate.py. Environment: MEDSCORE_MODEL (saved tiny
 model), MEDSCORE_OUT (output folder), MEDSCORE_RESULT (folder for this rank's records),
 MEDSCORE_FORCE_FSDP=1 to let accelerate's FSDP plugin run on the CPU (see
-``force_fsdp_on_cpu``) and MEDSCORE_TRAINER_ARGS (JSON: GRPOConfig options over the tests'). Each rank writes ``rank{R}.pt``: how accelerate set up the run, the
+``force_fsdp_on_cpu``), MEDSCORE_TRAINER_ARGS (JSON: GRPOConfig options over the tests'),
+MEDSCORE_MAX_STEPS (3), MEDSCORE_SAVE=1 (a checkpoint every step) and MEDSCORE_RESUME (a
+checkpoint folder to resume from). Each rank writes ``rank{R}.pt``: how accelerate set up the run, the
 memory's state, and per step the fingerprints that went into ``Memory.penalize`` with the
 gathered completions they belong to and the full (unsharded) weights the forward used.
 """
@@ -75,7 +77,7 @@ def main():
     from medscore.integrations.trl import fingerprint_model
     from test_integration_trl import make_trainer
 
-    steps = []
+    steps, loaded = [], []
 
     class Recording:
         """Records what each step's ``penalize`` received, with the weights of its forward."""
@@ -89,14 +91,20 @@ def main():
                           "forward_model": type(fingerprint_model(self)).__name__})
             return super()._meds_penalties(inputs, rewards)
 
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            super()._load_optimizer_and_scheduler(checkpoint)
+            loaded.append(pickle.dumps(self.meds_memory.state_dict()))
+
         def _meds_penalize(self, fps, keys, correct):
             steps[-1].update(fingerprints=fps.clone(), keys=list(keys), correct=list(correct))
             return super()._meds_penalize(fps, keys, correct)
 
-    trainer = make_trainer(os.environ["MEDSCORE_MODEL"], os.environ["MEDSCORE_OUT"], max_steps=3,
-                           extra_rewards=[brevity], **json.loads(os.environ.get("MEDSCORE_TRAINER_ARGS", "{}")))
+    trainer = make_trainer(os.environ["MEDSCORE_MODEL"], os.environ["MEDSCORE_OUT"],
+                           max_steps=int(os.environ.get("MEDSCORE_MAX_STEPS", "3")),
+                           save=os.environ.get("MEDSCORE_SAVE") == "1", extra_rewards=[brevity],
+                           **json.loads(os.environ.get("MEDSCORE_TRAINER_ARGS", "{}")))
     trainer.__class__ = type("Recording" + type(trainer).__name__, (Recording, type(trainer)), {})
-    trainer.train()
+    trainer.train(resume_from_checkpoint=os.environ.get("MEDSCORE_RESUME") or None)
     accelerator = trainer.accelerator
     record = {
         "processes": accelerator.num_processes,
@@ -106,6 +114,7 @@ def main():
         "wrapped": type(trainer.model_wrapped).__name__,
         "env_use_fsdp": os.environ.get("ACCELERATE_USE_FSDP"),
         "memory": pickle.dumps(trainer.meds_memory.state_dict()),
+        "loaded": loaded,
         "metrics": trainer.meds_memory.metrics(),
         "logged": [h["medscore/points"] for h in trainer.state.log_history if "medscore/points" in h],
         "threads": torch.get_num_threads(),
