@@ -1,0 +1,65 @@
+// The keyed memory's clustering of one key after its MST (internal to csrc/, not installed):
+// the stages of docs/SPEC.md on thread-local workspaces, and the refit of a key.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "medscore/condense.hpp"
+#include "medscore/hdbscan.hpp"
+#include "medscore/matrix.hpp"
+#include "medscore/select.hpp"
+#include "medscore/types.hpp"
+
+// A thread_local workspace is reached through its accessor, kept out of line: inlined, GCC
+// re-derives the object's address (__tls_get_addr in a shared library) at nearly every use
+// after a call, which cost ~5% of a memory step.
+#if defined(__GNUC__) || defined(__clang__)
+#define MEDSCORE_TLS_ACCESSOR __attribute__((noinline))
+#else
+#define MEDSCORE_TLS_ACCESSOR
+#endif
+
+namespace medscore {
+namespace memory_detail {
+
+/// Labels, cluster sizes, noise count and MST of one key's points.
+struct Clustering {
+    std::vector<int64_t> labels;
+    std::vector<int64_t> sizes;
+    int64_t noise = 0;
+    std::vector<MstEdge> mst;
+};
+
+/// A cluster-free clustering of one point (noise).
+Clustering single_point();
+
+/// Buffers of the stages after the MST, reused by every key a thread clusters (a key of a
+/// few hundred points then allocates only the labels, sizes and tree it keeps).
+struct StageWorkspace {
+    std::vector<LinkageRow> linkage;
+    std::vector<int64_t> set_parent, set_size, node_of_root;  ///< the linkage's disjoint sets
+    // eom_labels: the clusters of the condensed tree (by discovery), their rows' stability
+    // terms (contiguous per cluster), each point's cluster, and the walk's buffers.
+    std::vector<int64_t> queue, stack, children, big, cluster_parent, term_start, kid_end, point_cluster, label_of;
+    std::vector<double> birth, terms, stability, sub_terms;
+    std::vector<char> marked, covered;
+    std::vector<CondensedRow> condensed;
+    CondenseWorkspace condense;
+    SelectWorkspace select;
+    Selection selection;
+};
+
+/// This thread's workspace (kept across keys and steps).
+StageWorkspace& stage_workspace();
+
+/// The stages after the MST (linkage, condense, select; docs/SPEC.md) on a sorted MST,
+/// then the numbering by earliest member. With `linkage_ready` the workspace's linkage
+/// already holds the tree's rows (insert_into_mst built them).
+Clustering cluster_from_mst(std::vector<MstEdge> mst, const PointsView& points, const int64_t* steps,
+                            const HdbscanParams& params, bool linkage_ready = false);
+
+/// Batch HDBSCAN of `points` on `n_threads` threads (1 when the caller runs keys in parallel).
+Clustering refit(const PointsView& points, const int64_t* steps, const HdbscanParams& params, int n_threads);
+
+}  // namespace memory_detail
+}  // namespace medscore
