@@ -31,9 +31,6 @@ namespace medscore {
 namespace {
 
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
-/// Leaves of the engine's kd-tree start this full, so that inserts fill them up to
-/// KdTree::kLeafSize before the tree must be rebuilt.
-constexpr int64_t kTreeLeafSize = 16;
 
 PointsView view_of(const std::vector<double>& points, int64_t rows, int64_t dim) {
     return PointsView{points.data(), rows, dim};
@@ -174,7 +171,7 @@ IncrementalGraph IncrementalHDBSCAN::graph_after_append(const Live& live, int64_
     }
     if (!grown) {
         tree_.reset();
-        tree_ = std::make_unique<KdTree>(all, kTreeLeafSize);
+        tree_ = std::make_unique<KdTree>(all);
     }
     return insert_rows(all, n_old, live.graph, *tree_, params_.n_threads);
 }
