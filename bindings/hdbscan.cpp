@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -135,17 +136,35 @@ void register_hdbscan(py::module_& m) {
         return to_numpy(std::move(condensed));
     }, py::arg("linkage"), py::arg("n"), py::arg("min_cluster_size"), "Condensed tree CONDENSED (SPEC stage 4).");
     m.def("select_clusters", [](const py::array& condensed, int64_t n, const std::string& method,
-                                bool allow_single_cluster, double epsilon) {
+                                bool allow_single_cluster, double epsilon, int64_t max_cluster_size,
+                                double epsilon_max) {
         const std::vector<CondensedRow> rows = from_numpy<CondensedRow>(condensed, "condensed");
-        const SelectionMethod how = selection_method_of(method);
+        SelectOptions options;
+        options.method = selection_method_of(method);
+        options.allow_single_cluster = allow_single_cluster;
+        options.epsilon = epsilon;
+        options.max_cluster_size = max_cluster_size;
+        options.epsilon_max = epsilon_max;
         Selection selection;
         {
             py::gil_scoped_release release;
-            selection = select_clusters(rows, n, how, allow_single_cluster, epsilon);
+            selection = select_clusters(rows, n, options);
         }
         return selection_tuple(std::move(selection));
     }, py::arg("condensed"), py::arg("n"), py::arg("method"), py::arg("allow_single_cluster"), py::arg("epsilon"),
-       "(labels int64 [N], probabilities float64 [N], persistence float64 [K]) (SPEC stage 5).");
+       py::arg("max_cluster_size") = 0, py::arg("epsilon_max") = std::numeric_limits<double>::infinity(),
+       "(labels int64 [N], probabilities float64 [N], persistence float64 [K]) (SPEC stage 5); "
+       "max_cluster_size 0 and epsilon_max inf mean no limit.");
+    m.def("simplify_hierarchy", [](const py::array& condensed, int64_t n, double persistence) {
+        const std::vector<CondensedRow> rows = from_numpy<CondensedRow>(condensed, "condensed");
+        std::vector<CondensedRow> simplified;
+        {
+            py::gil_scoped_release release;
+            simplified = simplify_hierarchy(rows, n, persistence);
+        }
+        return to_numpy(std::move(simplified));
+    }, py::arg("condensed"), py::arg("n"), py::arg("persistence"),
+       "The condensed tree under cluster_selection_persistence (SPEC stage 5).");
     m.def("fit", &fit_py, py::arg("X"), py::arg("min_cluster_size"), py::arg("min_samples"), py::arg("method"),
           py::arg("allow_single_cluster"), py::arg("epsilon"), py::arg("n_threads") = 0,
           "Whole pipeline: (core, mst, linkage, condensed, labels, probabilities, persistence).");

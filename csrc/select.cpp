@@ -19,11 +19,13 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 /// The clusters of a condensed tree, indexed by id - N (the root is index 0), stored in the
 /// buffers of a SelectWorkspace: parent (-1 for the root), birth, death (max lambda of the
 /// rows under each cluster), stability, kids (child clusters, ascending, in compressed rows
-/// kid_start), and for each point the cluster of its row and its lambda.
+/// kid_start), size (hdbscan's cluster_sizes: the child_size of a cluster's row; for the root
+/// the sum over its child clusters), and for each point the cluster of its row and its lambda.
 struct ClusterTree {
     int64_t n_points = 0;
     int64_t n_clusters = 0;
     SelectWorkspace& w;
+    double root_eps = 0.0;  ///< hdbscan's node_eps of the root: max over all rows of 1 / lambda
 
     int64_t size() const noexcept { return n_clusters; }
     double eps_of(int64_t c) const noexcept { return w.birth[c] != 0.0 ? 1.0 / w.birth[c] : kInf; }
@@ -60,13 +62,18 @@ void build_cluster_tree(const std::vector<CondensedRow>& rows, ClusterTree& ct) 
     w.term_start.assign(k + 1, 0);
     w.point_cluster.assign(n, -1);
     w.point_lambda.assign(n, 0.0);
+    w.size.assign(k, 0);
+    ct.root_eps = -kInf;
     for (const CondensedRow& r : rows) {
         const int64_t p = r.parent - n;
         w.death[p] = std::max(w.death[p], r.lambda_val);
+        ct.root_eps = std::max(ct.root_eps, r.lambda_val != 0.0 ? 1.0 / r.lambda_val : kInf);
         ++w.term_start[p + 1];
         if (r.child >= n) {
             w.parent[r.child - n] = p;
             w.birth[r.child - n] = r.lambda_val;
+            w.size[r.child - n] = r.child_size;
+            if (p == 0) w.size[0] += r.child_size;
             ++w.kid_start[p + 1];
         } else {
             w.point_cluster[r.child] = p;
@@ -138,14 +145,20 @@ void epsilon_search(const ClusterTree& ct, const std::vector<char>& in, bool all
 }
 
 /// EOM selection into w.selected (stabilities of w.stability are raised to their subtrees').
-void select_eom(ClusterTree& ct, bool allow_single_cluster, double epsilon) {
+/// A candidate larger than max_cluster_size (0: no limit) or born above epsilon_max is not
+/// selected either, its stability replaced by its children's (hdbscan's get_clusters).
+void select_eom(ClusterTree& ct, const SelectOptions& o) {
     SelectWorkspace& w = ct.w;
+    const bool allow_single_cluster = o.allow_single_cluster;
+    const double epsilon = o.epsilon;
+    const int64_t max_size = o.max_cluster_size > 0 ? o.max_cluster_size : ct.n_points + 1;
     w.marked.assign(ct.size(), 0);
     for (int64_t c = ct.size() - 1; c >= (allow_single_cluster ? 0 : 1); --c) {
         w.sub_terms.clear();
         for (const int64_t* kid = ct.kids_begin(c); kid != ct.kids_end(c); ++kid) w.sub_terms.push_back(w.stability[*kid]);
         const double sub = ordered_sum(w.sub_terms.data(), w.sub_terms.data() + w.sub_terms.size());
-        if (sub > w.stability[c]) {
+        const double node_eps = c == 0 ? ct.root_eps : ct.eps_of(c);
+        if (sub > w.stability[c] || w.size[c] > max_size || node_eps > o.epsilon_max) {
             w.stability[c] = sub;
         } else {
             w.marked[c] = 1;
@@ -203,17 +216,43 @@ void label_points(const ClusterTree& ct, const std::vector<int64_t>& clusters, b
 
 Selection select_clusters(const std::vector<CondensedRow>& condensed, int64_t n_points, SelectionMethod method,
                           bool allow_single_cluster, double epsilon) {
+    SelectOptions options;
+    options.method = method;
+    options.allow_single_cluster = allow_single_cluster;
+    options.epsilon = epsilon;
+    return select_clusters(condensed, n_points, options);
+}
+
+Selection select_clusters(const std::vector<CondensedRow>& condensed, int64_t n_points, const SelectOptions& options) {
     SelectWorkspace work;
     Selection out;
-    select_clusters(condensed, n_points, method, allow_single_cluster, epsilon, work, out);
+    select_clusters(condensed, n_points, options, work, out);
     return out;
 }
 
 void select_clusters(const std::vector<CondensedRow>& condensed, int64_t n_points, SelectionMethod method,
                      bool allow_single_cluster, double epsilon, SelectWorkspace& work, Selection& out) {
+    SelectOptions options;
+    options.method = method;
+    options.allow_single_cluster = allow_single_cluster;
+    options.epsilon = epsilon;
+    select_clusters(condensed, n_points, options, work, out);
+}
+
+void select_clusters(const std::vector<CondensedRow>& condensed, int64_t n_points, const SelectOptions& options,
+                     SelectWorkspace& work, Selection& out) {
+    const SelectionMethod method = options.method;
+    const bool allow_single_cluster = options.allow_single_cluster;
+    const double epsilon = options.epsilon;
     if (n_points < 1) throw std::invalid_argument("select_clusters: n must be >= 1, got " + std::to_string(n_points));
     if (!(epsilon >= 0.0) || !std::isfinite(epsilon)) {
         throw std::invalid_argument("select_clusters: epsilon must be finite and >= 0");
+    }
+    if (options.max_cluster_size < 0) {
+        throw std::invalid_argument("select_clusters: max_cluster_size must be >= 0 (0: no limit)");
+    }
+    if (std::isnan(options.epsilon_max) || options.epsilon_max < 0.0) {
+        throw std::invalid_argument("select_clusters: epsilon_max must be >= 0 (inf: no limit)");
     }
     out.persistence.clear();
     out.clusters.clear();
@@ -225,7 +264,7 @@ void select_clusters(const std::vector<CondensedRow>& condensed, int64_t n_point
     ClusterTree ct{n_points, cluster_count(condensed, n_points), work};
     build_cluster_tree(condensed, ct);
     if (method == SelectionMethod::eom) {
-        select_eom(ct, allow_single_cluster, epsilon);
+        select_eom(ct, options);
     } else {
         select_leaf(ct, allow_single_cluster, epsilon);
     }
@@ -248,5 +287,98 @@ void select_clusters(const std::vector<CondensedRow>& condensed, int64_t n_point
         out.clusters.push_back(clusters[i] + n_points);
     }
 }
+
+std::vector<CondensedRow> simplify_hierarchy(const std::vector<CondensedRow>& condensed, int64_t n_points,
+                                             double persistence) {
+    if (n_points < 1) throw std::invalid_argument("simplify_hierarchy: n must be >= 1, got " + std::to_string(n_points));
+    if (!(persistence >= 0.0) || !std::isfinite(persistence)) {
+        throw std::invalid_argument("simplify_hierarchy: persistence must be finite and >= 0");
+    }
+    if (persistence == 0.0 || condensed.empty()) return condensed;
+    const int64_t n = n_points, k = cluster_count(condensed, n);
+    // Per cluster: parent, birth (the lambda of its row), death (max lambda of its rows) and kids.
+    std::vector<int64_t> parent(k, -1), kid_start(k + 1, 0), fill, kids;
+    std::vector<double> birth(k, 0.0), death(k, -kInf);
+    for (const CondensedRow& r : condensed) {
+        const int64_t p = r.parent - n;
+        death[p] = std::max(death[p], r.lambda_val);
+        if (r.child >= n) {
+            parent[r.child - n] = p;
+            birth[r.child - n] = r.lambda_val;
+            ++kid_start[p + 1];
+        }
+    }
+    offsets_from_counts(kid_start, fill, k);
+    kids.resize(static_cast<size_t>(kid_start[k]));
+    for (const CondensedRow& r : condensed) {
+        if (r.child >= n) kids[fill[r.parent - n]++] = r.child - n;
+    }
+    // The peers' float32 arithmetic: max_births (the largest lambda in a cluster's subtree),
+    // the split's lambda and their difference are float32; the threshold is compared as double.
+    std::vector<float> max_births(k);
+    std::vector<char> leaf(k);
+    std::vector<int64_t> parent_map(k);
+    std::vector<char> has_lambda(k, 0);
+    std::vector<double> lambda_map(k, 0.0);
+    for (int64_t c = 0; c < k; ++c) {
+        max_births[c] = static_cast<float>(death[c]);
+        leaf[c] = kid_start[c] == kid_start[c + 1];
+        parent_map[c] = c;
+    }
+    for (int64_t p = k - 1; p >= 0; --p) {  // children (larger ids) before their parents
+        const int64_t* first = kids.data() + kid_start[p];
+        const int64_t* last = kids.data() + kid_start[p + 1];
+        if (first == last) continue;
+        std::sort(kids.begin() + kid_start[p], kids.begin() + kid_start[p + 1]);
+        const float split = static_cast<float>(birth[*first]);
+        float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+        int64_t sibling = *first;  // the most persistent child; the later one on a tie (the peers' rule)
+        for (const int64_t* kid = first; kid != last; ++kid) {
+            lo = std::min(lo, max_births[*kid]);
+            if (max_births[*kid] >= hi) {
+                hi = max_births[*kid];
+                sibling = *kid;
+            }
+        }
+        max_births[p] = std::max(max_births[p], hi);
+        const float gap = lo - split;
+        if (static_cast<double>(gap) >= persistence) continue;
+        if (leaf[sibling]) {
+            leaf[p] = 1;
+        } else {
+            for (const int64_t* kid = first; kid != last; ++kid) {
+                if (*kid == sibling) continue;
+                has_lambda[*kid] = 1;
+                lambda_map[*kid] = static_cast<double>(split);
+            }
+        }
+        for (const int64_t* kid = first; kid != last; ++kid) parent_map[*kid] = p;
+    }
+    // Each cluster's surviving ancestor, then consecutive ids in the same order.
+    std::vector<int64_t> new_id(k);
+    int64_t skipped = 0;
+    for (int64_t c = 0; c < k; ++c) {
+        parent_map[c] = parent_map[parent_map[c]];  // parents have smaller ids: already resolved
+        if (parent_map[c] != c) {
+            ++skipped;
+        } else {
+            new_id[c] = c - skipped;
+        }
+    }
+    std::vector<CondensedRow> out;
+    out.reserve(condensed.size());
+    for (const CondensedRow& r : condensed) {
+        if (r.child >= n && parent_map[r.child - n] != r.child - n) continue;
+        const int64_t p = r.parent - n;
+        CondensedRow row = r;
+        // Every lambda of the rewritten tree is a float32 value, as in both libraries.
+        row.lambda_val = has_lambda[p] ? lambda_map[p] : static_cast<double>(static_cast<float>(r.lambda_val));
+        row.parent = n + new_id[parent_map[p]];
+        if (r.child >= n) row.child = n + new_id[r.child - n];
+        out.push_back(row);
+    }
+    return out;
+}
+
 
 }  // namespace medscore

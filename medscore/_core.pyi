@@ -11,7 +11,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['IncrementalHDBSCAN', 'KeyedMemory', 'condense_tree', 'core_distances', 'fit', 'incremental_insert', 'knn_of_rows', 'minimum_spanning_tree', 'nearest_neighbors', 'select_clusters', 'single_linkage', 'spanning_forest_of_edges', 'struct_sizes', 'unique_int64']
+__all__: list[str] = ['IncrementalHDBSCAN', 'KeyedMemory', 'condense_tree', 'core_distances', 'fit', 'incremental_insert', 'knn_of_rows', 'minimum_spanning_tree', 'nearest_neighbors', 'select_clusters', 'simplify_hierarchy', 'single_linkage', 'spanning_forest_of_edges', 'struct_sizes', 'unique_int64']
 class KeyedMemory:
     """
     Per-key exact HDBSCAN memory (see medscore/memory.hpp).
@@ -146,9 +146,13 @@ def nearest_neighbors(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]
     """
     (indices int64 [N, k], distances float64 [N, k]) of the k nearest other points, by (distance, index).
     """
-def select_clusters(condensed: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], n: typing.SupportsInt | typing.SupportsIndex, method: str, allow_single_cluster: bool, epsilon: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+def select_clusters(condensed: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], n: typing.SupportsInt | typing.SupportsIndex, method: str, allow_single_cluster: bool, epsilon: typing.SupportsFloat | typing.SupportsIndex, max_cluster_size: typing.SupportsInt | typing.SupportsIndex = 0, epsilon_max: typing.SupportsFloat | typing.SupportsIndex = float('inf')) -> tuple:
     """
-    (labels int64 [N], probabilities float64 [N], persistence float64 [K]) (SPEC stage 5).
+    (labels int64 [N], probabilities float64 [N], persistence float64 [K]) (SPEC stage 5); max_cluster_size 0 and epsilon_max inf mean no limit.
+    """
+def simplify_hierarchy(condensed: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], n: typing.SupportsInt | typing.SupportsIndex, persistence: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[...]:
+    """
+    The condensed tree under cluster_selection_persistence (SPEC stage 5).
     """
 def single_linkage(mst: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], n: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[...]:
     """

@@ -9,7 +9,7 @@ Three pieces, shared by ``HDBSCAN`` and ``IncrementalHDBSCAN``:
   that ``import medscore`` does not pay scikit-learn's import (about a second) for users of
   ``Memory`` alone. Without scikit-learn nothing calls ``__sklearn_tags__``, so the fallback
   does not define it.
-- Declarative parameter constraints (``Interval``, ``Options``, ``BOOLEAN``, ``None``) and
+- Declarative parameter constraints (``Interval``, ``Options``, ``BOOLEAN``, ``INFINITY``, ``None``) and
   :func:`validate_params`, raising :class:`InvalidParameterError` with scikit-learn's wording
   (``The 'x' parameter of HDBSCAN must be ... Got ... instead.``). The error derives from
   ``ValueError`` and ``TypeError``, as scikit-learn's does.
@@ -140,6 +140,20 @@ class _Boolean:
 BOOLEAN = _Boolean()
 
 
+class _Infinity:
+    """``float("inf")`` (or ``numpy.inf``): "no limit" for a real threshold."""
+
+    def accepts(self, value) -> bool:
+        return (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+                and value == float("inf"))
+
+    def __str__(self) -> str:
+        return "inf"
+
+
+INFINITY = _Infinity()
+
+
 def validate_params(estimator, constraints: dict) -> dict:
     """Check every parameter of ``estimator`` against ``constraints``; return them.
 
@@ -147,7 +161,7 @@ def validate_params(estimator, constraints: dict) -> dict:
     ----------
     estimator : object with ``get_params()``
     constraints : dict {name: list of constraints}
-        Each constraint is an :class:`Interval`, :class:`Options`, ``BOOLEAN`` or ``None``
+        Each constraint is an :class:`Interval`, :class:`Options`, ``BOOLEAN``, ``INFINITY`` or ``None``
         (the value ``None`` is allowed). A value passes if any constraint accepts it.
 
     Returns

@@ -7,7 +7,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._backends import BACKENDS, get_backend
-from ._estimator import BOOLEAN, ClusterMixin, EstimatorBase, Interval, Options, check_points, validate_params
+from ._estimator import (BOOLEAN, INFINITY, ClusterMixin, EstimatorBase, Interval, Options, check_points,
+                         validate_params)
 from ._validation import INT64_MAX, INT_MAX
 
 SELECTION_METHODS = ("eom", "leaf")
@@ -74,6 +75,22 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         the backend's tree stages. ``prediction_data`` needs ``"euclidean"``.
     p : float >= 1 or None, default None
         The Minkowski exponent, for ``metric="minkowski"`` only.
+    max_cluster_size : int >= 0 or None, default 0
+        ``eom`` only (``hdbscan``'s and scikit-learn's rule): a cluster of more points is not
+        selected, its children are considered instead. 0 (``hdbscan``'s default) or None
+        (scikit-learn's) means no limit. The root's size, with ``allow_single_cluster``, is
+        the summed size of its child clusters, as in both libraries.
+        ``cluster_selection_epsilon`` can still select a larger cluster; ``leaf`` ignores it.
+    cluster_selection_epsilon_max : float >= cluster_selection_epsilon, default inf
+        ``eom`` only (``hdbscan``'s): a cluster born at a distance above this is not
+        selected, its children are considered instead (the root's distance, with
+        ``allow_single_cluster``, is the largest of the condensed tree). inf: no limit.
+    cluster_selection_persistence : float >= 0, default 0.0
+        ``fast_hdbscan``'s (also ``hdbscan``'s): before selection, every split whose less
+        persistent child (the largest lambda in its subtree minus the lambda of the split,
+        in float32 as both libraries compute it) is below this is dissolved into its
+        parent; ``condensed_tree_`` is the simplified tree, its lambdas float32 values as both
+        libraries leave them. 0: no simplification.
     non_finite : {"raise", "label", "noise"}, default "raise"
         Rows of ``X`` holding NaN or +-Inf. ``"raise"``: ``fit`` raises ``ValueError`` naming
         the first such row (medscore's rule: bad input gets a clear error). ``"label"``
@@ -125,6 +142,9 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         "non_finite": [Options(NON_FINITE)],
         "metric": [Options(tuple(METRICS))],
         "p": [Interval(numbers.Real, 1.0, None), None],
+        "max_cluster_size": [Interval(numbers.Integral, 0, INT64_MAX), None],
+        "cluster_selection_epsilon_max": [Interval(numbers.Real, 0.0, None), INFINITY],
+        "cluster_selection_persistence": [Interval(numbers.Real, 0.0, None)],
     }
 
     def __init__(
@@ -140,6 +160,9 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         non_finite: str = "raise",
         metric: str = "euclidean",
         p: float | None = None,
+        max_cluster_size: int | None = 0,
+        cluster_selection_epsilon_max: float = float("inf"),
+        cluster_selection_persistence: float = 0.0,
     ):
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
@@ -152,6 +175,9 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         self.non_finite = non_finite
         self.metric = metric
         self.p = p
+        self.max_cluster_size = max_cluster_size
+        self.cluster_selection_epsilon_max = cluster_selection_epsilon_max
+        self.cluster_selection_persistence = cluster_selection_persistence
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -178,6 +204,7 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
 
         params = validate_params(self, self._parameter_constraints)
         metric = _check_metric(params)
+        _check_selection(params)
         mode = params["non_finite"]
         precomputed = metric == "precomputed"
         try:
@@ -207,6 +234,8 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
                 method=params["cluster_selection_method"],
                 allow_single_cluster=params["allow_single_cluster"],
                 epsilon=params["cluster_selection_epsilon"], n_threads=params["n_threads"]))
+            if _has_selection_options(params):
+                result = _select(result, points.shape[0], params, backend)
         else:
             result = _fit_dense(points, metric, params, min_samples, backend)
         n = points.shape[0]
@@ -411,7 +440,33 @@ def _fit_dense(points, metric, params, min_samples, backend) -> HDBSCANResult:
     n = points.shape[0]
     linkage = backend.single_linkage(mst, n)
     condensed = backend.condense_tree(linkage, n, params["min_cluster_size"])
+    return _select(HDBSCANResult(core, mst, linkage, condensed, None, None, None), n, params, backend)
+
+
+def _check_selection(params: dict) -> None:
+    """``hdbscan``'s rule: ``cluster_selection_epsilon_max >= cluster_selection_epsilon``."""
+    from ._estimator import InvalidParameterError
+
+    if params["cluster_selection_epsilon_max"] < params["cluster_selection_epsilon"]:
+        raise InvalidParameterError(
+            f"cluster_selection_epsilon_max ({params['cluster_selection_epsilon_max']!r}) must be "
+            f">= cluster_selection_epsilon ({params['cluster_selection_epsilon']!r})")
+
+
+def _has_selection_options(params: dict) -> bool:
+    return bool(params["max_cluster_size"]) or params["cluster_selection_persistence"] > 0 \
+        or params["cluster_selection_epsilon_max"] != float("inf")
+
+
+def _select(result: HDBSCANResult, n: int, params: dict, backend) -> HDBSCANResult:
+    """Stage 5 with every selection option: the persistence simplification of the condensed
+    tree (kept as the result's tree, as the peers do), then the selection."""
+    condensed = result.condensed_tree
+    if params["cluster_selection_persistence"] > 0:
+        condensed = backend.simplify_hierarchy(condensed, n, params["cluster_selection_persistence"])
     labels, probabilities, persistence = backend.select_clusters(
         condensed, n, params["cluster_selection_method"], params["allow_single_cluster"],
-        params["cluster_selection_epsilon"])
-    return HDBSCANResult(core, mst, linkage, condensed, labels, probabilities, persistence)
+        params["cluster_selection_epsilon"], params["max_cluster_size"] or 0,
+        params["cluster_selection_epsilon_max"])
+    return result._replace(condensed_tree=condensed, labels=labels, probabilities=probabilities,
+                           cluster_persistence=persistence)

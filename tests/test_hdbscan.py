@@ -240,7 +240,8 @@ def test_sklearn_protocol():
     assert params == dict(min_cluster_size=7, min_samples=3, cluster_selection_method="leaf",
                           allow_single_cluster=True, cluster_selection_epsilon=0.5,
                           prediction_data=False, backend="numba", n_threads=2,
-                          non_finite="raise", metric="euclidean", p=None)
+                          non_finite="raise", metric="euclidean", p=None, max_cluster_size=0,
+                          cluster_selection_epsilon_max=float("inf"), cluster_selection_persistence=0.0)
     copy = clone(model)
     assert copy is not model and copy.get_params() == params
     assert model.set_params(min_cluster_size=9) is model and model.min_cluster_size == 9

@@ -13,7 +13,7 @@ from .core_distance import _as_points, core_distances, effective_min_samples, ne
 from .kdtree import build_kdtree
 from .linkage import single_linkage
 from .mst import minimum_spanning_tree, spanning_forest_of_edges, spanning_tree_in_tree
-from .select import select_clusters
+from .select import select_clusters, simplify_hierarchy
 from .threads import thread_limit
 
 #: Neighbours listed per point to seed Borůvka: enough that most early-round edges are found
@@ -65,5 +65,5 @@ def fit(X, min_cluster_size: int, min_samples: int, method: str = "eom",
 
 __all__ = [
     "core_distances", "nearest_neighbors", "minimum_spanning_tree", "spanning_forest_of_edges",
-    "single_linkage", "condense_tree", "select_clusters", "fit", "MST_EDGE", "LINKAGE", "CONDENSED",
+    "single_linkage", "condense_tree", "select_clusters", "simplify_hierarchy", "fit", "MST_EDGE", "LINKAGE", "CONDENSED",
 ]

@@ -268,7 +268,7 @@ def _cluster(X, steps, mu, mv, mw, mcs, leaf, allow_single, epsilon):
         return np.full(1, -1, np.int64), np.empty(0, np.int64), 1
     left, right, merged = _link(mu, mv, n)
     parent, child, lam, size = _condense(left, right, mw, merged, n, mcs)
-    labels = _select(parent, child, lam, size, n, leaf, allow_single, epsilon)[0]
+    labels = _select(parent, child, lam, size, n, leaf, allow_single, epsilon, 0, np.inf)[0]  # no size / eps max
     return _number_clusters(labels, X, steps)
 
 

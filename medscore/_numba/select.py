@@ -84,11 +84,13 @@ def _drop_below_selected(cluster_parent, tentative):
 
 
 @numba.njit(cache=True)
-def _select_eom(cluster_parent, stability, allow_single_cluster):
+def _select_eom(cluster_parent, stability, allow_single_cluster, size, node_eps, max_size, epsilon_max):
     """Excess of mass: selected clusters (bool [K]); updates ``stability`` in place as the SPEC says.
 
     Deselecting the descendants of each selected cluster, visited by decreasing id, leaves
-    exactly the tentatively selected clusters without a tentatively selected ancestor.
+    exactly the tentatively selected clusters without a tentatively selected ancestor. A
+    candidate with ``size > max_size`` or ``node_eps > epsilon_max`` is not selected either,
+    its stability replaced by its children's (``hdbscan``'s ``get_clusters``).
     """
     kid_start, kids = _kids(cluster_parent)
     tentative = np.zeros(cluster_parent.shape[0], np.bool_)
@@ -96,7 +98,7 @@ def _select_eom(cluster_parent, stability, allow_single_cluster):
         if c == 0 and not allow_single_cluster:
             continue
         sub = _ordered_sum(stability[kids[kid_start[c]:kid_start[c + 1]]])
-        if sub > stability[c]:
+        if sub > stability[c] or size[c] > max_size or node_eps[c] > epsilon_max:
             stability[c] = sub
         else:
             tentative[c] = True
@@ -184,14 +186,36 @@ def _label_points(selected, cluster_parent, point_cluster, point_lambda, death, 
 
 
 @numba.njit(cache=True)
-def _select(parent, child, lam, child_size, n, leaf, allow_single_cluster, epsilon):
+def _sizes_and_eps(parent, child, lam, child_size, n, n_clusters):
+    """``hdbscan``'s ``cluster_sizes`` and ``node_eps`` per cluster: a cluster's row size and
+    ``1 / birth``; for the root the summed sizes of its child clusters and the largest
+    ``1 / lambda`` of all rows."""
+    size = np.zeros(n_clusters, np.int64)
+    node_eps = np.zeros(n_clusters)
+    root_eps = -np.inf
+    for r in range(parent.shape[0]):
+        root_eps = max(root_eps, 1.0 / lam[r] if lam[r] != 0 else np.inf)
+        if child[r] >= n:
+            size[child[r] - n] = child_size[r]
+            node_eps[child[r] - n] = 1.0 / lam[r] if lam[r] != 0 else np.inf
+            if parent[r] == n:
+                size[0] += child_size[r]
+    node_eps[0] = root_eps
+    return size, node_eps
+
+
+@numba.njit(cache=True)
+def _select(parent, child, lam, child_size, n, leaf, allow_single_cluster, epsilon, max_cluster_size, epsilon_max):
     """Labels, probabilities and persistence of a non-empty condensed tree."""
     cluster_parent, birth, stability, death, point_cluster, point_lambda = _cluster_tree(
         parent, child, lam, child_size, n)
     if leaf:
         selected = _select_leaf(cluster_parent, birth, allow_single_cluster, epsilon)
     else:
-        selected = _select_eom(cluster_parent, stability, allow_single_cluster)
+        size, node_eps = _sizes_and_eps(parent, child, lam, child_size, n, cluster_parent.shape[0])
+        max_size = max_cluster_size if max_cluster_size > 0 else n + 1
+        selected = _select_eom(cluster_parent, stability, allow_single_cluster, size, node_eps, max_size,
+                               epsilon_max)
         if epsilon != 0 and cluster_parent.shape[0] > 1:
             if selected[0]:  # eom selected the root, hence nothing else
                 selected[0] = allow_single_cluster
@@ -212,7 +236,8 @@ def _select(parent, child, lam, child_size, n, leaf, allow_single_cluster, epsil
     return labels, probabilities, persistence
 
 
-def select_clusters(condensed, n: int, method: str, allow_single_cluster: bool, epsilon: float):
+def select_clusters(condensed, n: int, method: str, allow_single_cluster: bool, epsilon: float,
+                    max_cluster_size: int = 0, epsilon_max: float = np.inf):
     """Flat clustering from a condensed tree (SPEC stage 5).
 
     Parameters
@@ -222,6 +247,8 @@ def select_clusters(condensed, n: int, method: str, allow_single_cluster: bool, 
     method : {"eom", "leaf"}
     allow_single_cluster : bool
     epsilon : float >= 0, ``cluster_selection_epsilon``
+    max_cluster_size : int >= 0, default 0 (no limit); ``eom`` only
+    epsilon_max : float >= 0, default inf (no limit), ``cluster_selection_epsilon_max``; ``eom`` only
 
     Returns
     -------
@@ -234,6 +261,12 @@ def select_clusters(condensed, n: int, method: str, allow_single_cluster: bool, 
     epsilon = float(epsilon)
     if not epsilon >= 0 or not np.isfinite(epsilon):
         raise ValueError(f"epsilon must be finite and >= 0, got {epsilon}")
+    max_cluster_size = int(max_cluster_size)
+    if max_cluster_size < 0:
+        raise ValueError(f"max_cluster_size must be >= 0 (0: no limit), got {max_cluster_size}")
+    epsilon_max = float(epsilon_max)
+    if not epsilon_max >= 0:
+        raise ValueError(f"epsilon_max must be >= 0 (inf: no limit), got {epsilon_max}")
     condensed = np.asarray(condensed)
     if condensed.dtype != CONDENSED or condensed.ndim != 1:
         raise ValueError(f"condensed must be a 1-d CONDENSED array, got dtype {condensed.dtype}")
@@ -243,4 +276,103 @@ def select_clusters(condensed, n: int, method: str, allow_single_cluster: bool, 
         return np.full(1, -1, np.int64), np.zeros(1), np.zeros(0)
     return _select(condensed["parent"].astype(np.int64), condensed["child"].astype(np.int64),
                    condensed["lambda_val"].astype(np.float64), condensed["child_size"].astype(np.int64),
-                   int(n), method == "leaf", bool(allow_single_cluster), epsilon)
+                   int(n), method == "leaf", bool(allow_single_cluster), epsilon, max_cluster_size, epsilon_max)
+
+
+@numba.njit(cache=True)
+def _simplify(parent, child, lam, n, persistence):
+    """Rows kept (bool [R]) and their new parent, child and lambda (``simplify_hierarchy``)."""
+    n_clusters = max(parent.max(), child.max(), n) - n + 1
+    cluster_parent = np.full(n_clusters, -1, np.int64)
+    birth = np.zeros(n_clusters)
+    death = np.full(n_clusters, -np.inf)
+    for r in range(parent.shape[0]):
+        p = parent[r] - n
+        death[p] = max(death[p], lam[r])
+        if child[r] >= n:
+            cluster_parent[child[r] - n] = p
+            birth[child[r] - n] = lam[r]
+    kid_start, kids = _kids(cluster_parent)
+    # float32 as the peers: max_births (largest lambda in the subtree), the split, their gap.
+    max_births = death.astype(np.float32)
+    leaf = np.empty(n_clusters, np.bool_)
+    for c in range(n_clusters):
+        leaf[c] = kid_start[c] == kid_start[c + 1]
+    parent_map = np.arange(n_clusters)
+    has_lambda = np.zeros(n_clusters, np.bool_)
+    lambda_map = np.zeros(n_clusters)
+    for p in range(n_clusters - 1, -1, -1):  # children (larger ids) before their parents
+        if kid_start[p] == kid_start[p + 1]:
+            continue
+        first = kids[kid_start[p]]
+        split = np.float32(birth[first])
+        lo = np.float32(np.inf)
+        hi = np.float32(-np.inf)
+        sibling = first  # the most persistent child; the later one on a tie (the peers' rule)
+        for i in range(kid_start[p], kid_start[p + 1]):  # ascending ids
+            kid = kids[i]
+            lo = min(lo, max_births[kid])
+            if max_births[kid] >= hi:
+                hi = max_births[kid]
+                sibling = kid
+        max_births[p] = max(max_births[p], hi)
+        gap = np.float32(lo - split)
+        if np.float64(gap) >= persistence:
+            continue
+        if leaf[sibling]:
+            leaf[p] = True
+        else:
+            for i in range(kid_start[p], kid_start[p + 1]):
+                if kids[i] != sibling:
+                    has_lambda[kids[i]] = True
+                    lambda_map[kids[i]] = np.float64(split)
+        for i in range(kid_start[p], kid_start[p + 1]):
+            parent_map[kids[i]] = p
+    new_id = np.zeros(n_clusters, np.int64)
+    skipped = 0
+    for c in range(n_clusters):
+        parent_map[c] = parent_map[parent_map[c]]
+        if parent_map[c] != c:
+            skipped += 1
+        else:
+            new_id[c] = c - skipped
+    rows = parent.shape[0]
+    keep = np.ones(rows, np.bool_)
+    new_parent = parent.copy()
+    new_child = child.copy()
+    new_lam = lam.copy()
+    for r in range(rows):
+        if child[r] >= n and parent_map[child[r] - n] != child[r] - n:
+            keep[r] = False
+            continue
+        p = parent[r] - n
+        # Every lambda of the rewritten tree is a float32 value, as in both libraries.
+        new_lam[r] = lambda_map[p] if has_lambda[p] else np.float64(np.float32(lam[r]))
+        new_parent[r] = n + new_id[parent_map[p]]
+        if child[r] >= n:
+            new_child[r] = n + new_id[child[r] - n]
+    return keep, new_parent, new_child, new_lam
+
+
+def simplify_hierarchy(condensed, n: int, persistence: float):
+    """``cluster_selection_persistence`` (fast_hdbscan's and hdbscan's ``simplify_hierarchy``):
+    the condensed tree with each split whose less persistent child (largest lambda in its
+    subtree minus the split's lambda, in float32) is below ``persistence`` dissolved into its
+    parent, clusters renumbered consecutively, every lambda rounded to float32 as both
+    libraries leave it (SPEC stage 5). Unchanged for 0 or an empty tree.
+    """
+    persistence = float(persistence)
+    if not persistence >= 0 or not np.isfinite(persistence):
+        raise ValueError(f"persistence must be finite and >= 0, got {persistence}")
+    condensed = np.asarray(condensed)
+    if condensed.dtype != CONDENSED or condensed.ndim != 1:
+        raise ValueError(f"condensed must be a 1-d CONDENSED array, got dtype {condensed.dtype}")
+    if persistence == 0 or condensed.shape[0] == 0:
+        return condensed.copy()
+    keep, parent, child, lam = _simplify(
+        condensed["parent"].astype(np.int64), condensed["child"].astype(np.int64),
+        condensed["lambda_val"].astype(np.float64), int(n), persistence)
+    out = np.empty(int(keep.sum()), CONDENSED)
+    out["parent"], out["child"], out["lambda_val"] = parent[keep], child[keep], lam[keep]
+    out["child_size"] = condensed["child_size"][keep]
+    return out
