@@ -11,16 +11,16 @@ earliest stored point is 0), so they do not depend on how the clustering was com
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from ._batch import Batch  # noqa: F401  (medscore.memory.Batch, as before)
+from ._batch import as_bool_vector, as_float_rows, batch_fields, canonical_key, like_input, unique_keys
 from ._validation import INT64_MAX, INT_MAX, MAX_STEP, check_choice, check_float, check_int
 
 FORMAT = "medscore.Memory"
@@ -47,27 +47,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEAD_KEYS_KEPT = 64
 _STATE_OPTIONS = ("keyed", "store", "normalize", "min_cluster_size", "min_samples",
                   "cluster_selection_method", "assign", "max_age", "capacity")
-
-
-@dataclass
-class Batch:
-    """One step of rollouts.
-
-    Attributes
-    ----------
-    fingerprints : array [N, D] (numpy or torch on any device; float16/bfloat16/float32/float64)
-    keys : sequence [N] of int, str or bytes (numpy or torch integer arrays too): the stable
-        id of each rollout's prompt.
-    correct : bool [N]: whether each rollout is correct.
-    step : int or None: the training step; None counts the calls of ``penalize``.
-    valid : bool [N] or None: rows with False have no fingerprint (no penalty, nothing stored).
-    """
-
-    fingerprints: Any
-    keys: Any
-    correct: Any
-    step: int | None = None
-    valid: Any = None
 
 
 #: Largest cluster size whose default penalty Memory keeps in its table.
@@ -225,7 +204,7 @@ class Memory:
             On bad input; the memory is then exactly as before the call.
         """
         with self._lock:
-            fields = _batch_fields(batch)
+            fields = batch_fields(batch)
             parsed = self._parse(fields)
             labels, sizes = self._run_engine(parsed)
             # The step is stored now: record its keys before anything else can fail (only
@@ -233,16 +212,16 @@ class Memory:
             self._commit(parsed)
             penalties = self._penalties(parsed, labels, sizes)
             self._last_penalties = penalties
-        out = _like_input(penalties, fields["fingerprints"])
+        out = like_input(penalties, fields["fingerprints"])
         if return_info:
             return out, {"labels": labels, "sizes": sizes}
         return out
 
     def _parse(self, fields) -> dict:
-        points, n = _as_float_rows(fields["fingerprints"])
+        points, n = as_float_rows(fields["fingerprints"])
         if self._dim is not None and points.shape[1] != self._dim:
             raise ValueError(f"fingerprints have {points.shape[1]} dimensions, the memory holds {self._dim}")
-        correct = _as_bool_vector(fields["correct"], n, "correct")
+        correct = as_bool_vector(fields["correct"], n, "correct")
         # When every row goes to the engine, the engine checks that they are finite (and
         # _run_engine names a bad row); else it is done here.
         every_row_stored = (fields.get("valid") is None and self._options["nan_rows"] == "error"
@@ -275,7 +254,7 @@ class Memory:
 
     def _valid_rows(self, points: np.ndarray, valid, n: int) -> np.ndarray:
         if valid is not None:
-            valid = _as_bool_vector(valid, n, "valid")
+            valid = as_bool_vector(valid, n, "valid")
         # A finite total means every entry is finite (an Inf or NaN entry makes it Inf or
         # NaN): then the per-row checks, ten times slower, are skipped.
         with np.errstate(over="ignore", invalid="ignore"):  # finite rows can sum past 1.8e308
@@ -295,7 +274,7 @@ class Memory:
         return valid
 
     def _key_ids_of(self, keys, n: int):
-        unique, inverse = _unique_keys(keys, n)
+        unique, inverse = unique_keys(keys, n)
         # Known keys' ids (-1 for new ones) in one C-level pass over the dict.
         ids = np.fromiter(map(self._key_ids.get, unique, itertools.repeat(-1)), dtype=np.int64, count=len(unique))
         fresh = np.flatnonzero(ids < 0)
@@ -506,120 +485,6 @@ def _validate_options(o: dict) -> dict:
     return o
 
 
-def _batch_fields(batch) -> dict:
-    if isinstance(batch, Batch):
-        return dict(fingerprints=batch.fingerprints, keys=batch.keys, correct=batch.correct,
-                    step=batch.step, valid=batch.valid)
-    if isinstance(batch, Mapping):
-        missing = [f for f in ("fingerprints", "keys", "correct") if f not in batch]
-        if missing:
-            raise ValueError(f"batch is missing fields {missing}")
-        extra = sorted(set(batch) - {"fingerprints", "keys", "correct", "step", "valid"})
-        if extra:
-            raise ValueError(f"batch has unknown fields {extra}")
-        return dict(batch)
-    raise TypeError(f"batch must be a medscore.Batch or a mapping, got {type(batch).__name__}")
-
-
-def _to_numpy(x):
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
-        x = x.detach().cpu()
-        if str(x.dtype) == "torch.bfloat16":
-            x = x.float()
-        return x.numpy()
-    return x
-
-
-def _as_float_rows(fingerprints):
-    arr = np.asarray(_to_numpy(fingerprints))
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"fingerprints must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"fingerprints must be a non-empty [N, D] array, got shape {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.float64), arr.shape[0]
-
-
-def _as_bool_vector(values, n: int, name: str) -> np.ndarray:
-    arr = np.asarray(_to_numpy(values))
-    if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) like the fingerprints, got {arr.shape}")
-    if arr.dtype != np.bool_:
-        if not np.issubdtype(arr.dtype, np.integer) or not np.isin(arr, (0, 1)).all():
-            raise ValueError(f"{name} must be booleans (or 0/1), got dtype {arr.dtype}")
-        arr = arr.astype(bool)
-    return arr
-
-
-def _canonical_key(key):
-    if isinstance(key, (bool, np.bool_)):
-        raise TypeError(f"keys must be ints, strings or bytes, got the bool {key!r}")
-    if isinstance(key, (int, np.integer)):
-        return int(key)
-    if isinstance(key, str):
-        return str(key)
-    if isinstance(key, (bytes, np.bytes_)):
-        return bytes(key)
-    raise TypeError(f"keys must be ints, strings or bytes, got {type(key).__name__}")
-
-
-def _unique_keys(keys, n: int):
-    """(unique canonical keys, inverse int64 [n]) without a Python loop for numeric/str arrays."""
-    raw = _to_numpy(keys)
-    if isinstance(raw, (list, tuple)):
-        types = set(map(type, raw))
-        homogeneous = types <= {int} or types <= {str}
-        try:
-            arr = np.asarray(raw) if homogeneous and raw else np.asarray(raw, dtype=object)
-        except OverflowError:  # ints beyond int64
-            arr = np.asarray(raw, dtype=object)
-    else:
-        arr = np.asarray(raw)
-        if arr.dtype.kind == "b":
-            raise TypeError("keys must be ints, strings or bytes, got booleans")
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"keys must have shape ({n},) like the fingerprints, got {arr.shape}")
-    if arr.dtype.kind in "iu" and n and (arr.dtype.kind == "i" or int(arr.max()) < 2**63):
-        unique, inverse = _unique_int64(arr.astype(np.int64, copy=False))
-        return unique.tolist(), inverse
-    if arr.dtype.kind in "iuU":
-        unique, inverse = np.unique(arr, return_inverse=True)
-        convert = int if arr.dtype.kind in "iu" else str
-        return [convert(k) for k in unique.tolist()], inverse.reshape(-1)
-    if arr.dtype.kind in "OS":
-        canon = [_canonical_key(k) for k in (raw if arr.dtype.kind == "O" else arr.tolist())]
-        first = {k: None for k in canon}
-        index = {k: i for i, k in enumerate(first)}
-        return list(first), np.fromiter((index[k] for k in canon), dtype=np.int64, count=n)
-    raise TypeError(f"keys must be ints, strings or bytes, got an array of dtype {arr.dtype}")
-
-
-def _unique_int64(arr: np.ndarray):
-    """np.unique(arr, return_inverse=True) of int64 [n]: natively (O(n) over a dense range of
-    values) when the compiled extension is there, else by NumPy with the same result."""
-    native = _native_unique()
-    if native is not None:
-        return native(arr)
-    unique, inverse = np.unique(arr, return_inverse=True)
-    return unique, inverse.reshape(-1)
-
-
-@functools.cache
-def _native_unique():
-    try:
-        from ._core import unique_int64
-    except ImportError:  # pragma: no cover - a build without the extension
-        return None
-    return unique_int64
-
-
-def _like_input(penalties: np.ndarray, fingerprints):
-    if hasattr(fingerprints, "detach") and hasattr(fingerprints, "device"):
-        import torch
-
-        return torch.from_numpy(penalties.astype(np.float32)).to(fingerprints.device)
-    return penalties
-
-
 _STATE_FIELDS = ("format", "version", "options", "keys", "last_step", "dim", "engine")
 _ENGINE_FIELDS = ("dim", "last_step", "offsets", "points", "steps", "labels", "mst_u", "mst_v", "mst_weight")
 
@@ -647,7 +512,7 @@ def _check_state(state: Mapping, options: dict) -> dict:
         raise ValueError(f"Memory state 'keys' must be a list, got {type(state['keys']).__name__}")
     keys = list(state["keys"])
     for k in keys:
-        _canonical_key(k)
+        canonical_key(k)
     if len(set(keys)) != len(keys):
         raise ValueError("state keys are not unique")
     last_step = _state_int("last_step", state["last_step"], -1, MAX_STEP)

@@ -309,7 +309,7 @@ def test_paper_vote_of_a_big_chunk_into_a_big_key_equals_numba():
        dtype=st.sampled_from([np.int8, np.int32, np.int64, np.uint16, np.uint64]))
 def test_integer_keys_are_numbered_like_np_unique(seed, n, log_span, dtype):
     # The native unique (a table over a dense range, else a sort) against np.unique.
-    from medscore.memory import _unique_keys
+    from medscore._batch import unique_keys
 
     rng = np.random.default_rng(seed)
     info = np.iinfo(dtype)
@@ -317,7 +317,7 @@ def test_integer_keys_are_numbered_like_np_unique(seed, n, log_span, dtype):
     # Python integers throughout: uint64 bounds do not fit numpy's int64 draws.
     low = int(info.min) + int(rng.integers(0, 2**62, endpoint=True)) * (int(info.max) - span - int(info.min)) // 2**62
     keys = np.array([low + int(o) for o in rng.integers(0, span, size=n, endpoint=True)], dtype=dtype)
-    unique, inverse = _unique_keys(keys, n)[:2]
+    unique, inverse = unique_keys(keys, n)[:2]
     expected, expected_inverse = np.unique(keys, return_inverse=True)
     assert unique == [int(k) for k in expected] and all(type(k) is int for k in unique)
     np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))

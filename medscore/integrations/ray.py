@@ -133,9 +133,9 @@ class RemoteMemory:
 
     def penalize(self, batch, return_info: bool = False):
         """Penalties of a step's rollouts, as ``Memory.penalize`` (same input, same output)."""
-        from medscore.memory import _batch_fields, _like_input
+        from medscore._batch import batch_fields, like_input
 
-        fields = dict(_batch_fields(batch))
+        fields = dict(batch_fields(batch))
         if fields.get("step") is None:  # a shard left out of a step must not lag behind
             fields["step"] = self._last_step + 1
         self._last_step = int(fields["step"])
@@ -155,7 +155,7 @@ class RemoteMemory:
             penalties[rows], info = results[s]
             labels[rows], sizes[rows] = info["labels"], info["sizes"]
         self._last_penalties = penalties
-        out = _like_input(penalties, fields["fingerprints"])
+        out = like_input(penalties, fields["fingerprints"])
         return (out, {"labels": labels, "sizes": sizes}) if return_info else out
 
     @staticmethod
