@@ -1,4 +1,6 @@
 // Glue for the incremental HDBSCAN kernels: numpy <-> std::vector, GIL released around the core.
+#include <limits>
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -78,7 +80,8 @@ py::array_t<T> copy_of(const std::vector<T>& values) {
 }
 
 medscore::IncrementalHDBSCAN make_engine(int64_t min_cluster_size, int64_t min_samples, const std::string& method,
-                                         bool allow_single_cluster, int64_t capacity, int n_threads) {
+                                         bool allow_single_cluster, int64_t capacity, int n_threads,
+                                         int64_t max_cluster_size, double epsilon_max) {
     medscore::IncrementalParams p;
     p.min_cluster_size = min_cluster_size;
     p.min_samples = min_samples;
@@ -86,6 +89,10 @@ medscore::IncrementalHDBSCAN make_engine(int64_t min_cluster_size, int64_t min_s
     p.allow_single_cluster = allow_single_cluster;
     p.capacity = capacity;
     p.n_threads = n_threads;
+    if (max_cluster_size < 0) throw std::invalid_argument("IncrementalHDBSCAN: max_cluster_size must be >= 0");
+    if (!(epsilon_max >= 0.0)) throw std::invalid_argument("IncrementalHDBSCAN: epsilon_max must be >= 0");
+    p.max_cluster_size = max_cluster_size;
+    p.epsilon_max = epsilon_max;
     return medscore::IncrementalHDBSCAN(p);
 }
 
@@ -97,7 +104,7 @@ py::tuple state_tuple(const medscore::IncrementalHDBSCAN& e) {
     const auto k = static_cast<py::ssize_t>(s.graph.k);
     return py::make_tuple(
         py::make_tuple(p.min_cluster_size, p.min_samples, p.method == medscore::SelectionMethod::eom ? "eom" : "leaf",
-                       p.allow_single_cluster, p.capacity, p.n_threads),
+                       p.allow_single_cluster, p.capacity, p.n_threads, p.max_cluster_size, p.epsilon_max),
         s.dim, copy_of(s.shift), copy_of(s.points), copy_of(s.ids), copy_of(s.magnitude), k,
         copy_of(s.graph.knn_index), copy_of(s.graph.knn_dist), copy_of(s.graph.core), copy_of(s.graph.mst),
         copy_of(s.labels), copy_of(s.probabilities), copy_of(s.condensed), s.next_id, s.next_label, n);
@@ -106,9 +113,12 @@ py::tuple state_tuple(const medscore::IncrementalHDBSCAN& e) {
 medscore::IncrementalHDBSCAN engine_of(const py::tuple& t) {
     if (t.size() != 17) throw std::invalid_argument("IncrementalHDBSCAN: not an engine state");
     const auto params = t[0].cast<py::tuple>();
+    if (params.size() != 6 && params.size() != 8) throw std::invalid_argument("IncrementalHDBSCAN: not an engine state");
+    const bool options = params.size() == 8;  // states pickled before the selection options have 6
     const medscore::IncrementalHDBSCAN fresh = make_engine(
         params[0].cast<int64_t>(), params[1].cast<int64_t>(), params[2].cast<std::string>(), params[3].cast<bool>(),
-        params[4].cast<int64_t>(), params[5].cast<int>());
+        params[4].cast<int64_t>(), params[5].cast<int>(), options ? params[6].cast<int64_t>() : 0,
+        options ? params[7].cast<double>() : std::numeric_limits<double>::infinity());
     medscore::IncrementalState s;
     s.dim = t[1].cast<int64_t>();
     s.shift = to_vector<double>(t[2].cast<Doubles>());
@@ -137,7 +147,8 @@ void register_incremental(py::module_& m) {
     py::class_<Engine>(m, "IncrementalHDBSCAN",
                        "The exact incremental HDBSCAN* engine (csrc/include/medscore/incremental_hdbscan.hpp).")
         .def(py::init(&make_engine), py::arg("min_cluster_size"), py::arg("min_samples"), py::arg("method"),
-             py::arg("allow_single_cluster"), py::arg("capacity") = 0, py::arg("n_threads") = 0)
+             py::arg("allow_single_cluster"), py::arg("capacity") = 0, py::arg("n_threads") = 0,
+             py::arg("max_cluster_size") = 0, py::arg("epsilon_max") = std::numeric_limits<double>::infinity())
         .def("insert", [](Engine& e, const Points& x) { return e.insert(points_view(x)); }, py::arg("X"),
              "Insert rows (float64 [B, D]); returns the first id given (ids are consecutive).")
         .def("remove", [](Engine& e, const Int64s& ids) {

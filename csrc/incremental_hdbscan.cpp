@@ -248,7 +248,12 @@ IncrementalHDBSCAN::Hierarchy IncrementalHDBSCAN::hierarchy_of(const Live& next,
     if (n >= 2) {
         const std::vector<LinkageRow> linkage = single_linkage(next.graph.mst, n);
         h.condensed = condense_tree(linkage, n, params_.min_cluster_size);
-        Selection s = select_clusters(h.condensed, n, params_.method, params_.allow_single_cluster, 0.0);
+        SelectOptions options;
+        options.method = params_.method;
+        options.allow_single_cluster = params_.allow_single_cluster;
+        options.max_cluster_size = params_.max_cluster_size;
+        options.epsilon_max = params_.epsilon_max;
+        Selection s = select_clusters(h.condensed, n, options);
         raw = std::move(s.labels);
         h.probabilities = std::move(s.probabilities);
     }

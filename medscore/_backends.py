@@ -30,7 +30,7 @@ def incremental_engine(name: str, knn: str = "auto"):
     """A factory of backend ``name``'s incremental HDBSCAN* engine.
 
     The factory takes ``(min_cluster_size, min_samples, method, allow_single_cluster,
-    capacity=0)``. ``knn`` is the Numba engine's neighbour search: "faiss" (float32
+    capacity=0, max_cluster_size=0, epsilon_max=inf)``. ``knn`` is the Numba engine's neighbour search: "faiss" (float32
     candidates certified in float64), "exact" (brute force) or "auto" (FAISS where installed).
     The C++ engine searches its kd-tree, which is exact: it takes "auto" or "exact".
     """

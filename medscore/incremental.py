@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._backends import BACKENDS, incremental_engine
-from ._estimator import BOOLEAN, ClusterMixin, EstimatorBase, Interval, Options, check_points, validate_params
+from ._estimator import (BOOLEAN, INFINITY, ClusterMixin, EstimatorBase, Interval, Options, check_points,
+                         validate_params)
 from ._dtypes import CONDENSED, MST_EDGE
 from ._stable_labels import match_labels
 from ._validation import INT64_MAX
@@ -37,6 +38,8 @@ class _Config:
     capacity: int | None
     knn: str
     backend: str
+    max_cluster_size: int = 0
+    cluster_selection_epsilon_max: float = float("inf")
 
 
 class IncrementalHDBSCAN(ClusterMixin, EstimatorBase):
@@ -62,6 +65,11 @@ class IncrementalHDBSCAN(ClusterMixin, EstimatorBase):
         "faiss" is refused there). The Numba backend: "faiss" (FAISS float32 candidates
         re-checked exactly in float64), "exact" (brute force), "auto" (FAISS where
         installed). Every choice gives identical results.
+    max_cluster_size : int >= 0 or None, default 0
+        As in :class:`medscore.HDBSCAN` (``hdbscan``'s and scikit-learn's rule, ``eom``
+        only): 0 or None is no limit.
+    cluster_selection_epsilon_max : float >= 0, default inf
+        As in :class:`medscore.HDBSCAN` (``hdbscan``'s rule, ``eom`` only).
     backend : {"cpp", "numba"}, default "cpp"
         "cpp": the engine and its state live in native code
         (``_core.IncrementalHDBSCAN``, ``csrc/incremental_hdbscan.cpp``); an update crosses
@@ -97,10 +105,13 @@ class IncrementalHDBSCAN(ClusterMixin, EstimatorBase):
         "capacity": [Interval(numbers.Integral, 1, INT64_MAX), None],
         "knn": [Options(KNN_METHODS)],
         "backend": [Options(BACKENDS)],
+        "max_cluster_size": [Interval(numbers.Integral, 0, INT64_MAX), None],
+        "cluster_selection_epsilon_max": [Interval(numbers.Real, 0.0, None), INFINITY],
     }
 
     def __init__(self, min_cluster_size=5, min_samples=None, cluster_selection_method="eom",
-                 allow_single_cluster=False, capacity=None, knn="auto", backend="cpp"):
+                 allow_single_cluster=False, capacity=None, knn="auto", backend="cpp",
+                 max_cluster_size=0, cluster_selection_epsilon_max=float("inf")):
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
         self.cluster_selection_method = cluster_selection_method
@@ -108,6 +119,8 @@ class IncrementalHDBSCAN(ClusterMixin, EstimatorBase):
         self.capacity = capacity
         self.knn = knn
         self.backend = backend
+        self.max_cluster_size = max_cluster_size
+        self.cluster_selection_epsilon_max = cluster_selection_epsilon_max
         self._cfg = None
         self._engine = None
         self._cache = {}
@@ -133,10 +146,12 @@ class IncrementalHDBSCAN(ClusterMixin, EstimatorBase):
             p = validate_params(self, self._parameter_constraints)
             ms = p["min_cluster_size"] if p["min_samples"] is None else p["min_samples"]
             cfg = _Config(p["min_cluster_size"], ms, p["cluster_selection_method"],
-                          p["allow_single_cluster"], p["capacity"], p["knn"], p["backend"])
+                          p["allow_single_cluster"], p["capacity"], p["knn"], p["backend"],
+                          p["max_cluster_size"] or 0, p["cluster_selection_epsilon_max"])
             self._engine = incremental_engine(cfg.backend, cfg.knn)(
                 cfg.min_cluster_size, cfg.min_samples, cfg.cluster_selection_method,
-                cfg.allow_single_cluster, capacity=cfg.capacity or 0)
+                cfg.allow_single_cluster, capacity=cfg.capacity or 0,
+                max_cluster_size=cfg.max_cluster_size, epsilon_max=cfg.cluster_selection_epsilon_max)
             self._cfg = cfg
         return self._engine
 

@@ -24,6 +24,7 @@ from medscore import HDBSCAN
 from medscore._backends import BACKENDS
 from medscore._estimator import InvalidParameterError
 from strategies import make_points
+from test_incremental import run_stream
 
 hdbscan = pytest.importorskip("hdbscan")
 SEEDS = st.integers(0, 2**32 - 1)
@@ -274,3 +275,34 @@ def test_stage_functions_agree_on_random_trees():
                     int(rng.integers(0, n + 1)), between(rng, node_eps(tree, n)))
             for x, y in zip(core.select_clusters(*args), numba.select_clusters(*args)):
                 np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=6)
+@given(seed=SEEDS, limit=st.integers(0, 40), epsilon_max=st.sampled_from([np.inf, 0.5, 1.0, 2.0, 4.0]),
+       single=st.booleans())
+def test_incremental_stream_equals_refit_with_options(backend, seed, limit, epsilon_max, single):
+    """IncrementalHDBSCAN with max_cluster_size / cluster_selection_epsilon_max: after every
+    insert and removal the partition and probabilities equal a batch refit's."""
+    load_backend(backend)
+    params = dict(min_cluster_size=4, min_samples=3, allow_single_cluster=single, max_cluster_size=limit,
+                  cluster_selection_epsilon_max=epsilon_max)
+    run_stream(seed, backend, "exact", n_steps=6, capacity=None, params=params, max_dim=8)
+
+
+def test_incremental_options_survive_pickling():
+    import pickle
+
+    from medscore import IncrementalHDBSCAN
+
+    X = make_points("blobs", 120, 3, 5)
+    for backend in BACKENDS:
+        load_backend(backend)
+        model = IncrementalHDBSCAN(min_cluster_size=4, max_cluster_size=20, backend=backend, knn="exact")
+        model.insert(X[:60])
+        copy = pickle.loads(pickle.dumps(model))
+        model.insert(X[60:])
+        copy.insert(X[60:])
+        np.testing.assert_array_equal(model.labels_, copy.labels_)
+        batch = HDBSCAN(min_cluster_size=4, max_cluster_size=20, backend=backend).fit(X)
+        assert_same_partition(model.labels_, batch.labels_)

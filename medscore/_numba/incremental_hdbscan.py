@@ -73,13 +73,15 @@ class IncrementalHDBSCAN:
     """
 
     def __init__(self, min_cluster_size, min_samples, method, allow_single_cluster, capacity=0,
-                 n_threads=0, knn="faiss"):
+                 n_threads=0, knn="faiss", max_cluster_size=0, epsilon_max=np.inf):
         self.min_cluster_size = int(min_cluster_size)
         self.min_samples = int(min_samples)
         self.method = method
         self.allow_single_cluster = bool(allow_single_cluster)
         self.capacity = int(capacity)
         self.knn = knn
+        self.max_cluster_size = int(max_cluster_size)  # eom selection options (SelectOptions in C++)
+        self.epsilon_max = float(epsilon_max)
         self._shift = None
         self._next_id = 0
         self._state = _empty_state(0)
@@ -223,8 +225,9 @@ class IncrementalHDBSCAN:
         if n >= 2:
             linkage = single_linkage(state.mst, n)
             condensed = condense_tree(linkage, n, self.min_cluster_size)
-            raw, probabilities, _ = select_clusters(condensed, n, self.method,
-                                                    self.allow_single_cluster, 0.0)
+            raw, probabilities, _ = select_clusters(
+                condensed, n, self.method, self.allow_single_cluster, 0.0,
+                getattr(self, "max_cluster_size", 0), getattr(self, "epsilon_max", np.inf))
         else:
             condensed = np.empty(0, CONDENSED)
             raw, probabilities = np.full(n, -1, np.int64), np.zeros(n)

@@ -4,6 +4,7 @@
 // hierarchy, stable labels); bindings and the C API only read it.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -21,6 +22,8 @@ struct IncrementalParams {
     bool allow_single_cluster = false;
     int64_t capacity = 0;          ///< most live points (first in, first out); 0: unbounded
     int n_threads = 0;             ///< 0: every hardware thread
+    int64_t max_cluster_size = 0;  ///< EOM: larger clusters are not selected; 0: no limit (SelectOptions)
+    double epsilon_max = std::numeric_limits<double>::infinity();  ///< EOM: cluster_selection_epsilon_max
 };
 
 /// Stable labels of a new raw partition (the rule of medscore.incremental.match_labels):
