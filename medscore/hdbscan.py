@@ -69,7 +69,9 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         ``"euclidean"`` (alias ``"l2"``): the exact kd-tree path of both backends.
         ``"manhattan"`` (``"cityblock"``, ``"l1"``), ``"minkowski"`` (needs ``p``),
         ``"cosine"``, or ``"precomputed"`` (``X`` is a symmetric [N, N] distance matrix,
-        non-negative, no NaN; +inf allowed for "no edge"; the diagonal is ignored): a dense
+        non-negative, no NaN; +inf allowed for "no edge"; the diagonal is ignored; or a
+        scipy.sparse matrix, whose absent entries are "no edge" as in ``hdbscan``, stored
+        zeros being distance 0): a dense
         O(N^2) path, as the ``hdbscan`` library's generic algorithm, computed with Numba
         kernels (``medscore/_numba/precomputed.py``, needs numba whatever the backend) and
         the backend's tree stages. ``prediction_data`` needs ``"euclidean"``.
@@ -182,7 +184,7 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = self.metric == "precomputed"  # a sparse distance graph
         tags.input_tags.pairwise = self.metric == "precomputed"  # X is a distance matrix
         return tags
 
@@ -207,6 +209,8 @@ class HDBSCAN(ClusterMixin, EstimatorBase):
         _check_selection(params)
         mode = params["non_finite"]
         precomputed = metric == "precomputed"
+        if precomputed and _is_sparse(X):
+            X = _sparse_distances(X)
         try:
             raw = check_points(self, X, reset=True, allow_non_finite=mode != "raise" or precomputed)
         except ValueError as exc:
@@ -398,6 +402,25 @@ def _check_metric(params: dict) -> str:
         raise InvalidParameterError(f"prediction_data=True needs metric='euclidean' in "
                                     f"medscore (got metric={params['metric']!r})")
     return metric
+
+
+def _is_sparse(X) -> bool:
+    return type(X).__module__.startswith("scipy.sparse")
+
+
+def _sparse_distances(X) -> np.ndarray:
+    """A scipy.sparse distance matrix as the dense one of the same graph: stored entries
+    are distances (duplicates summed, as scipy does), absent ones +inf ("no edge", the
+    ``hdbscan`` library's reading), the diagonal 0 (ignored by the fit)."""
+    if X.ndim != 2 or X.shape[0] != X.shape[1]:
+        raise ValueError(f"metric='precomputed' needs a square distance matrix, got shape {X.shape}")
+    coo = X.tocsr().tocoo()  # sums duplicate entries
+    if np.issubdtype(coo.data.dtype, np.complexfloating):
+        raise ValueError(f"X must hold real numbers: Complex data not supported (dtype {coo.data.dtype})")
+    D = np.full(X.shape, np.inf)
+    D[coo.row, coo.col] = coo.data.astype(np.float64)
+    np.fill_diagonal(D, 0.0)
+    return D
 
 
 def _check_distance_matrix(D: np.ndarray) -> None:
