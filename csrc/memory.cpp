@@ -16,6 +16,7 @@
 #include "medscore/distance_batch.hpp"
 #include "medscore/normalize.hpp"
 #include "medscore/ordered_sum.hpp"
+#include "medscore/thread_local.hpp"
 #include "medscore/thread_pool.hpp"
 #include "medscore/union_find.hpp"
 #include "memory_check.hpp"

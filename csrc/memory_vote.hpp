@@ -6,7 +6,7 @@
 
 #include "medscore/distance_batch.hpp"
 #include "medscore/matrix.hpp"
-#include "memory_cluster.hpp"  // MEDSCORE_TLS_ACCESSOR
+#include "medscore/thread_local.hpp"
 
 namespace medscore {
 namespace memory_detail {

@@ -36,6 +36,15 @@ def _query(q, points, order, start, end, left, right, lo, hi, center, radius, be
     ``best_dist``/``best_index`` (float64/int64 [k]) receive the answer; ``stack``/``stack_lb``
     are scratch of at least 2 * depth entries.
     """
+    search_tree(points, q, q, points, order, start, end, left, right, lo, hi, center, radius,
+                best_dist, best_index, stack, stack_lb)
+
+
+@numba.njit(cache=True)
+def search_tree(Q, q, skip, points, order, start, end, left, right, lo, hi, center, radius,
+                best_dist, best_index, stack, stack_lb):
+    """k nearest tree points of row ``q`` of ``Q`` (tree-order position ``skip`` left out; -1:
+    none), ordered by (distance, original index), into ``best_dist``/``best_index``."""
     k = best_dist.shape[0]
     best_dist[:] = np.inf
     best_index[:] = np.iinfo(np.int64).max
@@ -50,11 +59,11 @@ def _query(q, points, order, start, end, left, right, lo, hi, center, radius, be
             continue
         if left[node] < 0:
             for p in range(start[node], end[node]):
-                if p != q:
-                    _insert_sorted(best_dist, best_index, row_distance(points, q, points, p), order[p])
+                if p != skip:
+                    _insert_sorted(best_dist, best_index, row_distance(Q, q, points, p), order[p])
             continue
-        lb_left = node_lower_bound(points, q, lo, hi, center, radius, left[node])
-        lb_right = node_lower_bound(points, q, lo, hi, center, radius, right[node])
+        lb_left = node_lower_bound(Q, q, lo, hi, center, radius, left[node])
+        lb_right = node_lower_bound(Q, q, lo, hi, center, radius, right[node])
         near, far, lb_near, lb_far = left[node], right[node], lb_left, lb_right
         if lb_right < lb_left:
             near, far, lb_near, lb_far = right[node], left[node], lb_right, lb_left

@@ -16,9 +16,9 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from .core_distance import _insert_sorted
+from .core_distance import _insert_sorted, search_tree
 from .distance import row_distance
-from .kdtree import BOUND_SHRINK, KDTree, build_kdtree, node_lower_bound
+from .kdtree import BOUND_SHRINK, KDTree, build_kdtree
 
 _CHUNK = 64
 AXIS_TREE_MAX_DIM = 16
@@ -161,32 +161,8 @@ def _knn_axis(Q, points, order, start, end, left, right, lo, hi, depth, k):
 @numba.njit(cache=True)
 def _query_outside(Q, q, points, order, start, end, left, right, lo, hi, center, radius,
                    best_dist, best_index, stack, stack_lb):
-    k = best_dist.shape[0]
-    best_dist[:] = np.inf
-    best_index[:] = np.iinfo(np.int64).max
-    top = 0
-    stack[0] = 0
-    stack_lb[0] = 0.0
-    while top >= 0:
-        node = stack[top]
-        lb = stack_lb[top]
-        top -= 1
-        if lb > best_dist[k - 1]:
-            continue
-        if left[node] < 0:
-            for p in range(start[node], end[node]):
-                _insert_sorted(best_dist, best_index, row_distance(Q, q, points, p), order[p])
-            continue
-        lb_left = node_lower_bound(Q, q, lo, hi, center, radius, left[node])
-        lb_right = node_lower_bound(Q, q, lo, hi, center, radius, right[node])
-        near, far, lb_near, lb_far = left[node], right[node], lb_left, lb_right
-        if lb_right < lb_left:
-            near, far, lb_near, lb_far = right[node], left[node], lb_right, lb_left
-        stack[top + 1] = far
-        stack_lb[top + 1] = lb_far
-        stack[top + 2] = near
-        stack_lb[top + 2] = lb_near
-        top += 2
+    search_tree(Q, q, -1, points, order, start, end, left, right, lo, hi, center, radius,
+                best_dist, best_index, stack, stack_lb)
 
 
 @numba.njit(cache=True, parallel=True)
