@@ -301,16 +301,28 @@ def _descendants(ct: ClusterTree, c: int) -> list:
     return out
 
 
-def select_eom(ct: ClusterTree, allow_single_cluster: bool, epsilon: float) -> set:
-    """Excess-of-mass selection, then the epsilon search (SPEC stage 5, ``eom``)."""
+def select_eom(ct: ClusterTree, allow_single_cluster: bool, epsilon: float, condensed=None,
+               max_cluster_size: int = 0, epsilon_max: float = np.inf) -> set:
+    """Excess-of-mass selection, then the epsilon search (SPEC stage 5, ``eom``); with
+    ``condensed``, the ``max_cluster_size`` and ``epsilon_max`` limits too."""
     stability = dict(ct.stability)
     candidates = sorted(ct.kids, reverse=True)
     if not allow_single_cluster:
         candidates.remove(ct.root)
+    size, node_eps = {}, {}
+    if condensed is not None and len(condensed):
+        rows = condensed.tolist()
+        size = {c: s for _, c, _, s in rows if c in ct.parent}
+        size[ct.root] = sum(size[k] for k in ct.kids[ct.root])
+        node_eps = {c: _eps_of(ct, c) for c in ct.parent}
+        node_eps[ct.root] = max(1.0 / lam if lam != 0 else np.inf for _, _, lam, _ in rows)
+    n_points = ct.root
+    limit = max_cluster_size if max_cluster_size > 0 else n_points + 1
     selected = set(candidates)
     for c in candidates:
         sub = ordered_sum(stability[k] for k in ct.kids[c])
-        if sub > stability[c]:
+        too_big = size.get(c, 0) > limit or node_eps.get(c, 0.0) > epsilon_max
+        if sub > stability[c] or too_big:
             selected.discard(c)
             stability[c] = sub
         else:
@@ -362,14 +374,56 @@ def _ancestors(ct: ClusterTree, c: int) -> set:
     return out
 
 
+def simplify_hierarchy(condensed: np.ndarray, n: int, persistence: float) -> np.ndarray:
+    """``cluster_selection_persistence`` (SPEC stage 5): the condensed tree with the splits
+    whose least persistent child is below ``persistence`` dissolved, in float32 arithmetic."""
+    if persistence == 0 or len(condensed) == 0:
+        return condensed.copy()
+    rows = condensed.tolist()
+    ct = cluster_tree(condensed, n)
+    death = {}
+    for p, _, lam, _ in rows:
+        death[p] = max(death.get(p, -np.inf), lam)
+    mb = {c: np.float32(death[c]) for c in ct.kids}
+    has_kids = {c: bool(k) for c, k in ct.kids.items()}
+    up, new_lambda = {}, {}
+    for p in sorted(ct.kids, reverse=True):
+        kids = ct.kids[p]
+        if not kids:
+            continue
+        split = np.float32(ct.birth[kids[0]])
+        values = [mb[k] for k in kids]
+        mb[p] = max(mb[p], max(values))
+        if float(np.float32(min(values) - split)) >= persistence:
+            continue
+        keep = max(k for k in kids if mb[k] == max(values))  # larger id on a tie
+        if not has_kids[keep]:
+            has_kids[p] = False
+        else:
+            new_lambda.update({k: float(split) for k in kids if k != keep})
+        up.update({k: p for k in kids})
+
+    def survivor(c):
+        while c in up:
+            c = up[c]
+        return c
+
+    new_id = {c: n + i for i, c in enumerate(sorted(c for c in ct.kids if c not in up))}
+    out = [(new_id[survivor(p)], new_id[c] if c >= n else c,
+            new_lambda[p] if p in new_lambda else float(np.float32(lam)), s)
+           for p, c, lam, s in rows if not (c >= n and c in up)]
+    return np.array(out, dtype=condensed.dtype)
+
+
 def select(condensed: np.ndarray, n: int, method: str, allow_single_cluster: bool,
-           epsilon: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           epsilon: float, max_cluster_size: int = 0,
+           epsilon_max: float = np.inf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labels int64 [N], probabilities float64 [N], persistence float64 [K] (SPEC stage 5)."""
     if n == 1:
         return np.full(1, -1, np.int64), np.zeros(1), np.zeros(0)
     ct = cluster_tree(condensed, n)
     if method == "eom":
-        selected = select_eom(ct, allow_single_cluster, epsilon)
+        selected = select_eom(ct, allow_single_cluster, epsilon, condensed, max_cluster_size, epsilon_max)
     elif method == "leaf":
         selected = select_leaf(ct, allow_single_cluster, epsilon)
     else:

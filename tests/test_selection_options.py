@@ -23,7 +23,7 @@ from conftest import load_backend
 from medscore import HDBSCAN
 from medscore._backends import BACKENDS
 from medscore._estimator import InvalidParameterError
-from strategies import make_points
+from strategies import make_points, point_sets
 from test_incremental import run_stream
 
 hdbscan = pytest.importorskip("hdbscan")
@@ -236,6 +236,40 @@ def test_backends_agree_with_every_option(seed):
     assert_backends_agree(X, params, **options)
 
 
+@settings(max_examples=30)
+@given(X=point_sets(min_n=2, max_n=80, max_dim=4), data=st.data())
+def test_backends_equal_the_reference_ties_included(X, data):
+    """Every option on grids, duplicates and blobs: both backends give the bits of the slow
+    reference written from the SPEC (tests/reference.py), n-ary splits included."""
+    n = len(X)
+    draw = data.draw
+    params = dict(min_cluster_size=draw(st.integers(2, 10)), min_samples=draw(st.integers(1, 6)))
+    options = dict(cluster_selection_method=draw(st.sampled_from(["eom", "leaf"])),
+                   allow_single_cluster=draw(st.booleans()),
+                   cluster_selection_epsilon=draw(st.sampled_from([0.0, 0.5])),
+                   max_cluster_size=draw(st.integers(0, n)))
+    options["cluster_selection_epsilon_max"] = max(options["cluster_selection_epsilon"],
+                                                   draw(st.sampled_from([np.inf, 0.25, 1.0, 4.0])))
+    expected = ref.fit(X, params["min_cluster_size"], params["min_samples"], options["cluster_selection_method"],
+                       options["allow_single_cluster"], options["cluster_selection_epsilon"])
+    gaps = np.unique([g for g in split_gaps(expected.condensed, n) if np.isfinite(g)])
+    # between the tree's own float32 persistences, so that some splits dissolve
+    choices = [0.0] + [float(g) for g in (gaps[:-1] + gaps[1:]) / 2 if g > 0] + [float(gaps[-1]) + 1.0] \
+        if gaps.size else [0.0, 1.0]
+    options["cluster_selection_persistence"] = draw(st.sampled_from(choices))
+    condensed = ref.simplify_hierarchy(expected.condensed, n, options["cluster_selection_persistence"])
+    labels, probabilities, persistence = ref.select(
+        condensed, n, options["cluster_selection_method"], options["allow_single_cluster"],
+        options["cluster_selection_epsilon"], options["max_cluster_size"], options["cluster_selection_epsilon_max"])
+    for backend in BACKENDS:
+        load_backend(backend)
+        model = fit(X, params, backend, **options)
+        np.testing.assert_array_equal(model._result.condensed_tree, condensed)
+        np.testing.assert_array_equal(model.labels_, labels)
+        np.testing.assert_array_equal(model.probabilities_, probabilities)
+        np.testing.assert_array_equal(model.cluster_persistence_, persistence)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_defaults_change_nothing(backend):
     load_backend(backend)
@@ -306,3 +340,33 @@ def test_incremental_options_survive_pickling():
         np.testing.assert_array_equal(model.labels_, copy.labels_)
         batch = HDBSCAN(min_cluster_size=4, max_cluster_size=20, backend=backend).fit(X)
         assert_same_partition(model.labels_, batch.labels_)
+
+
+def test_nary_splits_simplify_as_the_reference():
+    """Ties give n-ary splits, which the libraries never see: both backends follow the SPEC's
+    generalisation (tests/reference.py) on hand-made trees, the tie between children included."""
+    from medscore._dtypes import CONDENSED
+
+    core, numba = load_backend("cpp"), load_backend("numba")
+    # Root 12 splits at 0.5 into 13 {0, 1, 2} (dies at 0.6), 14 {3..5} (2.0) and 15 {6..11},
+    # which splits at 1.0 into 16 {6, 7, 8} and 17 {9, 10, 11} (both die at 3.0: a tie).
+    rows = [(12, 13, 0.5, 3), (12, 14, 0.5, 3), (12, 15, 0.5, 6)]
+    rows += [(13, p, 0.6, 1) for p in range(3)] + [(14, p, 2.0, 1) for p in range(3, 6)]
+    rows += [(15, 16, 1.0, 3), (15, 17, 1.0, 3)] + [(16, p, 3.0, 1) for p in range(6, 9)]
+    rows += [(17, p, 3.0, 1) for p in range(9, 12)]
+    tree = np.array(rows, dtype=CONDENSED)
+    for persistence in (0.05, 0.5, 1.75, 2.5, 10.0):
+        expected = ref.simplify_hierarchy(tree, 12, persistence)
+        np.testing.assert_array_equal(core.simplify_hierarchy(tree, 12, persistence), expected)
+        np.testing.assert_array_equal(numba.simplify_hierarchy(tree, 12, persistence), expected)
+        for method in ("eom", "leaf"):
+            want = ref.select(expected, 12, method, True, 0.0)
+            for got in (core.select_clusters(expected, 12, method, True, 0.0),
+                        numba.select_clusters(expected, 12, method, True, 0.0)):
+                for x, y in zip(got, want):
+                    np.testing.assert_array_equal(x, y)
+    # 0.5: the root's split dissolves (13's 0.1 is below); 15 is the most persistent child and
+    # no leaf, so it goes on as the root: 13's and 14's points leave at the split (0.5).
+    simplified = core.simplify_hierarchy(tree, 12, 0.5)
+    assert sorted(set(simplified["parent"].tolist())) == [12, 13, 14]
+    assert (simplified["lambda_val"][simplified["child"] < 6] == 0.5).all()
