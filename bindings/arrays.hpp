@@ -47,6 +47,17 @@ py::array_t<T> to_numpy(std::vector<T>&& values) {
     return to_numpy(std::move(values), {n});
 }
 
+/// A copy of a vector as a numpy array of the given shape (for state the core keeps).
+template <class T>
+py::array_t<T> copy_of(const std::vector<T>& values, std::vector<py::ssize_t> shape) {
+    return py::array_t<T>(shape, values.data());
+}
+
+template <class T>
+py::array_t<T> copy_of(const std::vector<T>& values) {
+    return copy_of(values, {static_cast<py::ssize_t>(values.size())});
+}
+
 template <class T, class Array>
 std::vector<T> to_vector(const Array& a) {
     return std::vector<T>(a.data(), a.data() + a.size());

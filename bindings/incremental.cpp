@@ -21,6 +21,7 @@ using medscore::PointsView;
 
 namespace {
 
+using medscore_bindings::copy_of;
 using medscore_bindings::Doubles;
 using medscore_bindings::Int64s;
 using medscore_bindings::Points;
@@ -66,17 +67,6 @@ py::tuple knn_of_rows_py(const Points& x, const Int64s& rows, int64_t k, int n_t
     }
     const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(wanted.size()), k};
     return py::make_tuple(to_numpy(std::move(indices), shape), to_numpy(std::move(distances), shape));
-}
-
-/// A copy of a vector as a numpy array of the given shape (the engine keeps its own).
-template <class T>
-py::array_t<T> copy_of(const std::vector<T>& values, std::vector<py::ssize_t> shape) {
-    return py::array_t<T>(shape, values.data());
-}
-
-template <class T>
-py::array_t<T> copy_of(const std::vector<T>& values) {
-    return copy_of(values, {static_cast<py::ssize_t>(values.size())});
 }
 
 medscore::IncrementalHDBSCAN make_engine(int64_t min_cluster_size, int64_t min_samples, const std::string& method,

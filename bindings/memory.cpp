@@ -1,16 +1,17 @@
 // pybind11 glue for medscore::KeyedMemory (csrc/include/medscore/memory.hpp): converts
-// arrays, releases the GIL, calls the core. Policy lives in medscore/memory.py.
+// arrays (with bindings/arrays.hpp), releases the GIL, calls the core. Policy lives in
+// medscore/memory.py.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "medscore/memory.hpp"
 #include "medscore/unique.hpp"
+#include "arrays.hpp"
 #include "registrations.hpp"
 
 namespace py = pybind11;
@@ -20,20 +21,10 @@ using medscore::MemoryState;
 
 namespace {
 
-using F64Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
-using I64Array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
-
-template <class T>
-py::array_t<T> to_numpy(const std::vector<T>& v) {
-    py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
-    if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(T));
-    return out;
-}
-
-template <class T>
-std::vector<T> to_vector(const py::array_t<T, py::array::c_style | py::array::forcecast>& a) {
-    return std::vector<T>(a.data(), a.data() + a.size());
-}
+using F64Array = medscore_bindings::Doubles;
+using I64Array = medscore_bindings::Int64s;
+using medscore_bindings::copy_of;
+using medscore_bindings::to_vector;
 
 KeyedMemory make_memory(int64_t dim, int64_t min_cluster_size, int64_t min_samples, const std::string& method,
                          bool allow_single_cluster, double epsilon, const std::string& assign, int64_t vote_k,
@@ -42,9 +33,7 @@ KeyedMemory make_memory(int64_t dim, int64_t min_cluster_size, int64_t min_sampl
     p.dim = dim;
     p.hdbscan.min_cluster_size = min_cluster_size;
     p.hdbscan.min_samples = min_samples;
-    if (method == "eom") p.hdbscan.method = medscore::SelectionMethod::eom;
-    else if (method == "leaf") p.hdbscan.method = medscore::SelectionMethod::leaf;
-    else throw std::invalid_argument("cluster_selection_method must be 'eom' or 'leaf', got '" + method + "'");
+    p.hdbscan.method = medscore_bindings::selection_method_of(method);
     p.hdbscan.allow_single_cluster = allow_single_cluster;
     p.hdbscan.epsilon = epsilon;
     if (assign == "paper") p.assign = medscore::AssignRule::paper;
@@ -83,18 +72,18 @@ py::dict state_of(const KeyedMemory& memory) {
     std::vector<int64_t> u(s.mst.size()), v(s.mst.size());
     std::vector<double> w(s.mst.size());
     for (size_t i = 0; i < s.mst.size(); ++i) { u[i] = s.mst[i].u; v[i] = s.mst[i].v; w[i] = s.mst[i].weight; }
-    py::array_t<double> points = to_numpy(s.points);
-    points.resize({static_cast<py::ssize_t>(s.steps.size()), static_cast<py::ssize_t>(s.dim)});
+    const py::array_t<double> points =
+        copy_of(s.points, {static_cast<py::ssize_t>(s.steps.size()), static_cast<py::ssize_t>(s.dim)});
     py::dict d;
     d["dim"] = s.dim;
     d["last_step"] = s.last_step;
-    d["offsets"] = to_numpy(s.offsets);
+    d["offsets"] = copy_of(s.offsets);
     d["points"] = points;
-    d["steps"] = to_numpy(s.steps);
-    d["labels"] = to_numpy(s.labels);
-    d["mst_u"] = to_numpy(u);
-    d["mst_v"] = to_numpy(v);
-    d["mst_weight"] = to_numpy(w);
+    d["steps"] = copy_of(s.steps);
+    d["labels"] = copy_of(s.labels);
+    d["mst_u"] = copy_of(u);
+    d["mst_v"] = copy_of(v);
+    d["mst_weight"] = copy_of(w);
     return d;
 }
 
@@ -107,10 +96,10 @@ void load_state(KeyedMemory& memory, int64_t dim, int64_t last_step, const I64Ar
     MemoryState s;
     s.dim = dim;
     s.last_step = last_step;
-    s.offsets = to_vector(offsets);
-    s.points = to_vector(points);
-    s.steps = to_vector(steps);
-    s.labels = to_vector(labels);
+    s.offsets = to_vector<int64_t>(offsets);
+    s.points = to_vector<double>(points);
+    s.steps = to_vector<int64_t>(steps);
+    s.labels = to_vector<int64_t>(labels);
     s.mst.resize(static_cast<size_t>(mst_u.size()));
     for (size_t i = 0; i < s.mst.size(); ++i) s.mst[i] = medscore::MstEdge{mst_u.data()[i], mst_v.data()[i], mst_weight.data()[i]};
     py::gil_scoped_release release;
@@ -123,10 +112,8 @@ py::tuple moments_of(const KeyedMemory& memory) {
         py::gil_scoped_release release;
         m = memory.moments();
     }
-    py::array_t<double> outer = to_numpy(m.outer_sum);
     const auto d = static_cast<py::ssize_t>(m.sum.size());
-    outer.resize({d, d});
-    return py::make_tuple(m.count, to_numpy(m.sum), outer);
+    return py::make_tuple(m.count, copy_of(m.sum), copy_of(m.outer_sum, {d, d}));
 }
 
 py::tuple unique_int64(const I64Array& values) {
@@ -136,7 +123,7 @@ py::tuple unique_int64(const I64Array& values) {
         py::gil_scoped_release release;
         u = medscore::unique_values(values.data(), values.shape(0));
     }
-    return py::make_tuple(to_numpy(u.values), to_numpy(u.inverse));
+    return py::make_tuple(copy_of(u.values), copy_of(u.inverse));
 }
 
 }  // namespace
@@ -157,9 +144,9 @@ void register_memory(py::module_& m) {
         .def("load_state", &load_state, py::arg("dim"), py::arg("last_step"), py::arg("offsets"), py::arg("points"),
              py::arg("steps"), py::arg("labels"), py::arg("mst_u"), py::arg("mst_v"), py::arg("mst_weight"))
         .def("moments", &moments_of, "(count, sum f64 [D], outer_sum f64 [D, D]) over every stored point.")
-        .def("key_labels", [](const KeyedMemory& mem, int64_t key) { return to_numpy(mem.key_state(key).labels); })
-        .def("key_steps", [](const KeyedMemory& mem, int64_t key) { return to_numpy(mem.key_state(key).steps); })
-        .def("key_sizes", [](const KeyedMemory& mem) { return to_numpy(mem.key_sizes()); },
+        .def("key_labels", [](const KeyedMemory& mem, int64_t key) { return copy_of(mem.key_state(key).labels); })
+        .def("key_steps", [](const KeyedMemory& mem, int64_t key) { return copy_of(mem.key_state(key).steps); })
+        .def("key_sizes", [](const KeyedMemory& mem) { return copy_of(mem.key_sizes()); },
              "Points held by each key id: int64 [number of key ids].")
         .def("compact", [](KeyedMemory& mem, const std::vector<int64_t>& kept) { mem.compact(kept); }, py::arg("kept"),
              "Key i becomes old key kept[i] (increasing); every key left out must be empty.")
