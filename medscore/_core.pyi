@@ -65,7 +65,7 @@ class IncrementalHDBSCAN:
     """
     def __getstate__(self) -> tuple:
         ...
-    def __init__(self, min_cluster_size: typing.SupportsInt | typing.SupportsIndex, min_samples: typing.SupportsInt | typing.SupportsIndex, method: str, allow_single_cluster: bool, capacity: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, max_cluster_size: typing.SupportsInt | typing.SupportsIndex = 0, epsilon_max: typing.SupportsFloat | typing.SupportsIndex = float('inf')) -> None:
+    def __init__(self, min_cluster_size: typing.SupportsInt | typing.SupportsIndex, min_samples: typing.SupportsInt | typing.SupportsIndex, method: str, allow_single_cluster: bool, capacity: typing.SupportsInt | typing.SupportsIndex = 0, n_threads: typing.SupportsInt | typing.SupportsIndex = 0, max_cluster_size: typing.SupportsInt | typing.SupportsIndex = 0, epsilon_max: typing.SupportsFloat | typing.SupportsIndex = ...) -> None:
         ...
     def __setstate__(self, arg0: tuple) -> None:
         ...
@@ -146,7 +146,7 @@ def nearest_neighbors(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]
     """
     (indices int64 [N, k], distances float64 [N, k]) of the k nearest other points, by (distance, index).
     """
-def select_clusters(condensed: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], n: typing.SupportsInt | typing.SupportsIndex, method: str, allow_single_cluster: bool, epsilon: typing.SupportsFloat | typing.SupportsIndex, max_cluster_size: typing.SupportsInt | typing.SupportsIndex = 0, epsilon_max: typing.SupportsFloat | typing.SupportsIndex = float('inf')) -> tuple:
+def select_clusters(condensed: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], n: typing.SupportsInt | typing.SupportsIndex, method: str, allow_single_cluster: bool, epsilon: typing.SupportsFloat | typing.SupportsIndex, max_cluster_size: typing.SupportsInt | typing.SupportsIndex = 0, epsilon_max: typing.SupportsFloat | typing.SupportsIndex = ...) -> tuple:
     """
     (labels int64 [N], probabilities float64 [N], persistence float64 [K]) (SPEC stage 5); max_cluster_size 0 and epsilon_max inf mean no limit.
     """
