@@ -309,7 +309,8 @@ medscore_status medscore_incremental_params_init(medscore_incremental_params* pa
         require(params, "params");
         const medscore::IncrementalParams p;
         *params = medscore_incremental_params{p.min_cluster_size, p.min_samples, MEDSCORE_SELECTION_EOM,
-                                              p.allow_single_cluster, p.capacity, p.n_threads};
+                                              p.allow_single_cluster, p.capacity, p.n_threads,
+                                              p.max_cluster_size, p.epsilon_max};
     });
 }
 
@@ -325,6 +326,8 @@ medscore_status medscore_incremental_create(const medscore_incremental_params* p
         p.allow_single_cluster = flag(params->allow_single_cluster, "allow_single_cluster");
         p.capacity = params->capacity;
         p.n_threads = params->n_threads;
+        p.max_cluster_size = params->max_cluster_size;
+        p.epsilon_max = params->epsilon_max;
         *out = new medscore_incremental(p);
     });
 }

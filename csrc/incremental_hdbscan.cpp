@@ -76,6 +76,8 @@ IncrementalHDBSCAN::IncrementalHDBSCAN(const IncrementalParams& params) : params
     if (params.min_samples < 1) throw std::invalid_argument("min_samples must be >= 1");
     if (params.capacity < 0) throw std::invalid_argument("capacity must be >= 0 (0: unbounded)");
     if (params.n_threads < 0) throw std::invalid_argument("n_threads must be >= 0");
+    if (params.max_cluster_size < 0) throw std::invalid_argument("max_cluster_size must be >= 0 (0: no limit)");
+    if (!(params.epsilon_max >= 0.0)) throw std::invalid_argument("epsilon_max must be >= 0 (inf: no limit)");
 }
 
 IncrementalHDBSCAN::~IncrementalHDBSCAN() = default;

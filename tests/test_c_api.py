@@ -240,7 +240,8 @@ def test_bad_input_returns_a_code_and_leaves_the_memory_unchanged(lib):
 class IncrementalParams(ctypes.Structure):
     _fields_ = [("min_cluster_size", ctypes.c_int64), ("min_samples", ctypes.c_int64),
                 ("selection", ctypes.c_int32), ("allow_single_cluster", ctypes.c_int32),
-                ("capacity", ctypes.c_int64), ("n_threads", ctypes.c_int32)]
+                ("capacity", ctypes.c_int64), ("n_threads", ctypes.c_int32),
+                ("max_cluster_size", ctypes.c_int64), ("epsilon_max", ctypes.c_double)]
 
 
 class CIncremental:
@@ -251,6 +252,7 @@ class CIncremental:
         params = IncrementalParams()
         assert lib.medscore_incremental_params_init(ctypes.byref(params)) == OK
         assert (params.min_cluster_size, params.min_samples, params.capacity) == (5, 5, 0)
+        assert (params.max_cluster_size, params.epsilon_max) == (0, float("inf"))
         for name, value in fields.items():
             setattr(params, name, value)
         self.handle = ctypes.c_void_p()
@@ -319,3 +321,20 @@ def test_incremental_engine_equals_python_and_refuses_bad_input(lib):
     for a, b in zip(before, c.result()):
         np.testing.assert_array_equal(a, b)
     assert lib.medscore_incremental_get(c.handle, ctypes.c_int64(0), None, None, None) == INVALID
+
+
+def test_incremental_selection_options_equal_python(lib):
+    # max_cluster_size and epsilon_max reach the engine through the C API as through Python.
+    rng = np.random.default_rng(11)
+    X = np.concatenate([rng.normal(size=(60, 2)), rng.normal(size=(60, 2)) * 0.3 + 2.5])
+    c = CIncremental(lib, min_cluster_size=5, min_samples=3, max_cluster_size=40)
+    py = medscore.IncrementalHDBSCAN(min_cluster_size=5, min_samples=3, max_cluster_size=40)
+    for part in np.array_split(X, [70, 90]):
+        c.insert(part)
+        py.insert(part)
+        np.testing.assert_array_equal(c.result()[1], py.labels_)
+    bad = IncrementalParams()
+    assert lib.medscore_incremental_params_init(ctypes.byref(bad)) == OK
+    bad.epsilon_max = float("nan")
+    handle = ctypes.c_void_p()
+    assert lib.medscore_incremental_create(ctypes.byref(bad), ctypes.byref(handle)) == INVALID

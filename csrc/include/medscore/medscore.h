@@ -174,6 +174,9 @@ typedef struct medscore_incremental_params {
     int32_t allow_single_cluster;  /**< default 0 */
     int64_t capacity;              /**< most live points, oldest evicted first; 0 (default): unbounded */
     int32_t n_threads;             /**< 0: every hardware thread */
+    int64_t max_cluster_size;      /**< eom: larger clusters are not selected (hdbscan's); 0 (default): no limit */
+    double epsilon_max;            /**< eom: clusters born farther than this are not selected (hdbscan's
+                                        cluster_selection_epsilon_max); INFINITY (default): no limit */
 } medscore_incremental_params;
 
 /** Opaque incremental HDBSCAN engine: after every insert or remove its clustering equals a
