@@ -1,14 +1,18 @@
-// pybind11 glue for medscore::KeyedMemory (csrc/include/medscore/memory.hpp): converts
-// arrays (with bindings/arrays.hpp), releases the GIL, calls the core. Policy lives in
-// medscore/memory.py.
+// pybind11 glue for medscore::Memory (csrc/include/medscore/error_memory.hpp), its options,
+// and its engine medscore::KeyedMemory (memory.hpp): converts arrays (with
+// bindings/arrays.hpp), releases the GIL, calls the core. The rules live in the core;
+// medscore/memory.py is the Python facade.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+
+#include <optional>
 
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "medscore/error_memory.hpp"
 #include "medscore/memory.hpp"
 #include "medscore/unique.hpp"
 #include "arrays.hpp"
@@ -24,21 +28,21 @@ namespace {
 using F64Array = medscore_bindings::Doubles;
 using I64Array = medscore_bindings::Int64s;
 using medscore_bindings::copy_of;
+using medscore_bindings::to_numpy;
 using medscore_bindings::to_vector;
+using medscore_bindings::Doubles;
 
-KeyedMemory make_memory(int64_t dim, int64_t min_cluster_size, int64_t min_samples, const std::string& method,
-                         bool allow_single_cluster, double epsilon, const std::string& assign, int64_t vote_k,
-                         int64_t max_age, int64_t capacity, int n_threads, bool normalize) {
+KeyedMemory make_memory(int64_t dim, int64_t min_cluster_size, int64_t min_samples, medscore::SelectionMethod method,
+                        bool allow_single_cluster, double epsilon, medscore::AssignRule assign, int64_t vote_k,
+                        int64_t max_age, int64_t capacity, int n_threads, bool normalize) {
     MemoryParams p;
     p.dim = dim;
     p.hdbscan.min_cluster_size = min_cluster_size;
     p.hdbscan.min_samples = min_samples;
-    p.hdbscan.method = medscore_bindings::selection_method_of(method);
+    p.hdbscan.method = method;
     p.hdbscan.allow_single_cluster = allow_single_cluster;
     p.hdbscan.epsilon = epsilon;
-    if (assign == "paper") p.assign = medscore::AssignRule::paper;
-    else if (assign == "exact") p.assign = medscore::AssignRule::exact;
-    else throw std::invalid_argument("assign must be 'paper' or 'exact', got '" + assign + "'");
+    p.assign = assign;
     p.vote_k = vote_k;
     p.max_age = max_age;
     p.capacity = capacity;
@@ -63,12 +67,7 @@ py::tuple penalize_step(KeyedMemory& memory, const F64Array& points, const I64Ar
     return py::make_tuple(labels, sizes);
 }
 
-py::dict state_of(const KeyedMemory& memory) {
-    MemoryState s;
-    {
-        py::gil_scoped_release release;
-        s = memory.state();
-    }
+py::dict engine_state_dict(const MemoryState& s) {
     std::vector<int64_t> u(s.mst.size()), v(s.mst.size());
     std::vector<double> w(s.mst.size());
     for (size_t i = 0; i < s.mst.size(); ++i) { u[i] = s.mst[i].u; v[i] = s.mst[i].v; w[i] = s.mst[i].weight; }
@@ -87,9 +86,18 @@ py::dict state_of(const KeyedMemory& memory) {
     return d;
 }
 
-void load_state(KeyedMemory& memory, int64_t dim, int64_t last_step, const I64Array& offsets, const F64Array& points,
-                const I64Array& steps, const I64Array& labels, const I64Array& mst_u, const I64Array& mst_v,
-                const F64Array& mst_weight) {
+py::dict state_of(const KeyedMemory& memory) {
+    MemoryState s;
+    {
+        py::gil_scoped_release release;
+        s = memory.state();
+    }
+    return engine_state_dict(s);
+}
+
+MemoryState engine_state_of(int64_t dim, int64_t last_step, const I64Array& offsets, const F64Array& points,
+                            const I64Array& steps, const I64Array& labels, const I64Array& mst_u, const I64Array& mst_v,
+                            const F64Array& mst_weight) {
     if (mst_u.size() != mst_v.size() || mst_u.size() != mst_weight.size()) {
         throw std::invalid_argument("load_state: mst_u, mst_v and mst_weight must have one length");
     }
@@ -102,8 +110,87 @@ void load_state(KeyedMemory& memory, int64_t dim, int64_t last_step, const I64Ar
     s.labels = to_vector<int64_t>(labels);
     s.mst.resize(static_cast<size_t>(mst_u.size()));
     for (size_t i = 0; i < s.mst.size(); ++i) s.mst[i] = medscore::MstEdge{mst_u.data()[i], mst_v.data()[i], mst_weight.data()[i]};
+    return s;
+}
+
+/// The engine fields of a state dict (as engine_state_dict writes them).
+MemoryState engine_state_of(const py::dict& d) {
+    return engine_state_of(d["dim"].cast<int64_t>(), d["last_step"].cast<int64_t>(), d["offsets"].cast<I64Array>(),
+                           d["points"].cast<F64Array>(), d["steps"].cast<I64Array>(), d["labels"].cast<I64Array>(),
+                           d["mst_u"].cast<I64Array>(), d["mst_v"].cast<I64Array>(), d["mst_weight"].cast<F64Array>());
+}
+
+void load_state(KeyedMemory& memory, int64_t dim, int64_t last_step, const I64Array& offsets, const F64Array& points,
+                const I64Array& steps, const I64Array& labels, const I64Array& mst_u, const I64Array& mst_v,
+                const F64Array& mst_weight) {
+    const MemoryState s = engine_state_of(dim, last_step, offsets, points, steps, labels, mst_u, mst_v, mst_weight);
     py::gil_scoped_release release;
     memory.load_state(s);
+}
+
+using Flags = py::array_t<bool, py::array::c_style | py::array::forcecast>;
+
+/// A user's penalty callable as the core's PenaltyFunction: sizes go in as int64 [M], the
+/// answer comes back as float64 [M] (the core checks its length and values).
+medscore::PenaltyFunction penalty_function(const py::object& penalty) {
+    if (penalty.is_none()) return nullptr;
+    return [penalty](const std::vector<int64_t>& sizes) {
+        py::gil_scoped_acquire acquire;
+        const py::object values = penalty(copy_of(sizes));
+        const auto array = Doubles::ensure(values);
+        if (!array) throw py::error_already_set();
+        return std::vector<double>(array.data(), array.data() + array.size());
+    };
+}
+
+py::tuple penalize(medscore::Memory& memory, const F64Array& points, const I64Array& keys, const Flags& correct,
+                   const std::optional<Flags>& valid, int64_t step) {
+    if (points.ndim() != 2) throw std::invalid_argument("penalize: points must be [N, D]");
+    const py::ssize_t n = points.shape(0);
+    if (keys.ndim() != 1 || keys.shape(0) != n || correct.ndim() != 1 || correct.shape(0) != n ||
+        (valid && (valid->ndim() != 1 || valid->shape(0) != n))) {
+        throw std::invalid_argument("penalize: keys, correct and valid must be [N] with N = " + std::to_string(n));
+    }
+    const medscore::PointsView view{points.data(), n, points.shape(1)};
+    // numpy bools are one byte holding 0 or 1, the core's flags.
+    const auto* correct_flags = reinterpret_cast<const uint8_t*>(correct.data());
+    const auto* valid_flags = valid ? reinterpret_cast<const uint8_t*>(valid->data()) : nullptr;
+    medscore::Penalties out;
+    {
+        py::gil_scoped_release release;
+        out = memory.penalize(view, keys.data(), correct_flags, valid_flags, step);
+    }
+    return py::make_tuple(to_numpy(std::move(out.penalties)), to_numpy(std::move(out.labels)),
+                          to_numpy(std::move(out.sizes)));
+}
+
+py::dict memory_state(const medscore::Memory& memory) {
+    medscore::MemorySnapshot s;
+    {
+        py::gil_scoped_release release;
+        s = memory.snapshot();
+    }
+    py::dict d;
+    d["keys"] = copy_of(s.keys);
+    d["last_step"] = s.last_step;
+    d["dim"] = s.dim;
+    d["last_penalties"] = copy_of(s.last_penalties);
+    d["engine"] = s.has_engine ? py::object(engine_state_dict(s.engine)) : py::object(py::none());
+    return d;
+}
+
+medscore::Memory memory_from_state(const medscore::MemoryOptions& options, const py::dict& state,
+                                   const py::object& penalty) {
+    medscore::MemorySnapshot s;
+    s.options = options;
+    s.keys = to_vector<int64_t>(state["keys"].cast<I64Array>());
+    s.last_step = state["last_step"].cast<int64_t>();
+    s.dim = state["dim"].cast<int64_t>();
+    s.last_penalties = to_vector<double>(state["last_penalties"].cast<F64Array>());
+    s.has_engine = !state["engine"].is_none();
+    if (s.has_engine) s.engine = engine_state_of(state["engine"].cast<py::dict>());
+    // The GIL stays held: a refused state destroys the callable's Python reference.
+    return medscore::Memory::from_snapshot(s, penalty_function(penalty));
 }
 
 py::tuple moments_of(const KeyedMemory& memory) {
@@ -132,6 +219,51 @@ void register_memory(py::module_& m) {
     m.def("unique_int64", &unique_int64, py::arg("values"),
           "values int64 [N] -> (distinct values int64 [U] increasing, inverse int64 [N]): "
           "np.unique(values, return_inverse=True).");
+    py::class_<medscore::MemoryOptions>(m, "MemoryOptions",
+                                        "Options of a Memory (error_memory.hpp); defaults are medscore.Memory's.")
+        .def(py::init<>())
+        .def_static("preset", &medscore::MemoryOptions::preset, py::arg("name"))
+        .def_readwrite("keyed", &medscore::MemoryOptions::keyed)
+        .def_readwrite("store", &medscore::MemoryOptions::store)
+        .def_readwrite("normalize", &medscore::MemoryOptions::normalize)
+        .def_readwrite("min_cluster_size", &medscore::MemoryOptions::min_cluster_size)
+        .def_readwrite("min_samples", &medscore::MemoryOptions::min_samples)
+        .def_readwrite("method", &medscore::MemoryOptions::method)
+        .def_readwrite("assign", &medscore::MemoryOptions::assign)
+        .def_readwrite("penalize_noise", &medscore::MemoryOptions::penalize_noise)
+        .def_readwrite("alpha", &medscore::MemoryOptions::alpha)
+        .def_readwrite("beta", &medscore::MemoryOptions::beta)
+        .def_readwrite("target", &medscore::MemoryOptions::target)
+        .def_readwrite("max_age", &medscore::MemoryOptions::max_age)
+        .def_readwrite("capacity", &medscore::MemoryOptions::capacity)
+        .def_readwrite("nan_rows", &medscore::MemoryOptions::nan_rows)
+        .def_readwrite("n_threads", &medscore::MemoryOptions::n_threads)
+        .def("check", [](const medscore::MemoryOptions& o) { medscore::check_options(o); },
+             "Raises ValueError naming the first bad option.");
+    m.attr("DEAD_KEYS_KEPT") = medscore::kDeadKeysKept;
+    m.attr("MAX_STEP") = medscore::kMaxStep;
+    m.def("default_penalty", &medscore::default_penalty, py::arg("size"), py::arg("alpha"), py::arg("beta"),
+          "min(alpha * ln(size + 1), beta), with the C library's log.");
+    py::class_<medscore::Memory>(m, "Memory", "The error memory's rules and state (error_memory.hpp).")
+        .def(py::init([](const medscore::MemoryOptions& options, const py::object& penalty) {
+                 return medscore::Memory(options, penalty_function(penalty));
+             }),
+             py::arg("options"), py::arg("penalty") = py::none())
+        .def_static("from_state", &memory_from_state, py::arg("options"), py::arg("state"),
+                    py::arg("penalty") = py::none(), "A Memory holding state() of another (checked; ValueError).")
+        .def("penalize", &penalize, py::arg("points"), py::arg("keys"), py::arg("correct"), py::arg("valid"),
+             py::arg("step"),
+             "points f64 [N, D], keys int64 [N], correct bool [N], valid bool [N] or None, step (-1: last + 1) -> "
+             "(penalties f64 [N], labels int64 [N], sizes int64 [N]); GIL released but for the penalty callable.")
+        .def("state", &memory_state,
+             "dict: keys int64 [K] by id, last_step, dim (0: nothing stored), last_penalties f64, engine (dict or None).")
+        .def_property_readonly("dim", &medscore::Memory::dim)
+        .def_property_readonly("last_step", &medscore::Memory::last_step)
+        .def_property_readonly("n_keys", [](const medscore::Memory& mem) { return mem.keys().size(); })
+        .def_property_readonly("keys", [](const medscore::Memory& mem) { return copy_of(mem.keys()); })
+        .def_property_readonly("last_penalties", [](const medscore::Memory& mem) { return copy_of(mem.last_penalties()); })
+        .def_property_readonly("engine", [](const medscore::Memory& mem) { return mem.engine(); },
+                               py::return_value_policy::reference_internal, "The KeyedMemory, or None before a point is stored.");
     py::class_<KeyedMemory>(m, "KeyedMemory", "Per-key exact HDBSCAN memory (see medscore/memory.hpp).")
         .def(py::init(&make_memory), py::arg("dim"), py::arg("min_cluster_size"), py::arg("min_samples"),
              py::arg("method"), py::arg("allow_single_cluster"), py::arg("epsilon"), py::arg("assign"),

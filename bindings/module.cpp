@@ -5,6 +5,7 @@
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "medscore's C++ core (exact HDBSCAN stages, error memory); see docs/SPEC.md";
+    register_enums(m);
     register_hdbscan(m);
     register_memory(m);
     register_incremental(m);

@@ -2,10 +2,14 @@
 #pragma once
 #include <pybind11/pybind11.h>
 
+/// The core's enums (SelectionMethod, AssignRule, StoreRule, NanRows, PenaltyTarget):
+/// bindings/enums.cpp. Registered first: the other areas' signatures name them.
+void register_enums(pybind11::module_& m);
+
 /// The batch HDBSCAN stages of docs/SPEC.md ("Backend interface"): bindings/hdbscan.cpp.
 void register_hdbscan(pybind11::module_& m);
 
-/// medscore::KeyedMemory: bindings/memory.cpp.
+/// medscore::KeyedMemory, medscore::MemoryOptions and medscore::Memory: bindings/memory.cpp.
 void register_memory(pybind11::module_& m);
 
 /// Kernels of medscore.IncrementalHDBSCAN: bindings/incremental.cpp.

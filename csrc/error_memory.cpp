@@ -24,26 +24,44 @@ std::vector<uint8_t> check_flags(const uint8_t* flags, int64_t n, const char* na
     return out;
 }
 
-/// Rows that carry a fingerprint; rows marked valid must be finite (as medscore.Memory).
+/// True when every entry of `row` [cols] is finite: x * 0 is 0 for a finite x and NaN for
+/// NaN or +-Inf, and a NaN survives the sum; four sums keep the loop from waiting on one.
+bool finite_row(const double* row, int64_t cols) noexcept {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    int64_t j = 0;
+    for (; j + 4 <= cols; j += 4) {
+        s0 += row[j] * 0.0;
+        s1 += row[j + 1] * 0.0;
+        s2 += row[j + 2] * 0.0;
+        s3 += row[j + 3] * 0.0;
+    }
+    for (; j < cols; ++j) s0 += row[j] * 0.0;
+    return (s0 + s1) + (s2 + s3) == 0.0;
+}
+
+bool all_nan(const double* row, int64_t cols) noexcept {
+    for (int64_t j = 0; j < cols; ++j) {
+        if (!std::isnan(row[j])) return false;
+    }
+    return true;
+}
+
+/// Rows that carry a fingerprint; rows marked valid must be finite.
 std::vector<uint8_t> valid_rows(const PointsView& x, const uint8_t* valid, NanRows nan_rows) {
     std::vector<uint8_t> out(static_cast<size_t>(x.rows), 1);
     if (valid != nullptr) out = check_flags(valid, x.rows, "valid");
     int64_t first_bad = -1, n_bad = 0;
     for (int64_t i = 0; i < x.rows; ++i) {
-        int64_t n_finite = 0, n_nan = 0;
-        for (int64_t j = 0; j < x.cols; ++j) {
-            n_finite += std::isfinite(x.row(i)[j]) ? 1 : 0;
-            n_nan += std::isnan(x.row(i)[j]) ? 1 : 0;
-        }
-        if (valid == nullptr && nan_rows == NanRows::skip && n_nan == x.cols) out[i] = 0;
-        if (out[i] && n_finite != x.cols) {
+        if (finite_row(x.row(i), x.cols)) continue;
+        if (valid == nullptr && nan_rows == NanRows::skip && all_nan(x.row(i), x.cols)) out[i] = 0;
+        if (out[i]) {
             if (first_bad < 0) first_bad = i;
             ++n_bad;
         }
     }
     if (first_bad >= 0) {
         bad_input("fingerprints contain NaN or Inf in row " + std::to_string(first_bad) + " (" + std::to_string(n_bad) +
-                  " bad rows); mark rows without a fingerprint with valid or nan_rows=skip");
+                  " bad rows); mark rows without a fingerprint with Batch.valid or nan_rows='skip'");
     }
     return out;
 }
@@ -79,7 +97,9 @@ double default_penalty(int64_t size, double alpha, double beta) {
     return std::min(alpha * std::log(static_cast<double>(size + 1)), beta);
 }
 
-Memory::Memory(const MemoryOptions& options) : options_(options) { check_options(options_); }
+Memory::Memory(const MemoryOptions& options, PenaltyFunction penalty) : options_(options), penalty_(std::move(penalty)) {
+    check_options(options_);
+}
 
 KeyedMemory Memory::make_engine(int64_t dim) const {
     MemoryParams p;
@@ -101,8 +121,8 @@ std::vector<int64_t> Memory::key_ids(const int64_t* keys, int64_t n, std::vector
     const UniqueValues unique = unique_values(keys, n);
     std::vector<int64_t> unique_ids(unique.values.size());
     for (size_t u = 0; u < unique.values.size(); ++u) {
-        auto it = std::lower_bound(key_index_.begin(), key_index_.end(), std::make_pair(unique.values[u], INT64_MIN));
-        if (it != key_index_.end() && it->first == unique.values[u]) {
+        const auto it = key_index_.find(unique.values[u]);
+        if (it != key_index_.end()) {
             unique_ids[u] = it->second;
         } else {
             unique_ids[u] = static_cast<int64_t>(keys_.size() + new_keys.size());
@@ -167,21 +187,41 @@ Penalties Memory::penalize(const PointsView& x, const int64_t* keys, const uint8
         out.sizes = std::move(result.sizes);
     }
     for (int64_t key : new_keys) {
-        key_index_.emplace_back(key, static_cast<int64_t>(keys_.size()));
+        key_index_.emplace(key, static_cast<int64_t>(keys_.size()));
         keys_.push_back(key);
     }
-    std::sort(key_index_.begin(), key_index_.end());
     last_step_ = step;
     if (options_.max_age >= 0 && options_.keyed && engine_) drop_expired_keys();
+    // The step is stored: only a user penalty function can fail from here on.
+    out.penalties = penalties_of(out, is_correct, is_valid);
+    last_penalties_ = out.penalties;
+    return out;
+}
+
+std::vector<double> Memory::penalties_of(const Penalties& answer, const std::vector<uint8_t>& is_correct,
+                                         const std::vector<uint8_t>& is_valid) const {
+    const auto n = static_cast<int64_t>(is_correct.size());
+    std::vector<int64_t> targeted;
     for (int64_t i = 0; i < n; ++i) {
         const bool aimed = options_.target == PenaltyTarget::both ||
                            (options_.target == PenaltyTarget::wrong && !is_correct[i]) ||
                            (options_.target == PenaltyTarget::right && is_correct[i]);
-        const bool target = aimed && is_valid[i] && (options_.penalize_noise || out.labels[i] >= 0);
-        if (target) out.penalties[i] = default_penalty(out.sizes[i], options_.alpha, options_.beta);
+        if (aimed && is_valid[i] && (options_.penalize_noise || answer.labels[i] >= 0)) targeted.push_back(i);
     }
-    last_penalties_ = out.penalties;
-    return out;
+    std::vector<double> penalties(static_cast<size_t>(n), 0.0);
+    if (!penalty_) {
+        for (const int64_t i : targeted) penalties[i] = default_penalty(answer.sizes[i], options_.alpha, options_.beta);
+        return penalties;
+    }
+    if (targeted.empty()) return penalties;
+    std::vector<int64_t> sizes(targeted.size());
+    for (size_t t = 0; t < targeted.size(); ++t) sizes[t] = answer.sizes[targeted[t]];
+    const std::vector<double> values = penalty_(sizes);
+    bool good = values.size() == sizes.size();
+    for (size_t t = 0; good && t < values.size(); ++t) good = std::isfinite(values[t]) && values[t] >= 0.0;
+    if (!good) throw std::invalid_argument("penalty(sizes) must return one finite value >= 0 per size");
+    for (size_t t = 0; t < targeted.size(); ++t) penalties[targeted[t]] = values[t];
+    return penalties;
 }
 
 void Memory::drop_expired_keys() {
@@ -208,9 +248,8 @@ void Memory::drop_expired_keys() {
             if (k * per_key + c < static_cast<int64_t>(sizes.size())) kept_groups.push_back(k * per_key + c);
         }
     }
-    std::vector<std::pair<int64_t, int64_t>> index;
-    for (size_t i = 0; i < keys.size(); ++i) index.emplace_back(keys[i], static_cast<int64_t>(i));
-    std::sort(index.begin(), index.end());
+    std::unordered_map<int64_t, int64_t> index;
+    for (size_t i = 0; i < keys.size(); ++i) index.emplace(keys[i], static_cast<int64_t>(i));
     engine_->compact(kept_groups);
     keys_.swap(keys);
     key_index_.swap(index);
@@ -228,17 +267,15 @@ MemorySnapshot Memory::snapshot() const {
     return s;
 }
 
-Memory Memory::from_snapshot(const MemorySnapshot& s) {
-    Memory memory(s.options);
+Memory Memory::from_snapshot(const MemorySnapshot& s, PenaltyFunction penalty) {
+    Memory memory(s.options, std::move(penalty));
     if (s.last_step < -1 || s.last_step > kMaxStep) throw std::invalid_argument("Memory: last_step must be in [-1, 2^63 - 2]");
     if (s.dim < 0 || (s.has_engine && s.dim == 0)) throw std::invalid_argument("Memory: bad dim " + std::to_string(s.dim));
     for (double p : s.last_penalties) {
         if (!std::isfinite(p) || p < 0.0) throw std::invalid_argument("Memory: last_penalties must be finite and >= 0");
     }
-    for (int64_t i = 0; i < static_cast<int64_t>(s.keys.size()); ++i) memory.key_index_.emplace_back(s.keys[i], i);
-    std::sort(memory.key_index_.begin(), memory.key_index_.end());
-    for (size_t i = 1; i < memory.key_index_.size(); ++i) {
-        if (memory.key_index_[i].first == memory.key_index_[i - 1].first) throw std::invalid_argument("Memory: keys are not unique");
+    for (int64_t i = 0; i < static_cast<int64_t>(s.keys.size()); ++i) {
+        if (!memory.key_index_.emplace(s.keys[i], i).second) throw std::invalid_argument("Memory: keys are not unique");
     }
     if (s.has_engine) {
         KeyedMemory engine = memory.make_engine(s.dim);

@@ -61,6 +61,20 @@ def memory_engine(name: str):
     return KeyedMemory
 
 
+def memory_rules(name: str):
+    """Backend ``name``'s ``Memory`` (the memory's rules over its engine): ``medscore._core.Memory``
+    or its mirror ``medscore._numba.error_memory.Memory``. Both take ``(options: _core.MemoryOptions,
+    penalty=None)`` and ``from_state(options, state, penalty=None)``, and have ``penalize(points,
+    keys, correct, valid, step) -> (penalties, labels, sizes)``, ``state()``, ``dim``,
+    ``last_step``, ``n_keys``, ``keys``, ``last_penalties`` and ``engine`` (a ``KeyedMemory`` or None)."""
+    if name == "cpp":
+        return get_backend("cpp").Memory
+    get_backend(name)
+    from ._numba.error_memory import Memory
+
+    return Memory
+
+
 def available_backends() -> list[str]:
     """Names of the backends that import here."""
     out = []

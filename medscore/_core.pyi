@@ -11,12 +11,355 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['IncrementalHDBSCAN', 'KeyedMemory', 'condense_tree', 'core_distances', 'fit', 'incremental_insert', 'knn_of_rows', 'minimum_spanning_tree', 'nearest_neighbors', 'select_clusters', 'simplify_hierarchy', 'single_linkage', 'spanning_forest_of_edges', 'struct_sizes', 'unique_int64']
+__all__: list[str] = ['AssignRule', 'DEAD_KEYS_KEPT', 'IncrementalHDBSCAN', 'KeyedMemory', 'MAX_STEP', 'Memory', 'MemoryOptions', 'NanRows', 'PenaltyTarget', 'SelectionMethod', 'StoreRule', 'condense_tree', 'core_distances', 'default_penalty', 'fit', 'incremental_insert', 'knn_of_rows', 'minimum_spanning_tree', 'nearest_neighbors', 'select_clusters', 'simplify_hierarchy', 'single_linkage', 'spanning_forest_of_edges', 'struct_sizes', 'unique_int64']
+class SelectionMethod:
+    """
+    How clusters are chosen from the condensed tree.
+    
+    Members:
+    
+      eom
+    
+      leaf
+    """
+    __members__: typing.ClassVar[dict[str, SelectionMethod]]
+    eom: typing.ClassVar[SelectionMethod]
+    leaf: typing.ClassVar[SelectionMethod]
+    @typing.overload
+    def __eq__(self, other: SelectionMethod) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: SelectionMethod) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class AssignRule:
+    """
+    How a new rollout's cluster is decided (memory.hpp).
+    
+    Members:
+    
+      exact
+    
+      paper
+    """
+    __members__: typing.ClassVar[dict[str, AssignRule]]
+    exact: typing.ClassVar[AssignRule]
+    paper: typing.ClassVar[AssignRule]
+    @typing.overload
+    def __eq__(self, other: AssignRule) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: AssignRule) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class StoreRule:
+    """
+    Which rollouts a Memory stores (error_memory.hpp).
+    
+    Members:
+    
+      wrong
+    
+      all
+    """
+    __members__: typing.ClassVar[dict[str, StoreRule]]
+    all: typing.ClassVar[StoreRule]
+    wrong: typing.ClassVar[StoreRule]
+    @typing.overload
+    def __eq__(self, other: StoreRule) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: StoreRule) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class NanRows:
+    """
+    What a fingerprint row of NaN means without a valid mask.
+    
+    Members:
+    
+      error
+    
+      skip
+    """
+    __members__: typing.ClassVar[dict[str, NanRows]]
+    error: typing.ClassVar[NanRows]
+    skip: typing.ClassVar[NanRows]
+    @typing.overload
+    def __eq__(self, other: NanRows) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: NanRows) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class PenaltyTarget:
+    """
+    Which rollouts get a penalty.
+    
+    Members:
+    
+      wrong
+    
+      right
+    
+      both
+    
+      none
+    """
+    __members__: typing.ClassVar[dict[str, PenaltyTarget]]
+    both: typing.ClassVar[PenaltyTarget]
+    none: typing.ClassVar[PenaltyTarget]
+    right: typing.ClassVar[PenaltyTarget]
+    wrong: typing.ClassVar[PenaltyTarget]
+    @typing.overload
+    def __eq__(self, other: PenaltyTarget) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: PenaltyTarget) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class MemoryOptions:
+    """
+    Options of a Memory (error_memory.hpp); defaults are medscore.Memory's.
+    """
+    assign: AssignRule
+    keyed: bool
+    method: SelectionMethod
+    nan_rows: NanRows
+    normalize: bool
+    penalize_noise: bool
+    store: StoreRule
+    target: PenaltyTarget
+    @staticmethod
+    def preset(name: str) -> MemoryOptions:
+        ...
+    def __init__(self) -> None:
+        ...
+    def check(self) -> None:
+        """
+        Raises ValueError naming the first bad option.
+        """
+    @property
+    def alpha(self) -> float:
+        ...
+    @alpha.setter
+    def alpha(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def beta(self) -> float:
+        ...
+    @beta.setter
+    def beta(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def capacity(self) -> int:
+        ...
+    @capacity.setter
+    def capacity(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def max_age(self) -> int:
+        ...
+    @max_age.setter
+    def max_age(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def min_cluster_size(self) -> int:
+        ...
+    @min_cluster_size.setter
+    def min_cluster_size(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def min_samples(self) -> int:
+        ...
+    @min_samples.setter
+    def min_samples(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def n_threads(self) -> int:
+        ...
+    @n_threads.setter
+    def n_threads(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class Memory:
+    """
+    The error memory's rules and state (error_memory.hpp).
+    """
+    @staticmethod
+    def from_state(options: MemoryOptions, state: dict, penalty: typing.Any = None) -> Memory:
+        """
+        A Memory holding state() of another (checked; ValueError).
+        """
+    def __init__(self, options: MemoryOptions, penalty: typing.Any = None) -> None:
+        ...
+    def penalize(self, points: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], keys: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], correct: typing.Annotated[numpy.typing.ArrayLike, numpy.bool], valid: typing.Annotated[numpy.typing.ArrayLike, numpy.bool] | None, step: typing.SupportsInt | typing.SupportsIndex) -> tuple:
+        """
+        points f64 [N, D], keys int64 [N], correct bool [N], valid bool [N] or None, step (-1: last + 1) -> (penalties f64 [N], labels int64 [N], sizes int64 [N]); GIL released but for the penalty callable.
+        """
+    def state(self) -> dict:
+        """
+        dict: keys int64 [K] by id, last_step, dim (0: nothing stored), last_penalties f64, engine (dict or None).
+        """
+    @property
+    def dim(self) -> int:
+        ...
+    @property
+    def engine(self) -> ...:
+        """
+        The KeyedMemory, or None before a point is stored.
+        """
+    @property
+    def keys(self) -> numpy.typing.NDArray[numpy.int64]:
+        ...
+    @property
+    def last_penalties(self) -> numpy.typing.NDArray[numpy.float64]:
+        ...
+    @property
+    def last_step(self) -> int:
+        ...
+    @property
+    def n_keys(self) -> int:
+        ...
 class KeyedMemory:
     """
     Per-key exact HDBSCAN memory (see medscore/memory.hpp).
     """
-    def __init__(self, dim: typing.SupportsInt | typing.SupportsIndex, min_cluster_size: typing.SupportsInt | typing.SupportsIndex, min_samples: typing.SupportsInt | typing.SupportsIndex, method: str, allow_single_cluster: bool, epsilon: typing.SupportsFloat | typing.SupportsIndex, assign: str, vote_k: typing.SupportsInt | typing.SupportsIndex, max_age: typing.SupportsInt | typing.SupportsIndex, capacity: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex, normalize: bool = False) -> None:
+    def __init__(self, dim: typing.SupportsInt | typing.SupportsIndex, min_cluster_size: typing.SupportsInt | typing.SupportsIndex, min_samples: typing.SupportsInt | typing.SupportsIndex, method: SelectionMethod, allow_single_cluster: bool, epsilon: typing.SupportsFloat | typing.SupportsIndex, assign: AssignRule, vote_k: typing.SupportsInt | typing.SupportsIndex, max_age: typing.SupportsInt | typing.SupportsIndex, capacity: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex, normalize: bool = False) -> None:
         ...
     def compact(self, kept: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
         """
@@ -126,6 +469,10 @@ def core_distances(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], m
     """
     Core distances float64 [N] of X float64 [N, D] (SPEC stage 1).
     """
+def default_penalty(size: typing.SupportsInt | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, beta: typing.SupportsFloat | typing.SupportsIndex) -> float:
+    """
+    min(alpha * ln(size + 1), beta), with the C library's log.
+    """
 def fit(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], min_cluster_size: typing.SupportsInt | typing.SupportsIndex, min_samples: typing.SupportsInt | typing.SupportsIndex, method: str, allow_single_cluster: bool, epsilon: typing.SupportsFloat | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
     """
     Whole pipeline: (core, mst, linkage, condensed, labels, probabilities, persistence).
@@ -170,3 +517,5 @@ def unique_int64(values: typing.Annotated[numpy.typing.ArrayLike, numpy.int64]) 
     """
     values int64 [N] -> (distinct values int64 [U] increasing, inverse int64 [N]): np.unique(values, return_inverse=True).
     """
+DEAD_KEYS_KEPT: int = 64
+MAX_STEP: int = 9223372036854775806

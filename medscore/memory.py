@@ -5,20 +5,25 @@ global clustering) of the fingerprints it has stored, and penalises a wrong roll
 size of the cluster it falls into: ``min(alpha * ln(|C| + 1), beta)`` by default. All keys of
 a step are clustered in one native call (C++ with threads across keys, or Numba).
 
+The rules (what is stored where, the step order, valid rows, who is penalised and how much,
+when expired keys are forgotten) are those of ``medscore::Memory`` (csrc/error_memory.cpp),
+mirrored for the Numba backend by ``medscore._numba.error_memory``. This class is their
+facade: it checks options and inputs, interns keys (ints, str or bytes) to int64 handles,
+converts tensors, and reads and writes state dicts and checkpoint files.
+
 Cluster labels within a key are numbered by their oldest member (the cluster holding the
 earliest stored point is 0), so they do not depend on how the clustering was computed;
 "ties to the smallest label" in the paper vote uses this numbering.
 """
 from __future__ import annotations
 
-import itertools
-import math
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from . import _core
 from ._batch import Batch  # noqa: F401  (medscore.memory.Batch, as before)
 from ._batch import as_bool_vector, as_float_rows, batch_fields, canonical_key, like_input, unique_keys
 from ._validation import INT64_MAX, INT_MAX, MAX_STEP, check_choice, check_float, check_int
@@ -26,62 +31,62 @@ from ._validation import INT64_MAX, INT_MAX, MAX_STEP, check_choice, check_float
 FORMAT = "medscore.Memory"
 STATE_VERSION = 1
 
-#: Defaults of every option (``preset=None``).
-DEFAULTS: dict[str, Any] = dict(
-    keyed=True, store="wrong", normalize=True, min_cluster_size=2, min_samples=1,
-    cluster_selection_method="eom", assign="exact", penalize_noise=False, alpha=0.1,
-    beta=0.2, penalty=None, target="wrong", max_age=None, capacity=None, nan_rows="error", backend="cpp",
-    n_threads=0,
-)
+# Each option of medscore.Memory that the core's MemoryOptions holds: (field, enum or None).
+# Choices of the enum options are the enums' members; None stands for -1 in max_age and capacity.
+_NATIVE_OPTIONS: dict[str, tuple[str, Any]] = {
+    "keyed": ("keyed", None), "store": ("store", _core.StoreRule), "normalize": ("normalize", None),
+    "min_cluster_size": ("min_cluster_size", None), "min_samples": ("min_samples", None),
+    "cluster_selection_method": ("method", _core.SelectionMethod), "assign": ("assign", _core.AssignRule),
+    "penalize_noise": ("penalize_noise", None), "alpha": ("alpha", None), "beta": ("beta", None),
+    "target": ("target", _core.PenaltyTarget), "max_age": ("max_age", None), "capacity": ("capacity", None),
+    "nan_rows": ("nan_rows", _core.NanRows), "n_threads": ("n_threads", None),
+}
+_OPTIONAL = ("max_age", "capacity")
+
+
+def _python_options(native) -> dict[str, Any]:
+    """The options of a core MemoryOptions, by medscore.Memory's names and values."""
+    out = {}
+    for name, (field, enum) in _NATIVE_OPTIONS.items():
+        value = getattr(native, field)
+        if enum is not None:
+            value = value.name
+        elif name in _OPTIONAL and value == -1:
+            value = None
+        out[name] = value
+    return out
+
+
+def _native_options(options: dict):
+    """The core MemoryOptions of validated medscore.Memory options."""
+    native = _core.MemoryOptions()
+    for name, (field, enum) in _NATIVE_OPTIONS.items():
+        value = options[name]
+        if enum is not None:
+            value = enum.__members__[value]
+        elif name in _OPTIONAL and value is None:
+            value = -1
+        setattr(native, field, value)
+    return native
+
+
+#: Defaults of every option (``preset=None``): the core's, plus the facade's own.
+DEFAULTS: dict[str, Any] = {**_python_options(_core.MemoryOptions()), "penalty": None, "backend": "cpp"}
 
 #: Presets: option values that replace the defaults; explicit arguments still win.
-PRESETS: dict[str, dict[str, Any]] = {
-    # The published MEDS recipe: per key and correctness, paper vote, noise penalised.
-    "paper": dict(keyed=True, store="all", normalize=True, min_cluster_size=2, min_samples=1,
-                  cluster_selection_method="eom", assign="paper", penalize_noise=True),
-}
+#: "paper", the published MEDS recipe (per key and correctness, paper vote, noise penalised),
+#: is the core's MemoryOptions.preset("paper").
+PRESETS: dict[str, dict[str, Any]] = {"paper": {
+    k: v for k, v in _python_options(_core.MemoryOptions.preset("paper")).items()
+    if k in ("keyed", "store", "normalize", "min_cluster_size", "min_samples", "cluster_selection_method",
+             "assign", "penalize_noise")}}
 
+#: Dead keys (none of their points left) kept before they are dropped; more than the live
+#: keys are never kept beyond this (the core's kDeadKeysKept).
+DEAD_KEYS_KEPT = int(_core.DEAD_KEYS_KEPT)
 # Options that change what is stored or how it is clustered: a state must match them.
-#: Dead keys (none of their points left) kept before they are dropped (see
-#: Memory._drop_expired_keys); more than the live keys are never kept beyond this.
-DEAD_KEYS_KEPT = 64
 _STATE_OPTIONS = ("keyed", "store", "normalize", "min_cluster_size", "min_samples",
                   "cluster_selection_method", "assign", "max_age", "capacity")
-
-
-#: Largest cluster size whose default penalty Memory keeps in its table.
-_PENALTY_TABLE_MAX = 1 << 16
-
-
-def _default_penalty(sizes: np.ndarray, alpha: float, beta: float) -> np.ndarray:
-    """``min(alpha * ln(size + 1), beta)`` with ``math.log`` (the same bits as the reference).
-
-    sizes: int64 [M] >= 0. Returns float64 [M]. The formula runs once per distinct size: a
-    lookup table indexed by size when sizes are small (no sort), else ``np.unique``.
-    """
-    if sizes.size == 0:
-        return np.zeros(0, dtype=np.float64)
-    top = int(sizes.max())
-    if top <= 4 * sizes.size + 1024:
-        present = np.zeros(top + 1, dtype=bool)
-        present[sizes] = True
-        distinct = np.flatnonzero(present)
-        table = np.zeros(top + 1, dtype=np.float64)
-        table[distinct] = [min(alpha * math.log(s + 1), beta) for s in distinct.tolist()]
-        return table[sizes]
-    unique, inverse = np.unique(sizes, return_inverse=True)
-    values = np.array([min(alpha * math.log(int(s) + 1), beta) for s in unique], dtype=np.float64)
-    return values[inverse.reshape(-1)]
-
-
-def _targeted(correct: np.ndarray, target: str) -> np.ndarray:
-    """bool [N], a new array: the rollouts that ``target`` ("wrong", "right", "both", "none") penalises."""
-    if target == "wrong":
-        return ~correct
-    if target == "right":
-        return correct.copy()
-    return np.full(correct.shape, target == "both")
-
 
 class Memory:
     """Error memory: per-key exact HDBSCAN of stored fingerprints, cluster sizes to penalties.
@@ -131,9 +136,9 @@ class Memory:
         What a row of NaN means when ``Batch.valid`` is not given: an error, or "no
         fingerprint" (no penalty, nothing stored).
     backend : {"cpp", "numba"}, default "cpp"
-        The C++ engine, or the Numba one (``medscore._numba.memory``: the same labels, sizes
-        and penalties bit for bit; slower, and its refits are O(n^2) per key, so it does not
-        suit one very large global memory).
+        The C++ memory, or its Numba mirror (``medscore._numba.error_memory``: the same labels,
+        sizes, penalties and states bit for bit; slower, and its refits are O(n^2) per key, so
+        it does not suit one very large global memory).
     n_threads : int, default 0 (every hardware thread)
         Threads across keys. The worker threads are kept for the whole process and shared
         by every Memory with the same count; they sleep between steps.
@@ -148,16 +153,13 @@ class Memory:
         self._options = self._resolve_options(preset, options)
         self._preset = preset
         self._lock = threading.RLock()
-        self._engine = None
-        self._dim: int | None = None
-        self._keys: list = []
-        self._key_ids: dict = {}
-        # The default penalty by cluster size, built here for sizes below 256 and grown on demand.
-        o = self._options
-        self._penalty_table = (_default_penalty(np.arange(256), o["alpha"], o["beta"]) if o["penalty"] is None
-                               else np.zeros(0, dtype=np.float64))
-        self._last_step = -1
-        self._last_penalties = np.zeros(0)
+        self._native = self._new_native()
+        # User key <-> int64 handle. Handles are never reused; the core numbers keys by them,
+        # and new keys of a step get increasing handles in the order np.unique sorts them.
+        self._handle_of: dict = {}
+        self._key_of: dict = {}
+        self._next_handle = 0
+        self._step_stored = False
 
     # -- options -------------------------------------------------------------------------
 
@@ -178,6 +180,19 @@ class Memory:
     def options(self) -> dict:
         """The resolved options (a copy)."""
         return dict(self._options)
+
+    def _new_native(self, state: dict | None = None):
+        from ._backends import memory_rules
+
+        rules = memory_rules(self._options["backend"])
+        native = _native_options(self._options)
+        penalty = None if self._options["penalty"] is None else self._user_penalty
+        return rules(native, penalty) if state is None else rules.from_state(native, state, penalty)
+
+    def _user_penalty(self, sizes):
+        # The core calls this only once the step is stored (see penalize).
+        self._step_stored = True
+        return self._options["penalty"](sizes)
 
     # -- the step ------------------------------------------------------------------------
 
@@ -205,200 +220,80 @@ class Memory:
         """
         with self._lock:
             fields = batch_fields(batch)
-            parsed = self._parse(fields)
-            labels, sizes = self._run_engine(parsed)
-            # The step is stored now: record its keys before anything else can fail (only
-            # a user penalty callable can, and then the step stays stored).
-            self._commit(parsed)
-            penalties = self._penalties(parsed, labels, sizes)
-            self._last_penalties = penalties
+            points, n = as_float_rows(fields["fingerprints"])
+            correct = as_bool_vector(fields["correct"], n, "correct")
+            valid = None if fields.get("valid") is None else as_bool_vector(fields["valid"], n, "valid")
+            handles, new_keys = self._handles_of(fields["keys"], n)
+            step = fields.get("step")
+            step = -1 if step is None else check_int("step", step, low=0, high=MAX_STEP)
+            self._step_stored = False
+            try:
+                penalties, labels, sizes = self._native.penalize(points, handles, correct, valid, step)
+            except BaseException:
+                if self._step_stored:  # the user's penalty failed after the step was stored
+                    self._commit_keys(new_keys)
+                raise
+            self._commit_keys(new_keys)
         out = like_input(penalties, fields["fingerprints"])
         if return_info:
             return out, {"labels": labels, "sizes": sizes}
         return out
 
-    def _parse(self, fields) -> dict:
-        points, n = as_float_rows(fields["fingerprints"])
-        if self._dim is not None and points.shape[1] != self._dim:
-            raise ValueError(f"fingerprints have {points.shape[1]} dimensions, the memory holds {self._dim}")
-        correct = as_bool_vector(fields["correct"], n, "correct")
-        # When every row goes to the engine, the engine checks that they are finite (and
-        # _run_engine names a bad row); else it is done here.
-        every_row_stored = (fields.get("valid") is None and self._options["nan_rows"] == "error"
-                            and self._options["store"] == "all")
-        valid = None if every_row_stored else self._valid_rows(points, fields.get("valid"), n)  # None: all
-        key_ids, new_keys = self._key_ids_of(fields["keys"], n)
-        step = fields.get("step")
-        if step is None:
-            if self._last_step == MAX_STEP:
-                raise ValueError(f"step: the memory's last step is {MAX_STEP}, the largest; no step can follow it")
-            step = self._last_step + 1
-        else:
-            step = check_int("step", step, low=0, high=MAX_STEP)
-        if step < self._last_step:
-            raise ValueError(f"step {step} is before the memory's last step {self._last_step}")
-        group = key_ids if self._options["keyed"] else np.zeros(n, dtype=np.int64)
-        if self._options["store"] == "all":
-            group = 2 * group + correct
-        n_stored = n
-        if not every_row_stored:
-            store = valid & ~correct if self._options["store"] == "wrong" else valid
-            n_stored = int(np.count_nonzero(store))
-            # The engine stores (and, with normalize, L2-normalises) the rows whose group is >= 0.
-            if n_stored < n:
-                group = np.where(store, group, -1)
-        return dict(n=n, dim=points.shape[1], points=points, n_stored=n_stored,
-                    finite_checked=not every_row_stored,
-                    groups=np.ascontiguousarray(group, dtype=np.int64), correct=correct, valid=valid,
-                    step=step, new_keys=new_keys)
-
-    def _valid_rows(self, points: np.ndarray, valid, n: int) -> np.ndarray:
-        if valid is not None:
-            valid = as_bool_vector(valid, n, "valid")
-        # A finite total means every entry is finite (an Inf or NaN entry makes it Inf or
-        # NaN): then the per-row checks, ten times slower, are skipped.
-        with np.errstate(over="ignore", invalid="ignore"):  # finite rows can sum past 1.8e308
-            total = np.add.reduce(points, axis=None)
-        if np.isfinite(total):
-            return valid if valid is not None else np.ones(n, dtype=bool)
-        finite = np.isfinite(points).all(axis=1)
-        if valid is None and self._options["nan_rows"] == "skip":
-            valid = finite | ~np.isnan(points).all(axis=1)
-        elif valid is None:
-            valid = np.ones(n, dtype=bool)
-        bad = valid & ~finite
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"fingerprints contain NaN or Inf in row {row} ({int(bad.sum())} bad rows); "
-                             "mark rows without a fingerprint with Batch.valid or nan_rows='skip'")
-        return valid
-
-    def _key_ids_of(self, keys, n: int):
+    def _handles_of(self, keys, n: int):
+        """(int64 [n] handle of each row's key, new keys in handle order); nothing is recorded."""
         unique, inverse = unique_keys(keys, n)
-        # Known keys' ids (-1 for new ones) in one C-level pass over the dict.
-        ids = np.fromiter(map(self._key_ids.get, unique, itertools.repeat(-1)), dtype=np.int64, count=len(unique))
-        fresh = np.flatnonzero(ids < 0)
-        ids[fresh] = np.arange(len(self._keys), len(self._keys) + len(fresh))
+        get = self._handle_of.get
+        handles = np.fromiter((get(k, -1) for k in unique), dtype=np.int64, count=len(unique))
+        fresh = np.flatnonzero(handles < 0)
+        handles[fresh] = np.arange(self._next_handle, self._next_handle + len(fresh))
         new_keys = unique if len(fresh) == len(unique) else [unique[i] for i in fresh.tolist()]
-        return ids[inverse], new_keys
+        return handles[inverse], new_keys
 
-    def _run_engine(self, parsed):
-        if parsed["n_stored"] == 0:
-            return np.full(parsed["n"], -1, dtype=np.int64), np.zeros(parsed["n"], dtype=np.int64)
-        engine = self._engine if self._engine is not None else self._new_engine(parsed["dim"])
-        try:
-            labels, sizes = engine.penalize_step(parsed["points"], parsed["groups"], parsed["step"])
-        except ValueError:
-            if not parsed["finite_checked"]:
-                self._valid_rows(parsed["points"], None, parsed["n"])  # the precise error, if it is this
-            raise
-        self._engine = engine
-        self._dim = parsed["dim"]
-        return labels, sizes
+    def _commit_keys(self, new_keys) -> None:
+        start = self._next_handle
+        self._handle_of.update(zip(new_keys, range(start, start + len(new_keys))))
+        self._key_of.update(zip(range(start, start + len(new_keys)), new_keys))
+        self._next_handle = start + len(new_keys)
+        if self._native.n_keys != len(self._key_of):  # the core forgot expired keys
+            live = self._native.keys.tolist()
+            self._key_of = {h: self._key_of[h] for h in live}
+            self._handle_of = {k: h for h, k in self._key_of.items()}
 
-    def _new_engine(self, dim: int):
-        o = self._options
-        from ._backends import memory_engine
-
-        return memory_engine(o["backend"])(
-            dim=dim, min_cluster_size=o["min_cluster_size"], min_samples=o["min_samples"],
-            method=o["cluster_selection_method"], allow_single_cluster=False, epsilon=0.0,
-            assign=o["assign"], vote_k=3, max_age=-1 if o["max_age"] is None else o["max_age"],
-            capacity=-1 if o["capacity"] is None else o["capacity"], n_threads=o["n_threads"],
-            normalize=o["normalize"])
-
-    def _penalties(self, parsed, labels, sizes) -> np.ndarray:
-        o = self._options
-        target = _targeted(parsed["correct"], o["target"])
-        if parsed["valid"] is not None:
-            target &= parsed["valid"]
-        if not o["penalize_noise"]:
-            target &= labels >= 0
-        if o["penalty"] is None:  # every row's penalty from the table, then zero where exempt
-            return np.where(target, self._default_penalties(sizes), 0.0)
-        penalties = np.zeros(parsed["n"], dtype=np.float64)
-        if not target.any():
-            return penalties
-        values = np.asarray(o["penalty"](sizes[target].copy()), dtype=np.float64).reshape(-1)
-        if values.shape != (int(target.sum()),) or not np.isfinite(values).all() or (values < 0).any():
-            raise ValueError("penalty(sizes) must return one finite value >= 0 per size")
-        penalties[target] = values
-        return penalties
-
-    def _default_penalties(self, sizes: np.ndarray) -> np.ndarray:
-        """The default penalty of each size (int64 [M] -> float64 [M]): from a table kept
-        between steps while sizes stay small, else computed per distinct size."""
-        top = int(sizes.max())
-        if top >= _PENALTY_TABLE_MAX:
-            return _default_penalty(sizes, self._options["alpha"], self._options["beta"])
-        table = self._penalty_table
-        if top >= len(table):
-            grown = np.arange(len(table), max(top + 1, 2 * len(table)), dtype=np.int64)
-            table = np.concatenate([table, _default_penalty(grown, self._options["alpha"], self._options["beta"])])
-            self._penalty_table = table
-        return table[sizes]
-
-    def _commit(self, parsed) -> None:
-        new_keys = parsed["new_keys"]
-        self._key_ids.update(zip(new_keys, range(len(self._keys), len(self._keys) + len(new_keys))))
-        self._keys.extend(new_keys)
-        self._last_step = parsed["step"]
-        if self._options["max_age"] is not None and self._options["keyed"] and self._engine is not None:
-            self._drop_expired_keys()
-
-    def _drop_expired_keys(self) -> None:
-        """Forget keys whose points have all expired, once they outnumber the live ones.
-
-        The engine expires points by age whether their key comes back or not; a key none of
-        whose groups holds a point is dead. Dropping dead keys only when there are more than
-        ``max(live keys, DEAD_KEYS_KEPT)`` of them keeps the key list and the engine's
-        per-key state within about twice what is live, at an amortised O(1) cost per key.
-        The rule depends only on the memory's state, so a resumed memory behaves the same.
-        """
-        sizes = self._engine.key_sizes()
-        per_key = 2 if self._options["store"] == "all" else 1
-        held = np.zeros(len(self._keys) * per_key, dtype=np.int64)
-        held[:sizes.shape[0]] = sizes
-        alive = held.reshape(len(self._keys), per_key).sum(axis=1) > 0
-        n_live = int(np.count_nonzero(alive))
-        if len(self._keys) - n_live <= max(n_live, DEAD_KEYS_KEPT):
-            return
-        kept = np.flatnonzero(alive)
-        groups = (kept[:, None] * per_key + np.arange(per_key)).ravel()
-        self._engine.compact(groups[groups < sizes.shape[0]].tolist())
-        self._keys = [self._keys[i] for i in kept.tolist()]
-        self._key_ids = {k: i for i, k in enumerate(self._keys)}
+    @property
+    def _engine(self):
+        """The clustering engine (KeyedMemory), or None before a point is stored."""
+        return self._native.engine
 
     # -- state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
         """Everything needed to resume: options, keys, step and the engine's arrays."""
         with self._lock:
-            engine = None if self._engine is None else {
-                k: (np.array(v) if isinstance(v, np.ndarray) else int(v)) for k, v in self._engine.state().items()}
+            native = self._native.state()
+            engine = native["engine"]
+            if engine is not None:
+                engine = {k: (np.array(v) if isinstance(v, np.ndarray) else int(v)) for k, v in engine.items()}
             return {
                 "format": FORMAT, "version": STATE_VERSION,
                 "options": {k: v for k, v in self._options.items() if k != "penalty"},
-                "keys": list(self._keys), "last_step": int(self._last_step), "dim": self._dim,
-                "last_penalties": self._last_penalties.copy(), "engine": engine,
+                "keys": [self._key_of[h] for h in native["keys"].tolist()],
+                "last_step": int(native["last_step"]), "dim": int(native["dim"]) or None,
+                "last_penalties": np.array(native["last_penalties"]), "engine": engine,
             }
 
     def load_state_dict(self, state: Mapping) -> None:
         """Replace the memory by ``state`` (from :meth:`state_dict`); all or nothing."""
         with self._lock:
             checked = _check_state(state, self._options)
-            engine = None
-            if checked["engine"] is not None:
-                engine = self._new_engine(checked["dim"])
-                e = checked["engine"]
-                engine.load_state(e["dim"], e["last_step"], e["offsets"], e["points"], e["steps"],
-                                  e["labels"], e["mst_u"], e["mst_v"], e["mst_weight"])
-            self._engine = engine
-            self._dim = checked["dim"]
-            self._keys = list(checked["keys"])
-            self._key_ids = {k: i for i, k in enumerate(self._keys)}
-            self._last_step = checked["last_step"]
-            self._last_penalties = np.asarray(checked["last_penalties"], dtype=np.float64).copy()
+            keys = checked["keys"]
+            native = self._new_native({
+                "keys": np.arange(len(keys), dtype=np.int64), "last_step": checked["last_step"],
+                "dim": checked["dim"] or 0, "engine": checked["engine"],
+                "last_penalties": np.ascontiguousarray(checked["last_penalties"], dtype=np.float64)})
+            self._native = native
+            self._key_of = dict(enumerate(keys))
+            self._handle_of = {k: h for h, k in self._key_of.items()}
+            self._next_handle = len(keys)
 
     def save(self, path) -> None:
         """Write the state to ``path`` atomically (see ``medscore._checkpoint``)."""
@@ -434,43 +329,46 @@ class Memory:
         the sum of all; the paper's diversity measure; 0 with fewer than 2 points).
         """
         with self._lock:
-            e = self._engine
+            e = self._native.engine
             points = 0 if e is None else int(e.n_points)
             noise = 0 if e is None else int(e.n_noise)
-            pen = self._last_penalties
+            pen = self._native.last_penalties
             return {
-                "keys": float(len(self._keys)),
+                "keys": float(self._native.n_keys),
                 "groups": float(0 if e is None else e.n_keys),
                 "points": float(points),
                 "clusters": float(0 if e is None else e.n_clusters),
                 "noise_fraction": float(noise / points) if points else 0.0,
                 "penalty_mean": float(pen.mean()) if pen.size else 0.0,
                 "penalty_max": float(pen.max()) if pen.size else 0.0,
-                "step": float(self._last_step),
+                "step": float(self._native.last_step),
                 "top1_eigenvalue_ratio": _top1_ratio(e),
             }
 
     def __repr__(self) -> str:
-        return f"Memory(preset={self._preset!r}, points={0 if self._engine is None else self._engine.n_points})"
+        e = self._native.engine
+        return f"Memory(preset={self._preset!r}, points={0 if e is None else e.n_points})"
 
 
 # -- helpers -------------------------------------------------------------------------------
 
 def _validate_options(o: dict) -> dict:
+    """Types and ranges of each option (TypeError/ValueError naming it), then the core's
+    checks of how options combine."""
     o = dict(o)
     for name in ("keyed", "normalize", "penalize_noise"):
         if not isinstance(o[name], (bool, np.bool_)):
             raise TypeError(f"{name} must be a bool, got {o[name]!r}")
         o[name] = bool(o[name])
-    check_choice("store", o["store"], {"wrong", "all"})
-    check_choice("cluster_selection_method", o["cluster_selection_method"], {"eom", "leaf"})
-    check_choice("assign", o["assign"], {"exact", "paper"})
-    check_choice("nan_rows", o["nan_rows"], {"error", "skip"})
-    check_choice("target", o["target"], {"wrong", "right", "both", "none"})
+    for name, (_, enum) in _NATIVE_OPTIONS.items():
+        if enum is not None:
+            check_choice(name, o[name], set(enum.__members__))
     if o["target"] in ("right", "both") and o["store"] != "all":
         raise ValueError(f"target={o['target']!r} penalises correct rollouts by their own clusters, which "
                          f"needs store='all' (got store={o['store']!r})")
-    check_choice("backend", o["backend"], {"cpp", "numba"})
+    from ._backends import BACKENDS
+
+    check_choice("backend", o["backend"], set(BACKENDS))
     o["min_cluster_size"] = check_int("min_cluster_size", o["min_cluster_size"], low=2, high=INT64_MAX)
     o["min_samples"] = check_int("min_samples", o["min_samples"], low=1, high=INT64_MAX)
     o["alpha"] = check_float("alpha", o["alpha"], low=0.0)
@@ -482,6 +380,7 @@ def _validate_options(o: dict) -> dict:
         o["capacity"] = check_int("capacity", o["capacity"], low=1, high=INT64_MAX)
     if o["penalty"] is not None and not callable(o["penalty"]):
         raise TypeError(f"penalty must be callable or None, got {o['penalty']!r}")
+    _native_options(o).check()
     return o
 
 

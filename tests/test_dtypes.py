@@ -64,10 +64,14 @@ def test_core_stubs_list_what_the_extension_exports():
 
     core = load_backend("cpp")
     tree = ast.parse((Path(__file__).resolve().parents[1] / "medscore" / "_core.pyi").read_text())
-    stubbed = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    def names(body):  # functions, classes and annotated constants (enum members, module constants)
+        out = {n.name: n for n in body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+        out.update({n.target.id: n for n in body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)})
+        return {k: v for k, v in out.items() if not k.startswith("_")}
+
+    stubbed = names(tree.body)
     exported = {name for name in dir(core) if not name.startswith("_")}
     assert set(stubbed) == exported
     for name, node in stubbed.items():
         if isinstance(node, ast.ClassDef):
-            members = {n.name for n in node.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
-            assert members == {m for m in dir(getattr(core, name)) if not m.startswith("_")}, name
+            assert set(names(node.body)) == {m for m in dir(getattr(core, name)) if not m.startswith("_")}, name

@@ -324,12 +324,16 @@ def test_integer_keys_are_numbered_like_np_unique(seed, n, log_span, dtype):
 
 
 def _engine_of(backend, normalize, dim=5):
-    if backend == "numba":
+    from medscore._core import AssignRule, SelectionMethod
+
+    if backend == "numba":  # the Numba engine is Python: it takes the enums' names
         from medscore._numba.memory import KeyedMemory
+        method, assign = "eom", "paper"
     else:
         from medscore._core import KeyedMemory
-    return KeyedMemory(dim=dim, min_cluster_size=2, min_samples=1, method="eom", allow_single_cluster=False,
-                       epsilon=0.0, assign="paper", vote_k=3, max_age=-1, capacity=-1, n_threads=2,
+        method, assign = SelectionMethod.eom, AssignRule.paper
+    return KeyedMemory(dim=dim, min_cluster_size=2, min_samples=1, method=method, allow_single_cluster=False,
+                       epsilon=0.0, assign=assign, vote_k=3, max_age=-1, capacity=-1, n_threads=2,
                        normalize=normalize)
 
 

@@ -1,13 +1,17 @@
 // The error memory of MEDS in C++: fingerprints of a step in, one penalty per rollout out.
 //
-// medscore::Memory is the C++ twin of the Python class medscore.Memory (medscore/memory.py)
-// for integer keys: the same options and defaults, the same key numbering, the same
-// L2-normalisation (bit for bit), the same default penalty min(alpha * ln(|C| + 1), beta),
-// and the same checkpoint file (medscore/checkpoint.hpp), so a memory saved by one is loaded
-// by the other. It wraps KeyedMemory (medscore/memory.hpp), which does the clustering.
+// medscore::Memory owns the rules of the memory: which rollouts are stored and in which
+// clustering (groups 2 * key + correct with StoreRule::all), the step order, which rows are
+// valid, which rollouts are penalised and by how much, and when expired keys are forgotten.
+// The Python class medscore.Memory is a facade over it (it interns str/bytes keys to int64
+// handles, converts tensors and checks types); the Numba backend mirrors it in
+// medscore/_numba/error_memory.py. It wraps KeyedMemory (medscore/memory.hpp), which does the
+// clustering, and its state is written by medscore/checkpoint.hpp.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -72,6 +76,10 @@ double default_penalty(int64_t size, double alpha, double beta);
 /// beyond max(live keys, kDeadKeysKept) they are dropped (medscore.Memory.DEAD_KEYS_KEPT).
 constexpr int64_t kDeadKeysKept = 64;
 
+/// A penalty other than the default: sizes [M] of the penalised rollouts' clusters (noise: the
+/// key's noise count) in, one penalty per size out (finite, >= 0; Memory checks).
+using PenaltyFunction = std::function<std::vector<double>(const std::vector<int64_t>& sizes)>;
+
 /// Per-rollout answer of Memory::penalize; every vector has N entries.
 struct Penalties {
     std::vector<double> penalties;  ///< >= 0, to subtract from the rewards
@@ -95,13 +103,16 @@ struct MemorySnapshot {
 class Memory {
 public:
     /// Checks `options` (std::invalid_argument).
-    explicit Memory(const MemoryOptions& options = MemoryOptions());
+    explicit Memory(const MemoryOptions& options = MemoryOptions(), PenaltyFunction penalty = nullptr);
 
     /// Penalties of one step's N rollouts; stores the step.
     /// `fingerprints` [N, D] float64 row-major; `keys` [N] any int64 (the prompt's stable id);
     /// `correct` [N] 0/1; `valid` [N] 0/1 or null (rows with 0 have no fingerprint);
     /// `step` >= last_step(), or -1 for last_step() + 1.
-    /// Throws std::invalid_argument on bad input; the memory is then unchanged.
+    /// Throws std::invalid_argument on bad input; the memory is then unchanged. With a
+    /// PenaltyFunction, the step is stored before the function is called: if it throws (or
+    /// returns a bad value, std::invalid_argument), the step stays stored and last_penalties()
+    /// keeps the previous step's values.
     Penalties penalize(const PointsView& fingerprints, const int64_t* keys, const uint8_t* correct,
                        const uint8_t* valid, int64_t step);
 
@@ -115,7 +126,7 @@ public:
 
     MemorySnapshot snapshot() const;
     /// A Memory holding `snapshot` (checked; std::invalid_argument), with `snapshot.options`.
-    static Memory from_snapshot(const MemorySnapshot& snapshot);
+    static Memory from_snapshot(const MemorySnapshot& snapshot, PenaltyFunction penalty = nullptr);
 
 private:
     /// The engine group of each row (-1: not stored) and how many rows are stored.
@@ -125,14 +136,18 @@ private:
     /// With max_age, forgets keys that hold no point once they outnumber the live ones.
     void drop_expired_keys();
     std::vector<int64_t> key_ids(const int64_t* keys, int64_t n, std::vector<int64_t>& new_keys) const;
+    /// The penalty of each rollout (0 where none is due) once the step is stored.
+    std::vector<double> penalties_of(const Penalties& answer, const std::vector<uint8_t>& is_correct,
+                                     const std::vector<uint8_t>& is_valid) const;
 
     MemoryOptions options_;
     int64_t dim_ = 0;
     int64_t last_step_ = -1;
     std::vector<int64_t> keys_;
-    std::vector<std::pair<int64_t, int64_t>> key_index_;  ///< (key, id) sorted by key
+    std::unordered_map<int64_t, int64_t> key_index_;  ///< key -> id
     std::vector<double> last_penalties_;
     std::optional<KeyedMemory> engine_;  ///< created by the first step that stores a point
+    PenaltyFunction penalty_;            ///< null: default_penalty
 };
 
 }  // namespace medscore
