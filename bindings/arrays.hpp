@@ -27,12 +27,6 @@ inline medscore::PointsView points_view(const Points& x) {
     return medscore::PointsView{x.data(), x.shape(0), x.shape(1)};
 }
 
-inline medscore::SelectionMethod selection_method_of(const std::string& method) {
-    if (method == "eom") return medscore::SelectionMethod::eom;
-    if (method == "leaf") return medscore::SelectionMethod::leaf;
-    throw std::invalid_argument("method must be 'eom' or 'leaf', got '" + method + "'");
-}
-
 /// Moves a vector into a numpy array of the given shape without copying.
 template <class T>
 py::array_t<T> to_numpy(std::vector<T>&& values, std::vector<py::ssize_t> shape) {

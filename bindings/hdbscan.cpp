@@ -27,7 +27,6 @@ using medscore_bindings::Points;
 using medscore_bindings::points_view;
 using medscore_bindings::to_numpy;
 
-using medscore_bindings::selection_method_of;
 
 py::tuple selection_tuple(Selection&& s) {
     return py::make_tuple(to_numpy(std::move(s.labels)), to_numpy(std::move(s.probabilities)),
@@ -71,10 +70,10 @@ py::array_t<MstEdge> minimum_spanning_tree_py(const Points& x, const py::array_t
     return to_numpy(std::move(mst));
 }
 
-py::tuple fit_py(const Points& x, int64_t min_cluster_size, int64_t min_samples, const std::string& method,
+py::tuple fit_py(const Points& x, int64_t min_cluster_size, int64_t min_samples, medscore::SelectionMethod method,
                  bool allow_single_cluster, double epsilon, int n_threads) {
     const PointsView view = points_view(x);
-    const HdbscanParams params{min_cluster_size, min_samples, selection_method_of(method), allow_single_cluster, epsilon,
+    const HdbscanParams params{min_cluster_size, min_samples, method, allow_single_cluster, epsilon,
                                n_threads};
     HdbscanResult r;
     {
@@ -135,12 +134,12 @@ void register_hdbscan(py::module_& m) {
         }
         return to_numpy(std::move(condensed));
     }, py::arg("linkage"), py::arg("n"), py::arg("min_cluster_size"), "Condensed tree CONDENSED (SPEC stage 4).");
-    m.def("select_clusters", [](const py::array& condensed, int64_t n, const std::string& method,
+    m.def("select_clusters", [](const py::array& condensed, int64_t n, medscore::SelectionMethod method,
                                 bool allow_single_cluster, double epsilon, int64_t max_cluster_size,
                                 double epsilon_max) {
         const std::vector<CondensedRow> rows = from_numpy<CondensedRow>(condensed, "condensed");
         SelectOptions options;
-        options.method = selection_method_of(method);
+        options.method = method;
         options.allow_single_cluster = allow_single_cluster;
         options.epsilon = epsilon;
         options.max_cluster_size = max_cluster_size;

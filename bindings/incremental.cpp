@@ -69,13 +69,13 @@ py::tuple knn_of_rows_py(const Points& x, const Int64s& rows, int64_t k, int n_t
     return py::make_tuple(to_numpy(std::move(indices), shape), to_numpy(std::move(distances), shape));
 }
 
-medscore::IncrementalHDBSCAN make_engine(int64_t min_cluster_size, int64_t min_samples, const std::string& method,
+medscore::IncrementalHDBSCAN make_engine(int64_t min_cluster_size, int64_t min_samples, medscore::SelectionMethod method,
                                          bool allow_single_cluster, int64_t capacity, int n_threads,
                                          int64_t max_cluster_size, double epsilon_max) {
     medscore::IncrementalParams p;
     p.min_cluster_size = min_cluster_size;
     p.min_samples = min_samples;
-    p.method = medscore_bindings::selection_method_of(method);
+    p.method = method;
     p.allow_single_cluster = allow_single_cluster;
     p.capacity = capacity;
     p.n_threads = n_threads;
@@ -93,7 +93,7 @@ py::tuple state_tuple(const medscore::IncrementalHDBSCAN& e) {
     const auto n = static_cast<py::ssize_t>(s.ids.size());
     const auto k = static_cast<py::ssize_t>(s.graph.k);
     return py::make_tuple(
-        py::make_tuple(p.min_cluster_size, p.min_samples, p.method == medscore::SelectionMethod::eom ? "eom" : "leaf",
+        py::make_tuple(p.min_cluster_size, p.min_samples, py::cast(p.method).attr("name"),
                        p.allow_single_cluster, p.capacity, p.n_threads, p.max_cluster_size, p.epsilon_max),
         s.dim, copy_of(s.shift), copy_of(s.points), copy_of(s.ids), copy_of(s.magnitude), k,
         copy_of(s.graph.knn_index), copy_of(s.graph.knn_dist), copy_of(s.graph.core), copy_of(s.graph.mst),
@@ -106,7 +106,7 @@ medscore::IncrementalHDBSCAN engine_of(const py::tuple& t) {
     if (params.size() != 6 && params.size() != 8) throw std::invalid_argument("IncrementalHDBSCAN: not an engine state");
     const bool options = params.size() == 8;  // states pickled before the selection options have 6
     const medscore::IncrementalHDBSCAN fresh = make_engine(
-        params[0].cast<int64_t>(), params[1].cast<int64_t>(), params[2].cast<std::string>(), params[3].cast<bool>(),
+        params[0].cast<int64_t>(), params[1].cast<int64_t>(), params[2].cast<medscore::SelectionMethod>(), params[3].cast<bool>(),
         params[4].cast<int64_t>(), params[5].cast<int>(), options ? params[6].cast<int64_t>() : 0,
         options ? params[7].cast<double>() : std::numeric_limits<double>::infinity());
     medscore::IncrementalState s;

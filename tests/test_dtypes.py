@@ -75,3 +75,23 @@ def test_core_stubs_list_what_the_extension_exports():
     for name, node in stubbed.items():
         if isinstance(node, ast.ClassDef):
             assert set(names(node.body)) == {m for m in dir(getattr(core, name)) if not m.startswith("_")}, name
+
+
+def test_enums_take_their_members_names():
+    """The core's functions take its enums; a member's name converts to it (one call shape for
+    both backends), an unknown name is refused naming the members."""
+    import pytest
+
+    from conftest import load_backend
+
+    core = load_backend("cpp")
+    for enum in (core.SelectionMethod, core.AssignRule, core.StoreRule, core.NanRows, core.PenaltyTarget):
+        for name, member in enum.__members__.items():
+            assert enum(name) == member and member.name == name
+    with pytest.raises(ValueError, match=r"SelectionMethod has no member 'bogus' \('eom', 'leaf'\)"):
+        core.SelectionMethod("bogus")
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    by_name = core.fit(X, 5, 3, "leaf", False, 0.0)[4]
+    np.testing.assert_array_equal(by_name, core.fit(X, 5, 3, core.SelectionMethod.leaf, False, 0.0)[4])
+    with pytest.raises(TypeError):
+        core.fit(X, 5, 3, "bogus", False, 0.0)
