@@ -7,8 +7,69 @@ from __future__ import annotations
 
 import functools
 import importlib
+from typing import Any, Protocol, runtime_checkable
 
 BACKENDS = ("cpp", "numba")
+
+
+# The interfaces every backend's stateful engines implement (docs/SPEC.md, "Stateful engines");
+# tests/test_backends.py checks both backends' classes against them, member by member.
+
+@runtime_checkable
+class IncrementalEngine(Protocol):
+    """``IncrementalHDBSCAN(min_cluster_size, min_samples, method, allow_single_cluster, capacity=0,
+    max_cluster_size=0, epsilon_max=inf)``: exact HDBSCAN* under inserts and removals."""
+
+    def insert(self, X) -> int: ...
+    def remove(self, ids) -> None: ...
+    size: int
+    dim: int
+    next_id: int
+    next_label: int
+    points: Any
+    ids: Any
+    knn_index: Any
+    knn_dist: Any
+    core_distances: Any
+    mst: Any
+    labels: Any
+    probabilities: Any
+    condensed_tree: Any
+
+
+@runtime_checkable
+class KeyedMemoryEngine(Protocol):
+    """``KeyedMemory(dim, min_cluster_size, min_samples, method, allow_single_cluster, epsilon,
+    assign, vote_k, max_age, capacity, n_threads, normalize=False)``: one clustering per group."""
+
+    def penalize_step(self, points, keys, step): ...
+    def state(self) -> dict: ...
+    def load_state(self, dim, last_step, offsets, points, steps, labels, mst_u, mst_v, mst_weight) -> None: ...
+    def moments(self): ...
+    def key_labels(self, key): ...
+    def key_steps(self, key): ...
+    def key_sizes(self): ...
+    def compact(self, kept) -> None: ...
+    last_step: int
+    n_keys: int
+    n_points: int
+    n_clusters: int
+    n_noise: int
+
+
+@runtime_checkable
+class MemoryRules(Protocol):
+    """``Memory(options: _core.MemoryOptions, penalty=None)`` and ``Memory.from_state(options,
+    state, penalty=None)``: the rules of medscore.Memory over a KeyedMemoryEngine."""
+
+    def penalize(self, points, keys, correct, valid, step): ...
+    def state(self) -> dict: ...
+    dim: int
+    last_step: int
+    n_keys: int
+    keys: Any
+    last_penalties: Any
+    engine: Any
 
 
 def get_backend(name: str):
