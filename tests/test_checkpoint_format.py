@@ -20,6 +20,8 @@ import medscore
 from medscore import _core
 from medscore._checkpoint import FILE_VERSION, MAGIC, CheckpointError, read_state, write_state
 
+from test_c_api import lib  # noqa: F401  (the C library, a fixture)
+
 DATA = Path(__file__).parent / "data"
 OPTIONS = dict(keyed=True, store="all", normalize=False, min_cluster_size=3, min_samples=1,
                cluster_selection_method="leaf", assign="paper", penalize_noise=True, alpha=0.1, beta=-0.0,
@@ -170,6 +172,25 @@ def test_a_failed_write_leaves_the_old_file_and_nothing_else(tmp_path):
     (tmp_path / "points.npy").unlink()
     assert path.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt"]
+
+
+def test_files_cross_between_c_and_python_with_equal_states(lib, tmp_path):
+    from test_c_api import CMemory, _steps
+
+    py = medscore.Memory("paper", n_threads=1, max_age=3)
+    for x, keys, correct, step in _steps(seed=3, n_steps=4):
+        py.penalize(dict(fingerprints=x, keys=keys, correct=correct, step=step))
+    py.save(tmp_path / "py.ckpt")
+    CMemory.load(lib, tmp_path / "py.ckpt").save(tmp_path / "c.ckpt")  # through the C API and back
+    assert (tmp_path / "c.ckpt").read_bytes() == (tmp_path / "py.ckpt").read_bytes()
+    _assert_same(medscore.Memory.load(tmp_path / "c.ckpt").state_dict(), py.state_dict())
+    c = CMemory(lib, min_cluster_size=3)
+    for x, keys, correct, step in _steps(seed=4, n_steps=3):
+        c.penalize(x, keys, correct, step)
+    c.save(tmp_path / "c2.ckpt")
+    medscore.Memory.load(tmp_path / "c2.ckpt").save(tmp_path / "py2.ckpt")
+    assert (tmp_path / "py2.ckpt").read_bytes() == (tmp_path / "c2.ckpt").read_bytes()
+    assert read_state(tmp_path / "c2.ckpt")["options"]["min_cluster_size"] == 3
 
 
 # -- version 1 files (written by medscore before version 2) -----------------------------------
