@@ -246,6 +246,32 @@ void test_foreign_headers_are_refused() {
     CHECK(refused_with(framed(header, {}), "unknown record x"));
 }
 
+void test_headers_damaged_under_a_valid_crc_never_crash() {
+    // The CRC stops accidental damage; a file made by another program with a valid CRC must
+    // still be parsed safely: mutate the prefix lengths and header bytes, re-frame with a fresh
+    // CRC, and expect a state or a CheckpointError, never another exception (or, under ASan,
+    // an out-of-bounds read).
+    std::mt19937_64 rng(11);
+    const auto bytes = medscore::serialize_checkpoint(random_state(rng, 3, 2));
+    uint64_t header_len = 0;
+    std::memcpy(&header_len, bytes.data() + 20, 8);
+    const size_t header_end = 36 + static_cast<size_t>(header_len), end = bytes.size() - 4;
+    int parsed = 0, refused = 0;
+    for (int trial = 0; trial < 3000; ++trial) {
+        auto damaged = bytes;
+        for (int k = 0; k < 1 + trial % 4; ++k) damaged[20 + rng() % (header_end - 20)] = static_cast<uint8_t>(rng());
+        const uint32_t crc = medscore::checkpoint_format::crc32_of(damaged.data(), end);
+        std::memcpy(damaged.data() + end, &crc, 4);
+        try {
+            medscore::deserialize_checkpoint(damaged.data(), damaged.size(), "fuzz");
+            ++parsed;
+        } catch (const CheckpointError&) {
+            ++refused;
+        }
+    }
+    CHECK(parsed + refused == 3000 && refused > 2000);
+}
+
 // -- the C++ Memory ------------------------------------------------------------------------
 
 medscore::Memory filled_memory() {
@@ -349,6 +375,7 @@ int main() {
     test_writer_refuses_what_cannot_read_back();
     test_every_damage_is_refused();
     test_foreign_headers_are_refused();
+    test_headers_damaged_under_a_valid_crc_never_crash();
     test_memory_options_and_keys_map_by_name();
     test_memory_files();
     test_a_file_the_cpp_memory_cannot_hold();
