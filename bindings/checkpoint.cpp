@@ -84,7 +84,7 @@ py::dict python_of_engine(medscore::MemoryState&& s) {
     return e;
 }
 
-void write_state(const std::string& path, int64_t state_version, const py::dict& options,
+void write_state(const py::bytes& path, int64_t state_version, const py::dict& options,
            const std::vector<std::pair<std::string, py::bytes>>& keys, int64_t last_step, int64_t dim,
            const Doubles& last_penalties, const py::object& engine) {
     CheckpointState s;
@@ -102,15 +102,17 @@ void write_state(const std::string& path, int64_t state_version, const py::dict&
     s.last_penalties = to_vector<double>(last_penalties);
     s.has_engine = !engine.is_none();
     if (s.has_engine) s.engine = engine_of(engine.cast<py::dict>());
+    const std::string file = path;  // os.fsencode(path): any name the file system allows
     py::gil_scoped_release release;
-    medscore::write_checkpoint(path, s);
+    medscore::write_checkpoint(file, s);
 }
 
-py::array_t<uint8_t> read_file_bytes(const std::string& path) {
+py::array_t<uint8_t> read_file_bytes(const py::bytes& path) {
+    const std::string file = path;
     std::vector<uint8_t> bytes;
     {
         py::gil_scoped_release release;
-        bytes = medscore::read_checkpoint_bytes(path);
+        bytes = medscore::read_checkpoint_bytes(file);
     }
     return to_numpy(std::move(bytes));
 }
@@ -136,17 +138,28 @@ py::dict deserialize_state(const py::array_t<uint8_t, py::array::c_style>& bytes
     return out;
 }
 
+py::str message_of(const std::exception& e) {
+    const std::string what = e.what();
+    return py::reinterpret_steal<py::str>(
+        PyUnicode_DecodeUTF8(what.data(), static_cast<py::ssize_t>(what.size()), "backslashreplace"));
+}
+
 }  // namespace
 
 void register_checkpoint(py::module_& m) {
     auto error = py::register_local_exception<medscore::CheckpointError>(m, "CheckpointError", PyExc_ValueError);
     error.attr("__doc__") = "A checkpoint file that cannot be read back exactly (corrupted, truncated, foreign).";
+    // Registered after register_local_exception, so tried before it. Messages name the file as
+    // the bytes of os.fsencode(path), which need not be UTF-8: shown with backslash escapes.
     // FileError carries errno: OSError(errno, message) becomes FileNotFoundError and the like.
     py::register_local_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
+        } catch (const medscore::CheckpointError& e) {
+            const py::object type = py::module_::import("medscore._core").attr("CheckpointError");
+            PyErr_SetObject(type.ptr(), message_of(e).ptr());
         } catch (const medscore::FileError& e) {
-            const py::object error = py::reinterpret_borrow<py::object>(PyExc_OSError)(e.error_number(), e.what());
+            const py::object error = py::reinterpret_borrow<py::object>(PyExc_OSError)(e.error_number(), message_of(e));
             PyErr_SetObject(PyExc_OSError, error.ptr());
         }
     });

@@ -92,7 +92,7 @@ def read_state(path) -> dict:
     Raises CheckpointError (a ValueError) for a damaged, truncated or foreign file and for
     anything but a regular file; OSError when the file cannot be read.
     """
-    where = os.fsdecode(path)
+    where = os.fsencode(path).decode("utf-8", "backslashreplace")  # for messages: any file name
     blob = _core.checkpoint_read_bytes(os.fsencode(path))
     if blob[:16].tobytes() == MAGIC and blob[16:20].tobytes() == struct.pack("<I", 1):
         return _read_v1(blob.tobytes(), where)

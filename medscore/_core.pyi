@@ -489,11 +489,11 @@ def checkpoint_deserialize(data: typing.Annotated[numpy.typing.ArrayLike, numpy.
     """
     The state in version-2 file bytes as a dict (state_version, options, keys, last_step, dim, last_penalties, engine); CheckpointError for a damaged or foreign file.
     """
-def checkpoint_read_bytes(path: str) -> numpy.typing.NDArray[numpy.uint8]:
+def checkpoint_read_bytes(path: bytes) -> numpy.typing.NDArray[numpy.uint8]:
     """
     The bytes (uint8 [size]) of a regular file, read without blocking; CheckpointError otherwise.
     """
-def checkpoint_write(path: str, state_version: typing.SupportsInt | typing.SupportsIndex, options: dict, keys: collections.abc.Sequence[tuple[str, bytes]], last_step: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, last_penalties: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], engine: typing.Any) -> None:
+def checkpoint_write(path: bytes, state_version: typing.SupportsInt | typing.SupportsIndex, options: dict, keys: collections.abc.Sequence[tuple[str, bytes]], last_step: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, last_penalties: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], engine: typing.Any) -> None:
     """
     Writes a Memory state atomically (format version 2). keys: [(tag 'i' | 's' | 'b', bytes)]; dim: 0 for none; engine: None or the dict of KeyedMemory.state().
     """

@@ -84,6 +84,18 @@ def test_memory_round_trip_with_every_kind_of_key(tmp_path):
     _assert_same(loaded, state)
 
 
+def test_any_file_name_the_file_system_allows(tmp_path):
+    path = tmp_path / os.fsdecode(b"memory-\xff-\xc3\xa9.ckpt")  # not UTF-8: passed on as bytes
+    medscore.Memory().save(path)
+    assert medscore.Memory.load(path).metrics()["points"] == 0.0
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    path.write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match=r"memory-\\xff-é.ckpt: too short"):
+        medscore.Memory.load(path)
+    with pytest.raises(FileNotFoundError, match=r"memory-\\xff-é.ckpt"):
+        medscore.Memory.load(tmp_path / os.fsdecode(b"memory-\xff-\xc3\xa9.ckpt2"))
+
+
 def test_the_layout_and_the_checksum_are_zlibs_crc32(tmp_path):
     medscore.Memory().save(tmp_path / "m")
     blob = (tmp_path / "m").read_bytes()
