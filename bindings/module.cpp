@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
     register_hdbscan(m);
     register_memory(m);
     register_incremental(m);
+    register_checkpoint(m);
 }

@@ -14,3 +14,6 @@ void register_memory(pybind11::module_& m);
 
 /// Kernels of medscore.IncrementalHDBSCAN: bindings/incremental.cpp.
 void register_incremental(pybind11::module_& m);
+
+/// Checkpoint files of medscore.Memory (medscore/checkpoint.hpp): bindings/checkpoint.cpp.
+void register_checkpoint(pybind11::module_& m);

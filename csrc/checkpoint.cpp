@@ -1,211 +1,266 @@
-// Memory checkpoints in medscore/_checkpoint.py's format: JSON header, raw arrays, SHA-256.
+// Writing checkpoint files (format version 2, medscore/checkpoint.hpp): typed header records,
+// raw arrays, CRC-32. Everything the reader refuses is refused here first, so a written file
+// always reads back.
 #include "medscore/checkpoint.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "checkpoint_format.hpp"
-#include "json.hpp"
-#include "sha256.hpp"
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "medscore checkpoints store little-endian arrays; big-endian hosts are not supported"
-#endif
 
 namespace medscore {
+
+namespace checkpoint_format {
+
+bool is_utf8(const std::string& s) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const size_t n = s.size();
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = p[i];
+        size_t len = 0;
+        uint32_t code = 0, least = 0;
+        if (c < 0x80) { ++i; continue; }
+        if ((c & 0xE0) == 0xC0) { len = 2; code = c & 0x1F; least = 0x80; }
+        else if ((c & 0xF0) == 0xE0) { len = 3; code = c & 0x0F; least = 0x800; }
+        else if ((c & 0xF8) == 0xF0) { len = 4; code = c & 0x07; least = 0x10000; }
+        else return false;
+        if (n - i < len) return false;
+        for (size_t k = 1; k < len; ++k) {
+            if ((p[i + k] & 0xC0) != 0x80) return false;
+            code = (code << 6) | (p[i + k] & 0x3F);
+        }
+        // Overlong forms, UTF-16 surrogates and code points past Unicode are not UTF-8.
+        if (code < least || (code >= 0xD800 && code <= 0xDFFF) || code > 0x10FFFF) return false;
+        i += len;
+    }
+    return true;
+}
+
+bool is_decimal_integer(const std::string& s) {
+    const size_t start = !s.empty() && s[0] == '-' ? 1 : 0;
+    if (s.size() == start) return false;
+    if (!std::all_of(s.begin() + static_cast<long>(start), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        return false;
+    }
+    if (s[start] == '0') return s == "0";  // no leading zero, no "-0"
+    return true;
+}
+
+}  // namespace checkpoint_format
+
+namespace cf = checkpoint_format;
+
+FileError::FileError(const std::string& what, std::string path, int error_number)
+    : std::runtime_error(what + " '" + path + "': " + std::strerror(error_number)),
+      path_(std::move(path)),
+      error_number_(error_number) {}
+
+CheckpointValue CheckpointValue::of_bool(bool v) {
+    CheckpointValue out;
+    out.type = Type::boolean;
+    out.boolean = v;
+    return out;
+}
+CheckpointValue CheckpointValue::of_int(int64_t v) {
+    CheckpointValue out;
+    out.type = Type::integer;
+    out.integer = v;
+    return out;
+}
+CheckpointValue CheckpointValue::of_real(double v) {
+    CheckpointValue out;
+    out.type = Type::real;
+    out.real = v;
+    return out;
+}
+CheckpointValue CheckpointValue::of_text(std::string v) {
+    CheckpointValue out;
+    out.type = Type::text;
+    out.text = std::move(v);
+    return out;
+}
+
 namespace {
 
+[[noreturn]] void unwritable(const std::string& what) {
+    throw std::invalid_argument("cannot write the checkpoint: " + what);
+}
 
-/// One array of the data block: its header entry and where its bytes are.
-struct ArrayEntry {
+/// An array of the data block: its record and where its bytes are.
+struct ArraySpec {
     std::string name;
-    std::string dtype;  ///< "<f8" or "<i8"
-    std::vector<int64_t> shape;
+    cf::Dtype dtype;
+    std::vector<uint64_t> shape;
     const void* data;
-    size_t nbytes;
+    uint64_t nbytes;
 };
 
 template <class T>
-ArrayEntry entry(const std::string& name, const std::vector<T>& v, std::vector<int64_t> shape) {
-    return {name, std::is_floating_point_v<T> ? "<f8" : "<i8", std::move(shape), v.data(), v.size() * sizeof(T)};
+ArraySpec array_spec(std::string name, const std::vector<T>& v, std::vector<uint64_t> shape) {
+    static_assert(sizeof(T) == 8, "checkpoint arrays hold 8-byte elements");
+    const cf::Dtype dtype = std::is_floating_point_v<T> ? cf::Dtype::float64 : cf::Dtype::int64;
+    return {std::move(name), dtype, std::move(shape), v.data(), uint64_t(v.size()) * 8};
 }
 
-std::string json_int_or_null(int64_t value) { return value < 0 ? "null" : std::to_string(value); }
-std::string json_bool(bool value) { return value ? "true" : "false"; }
+/// Appends little-endian values and records to a byte buffer.
+class HeaderWriter {
+public:
+    template <class T>
+    void put(T value) {
+        const auto* p = reinterpret_cast<const uint8_t*>(&value);
+        bytes_.insert(bytes_.end(), p, p + sizeof(T));
+    }
+    void put_string(const std::string& s) {
+        put(uint64_t(s.size()));
+        bytes_.insert(bytes_.end(), s.begin(), s.end());
+    }
+    void record(const std::string& name, cf::RecordType type) {
+        if (name.size() > UINT16_MAX || !cf::is_utf8(name)) unwritable("the record name '" + name + "' is not short UTF-8");
+        ++count_;
+        put(uint16_t(name.size()));
+        bytes_.insert(bytes_.end(), name.begin(), name.end());
+        put(static_cast<uint8_t>(type));
+    }
+    void integer(const std::string& name, int64_t v) { record(name, cf::RecordType::integer); put(v); }
+    void boolean(const std::string& name, bool v) { record(name, cf::RecordType::boolean); put(uint8_t(v)); }
+    void value(const std::string& name, const CheckpointValue& v);
+    void keys(const std::vector<CheckpointKey>& keys);
+    void array(const ArraySpec& a, uint64_t offset);
 
-const char* target_name(PenaltyTarget t) {
-    switch (t) {
-        case PenaltyTarget::right: return "right";
-        case PenaltyTarget::both: return "both";
-        case PenaltyTarget::none: return "none";
-        default: return "wrong";
+    /// The header: the record count, then the records.
+    std::vector<uint8_t> finish() const {
+        std::vector<uint8_t> out(4);
+        std::memcpy(out.data(), &count_, 4);
+        out.insert(out.end(), bytes_.begin(), bytes_.end());
+        return out;
+    }
+
+private:
+    std::vector<uint8_t> bytes_;
+    uint32_t count_ = 0;
+};
+
+void HeaderWriter::value(const std::string& name, const CheckpointValue& v) {
+    using T = CheckpointValue::Type;
+    switch (v.type) {
+        case T::null: record(name, cf::RecordType::null); return;
+        case T::boolean: boolean(name, v.boolean); return;
+        case T::integer: integer(name, v.integer); return;
+        case T::real: record(name, cf::RecordType::real); put(v.real); return;
+        case T::text:
+            if (!cf::is_utf8(v.text)) unwritable("the value of " + name + " is not UTF-8");
+            record(name, cf::RecordType::text);
+            put_string(v.text);
+            return;
+    }
+    unwritable("the value of " + name + " has an unknown type");
+}
+
+void HeaderWriter::keys(const std::vector<CheckpointKey>& keys) {
+    record("keys", cf::RecordType::keys);
+    put(uint64_t(keys.size()));
+    for (const CheckpointKey& k : keys) {
+        const bool ok = (k.tag == CheckpointKey::Tag::integer && cf::is_decimal_integer(k.bytes)) ||
+                        (k.tag == CheckpointKey::Tag::text && cf::is_utf8(k.bytes)) ||
+                        k.tag == CheckpointKey::Tag::bytes;
+        if (!ok) unwritable("a key is not a decimal integer, UTF-8 text or bytes with its tag");
+        put(static_cast<uint8_t>(k.tag));
+        put_string(k.bytes);
     }
 }
 
-// Members in sorted order, as Python's json.dumps(sort_keys=True) writes them.
-std::string options_json(const MemoryOptions& o) {
-    return "{\"alpha\": " + format_python_float(o.alpha) +
-           ", \"assign\": " + (o.assign == AssignRule::paper ? "\"paper\"" : "\"exact\"") +
-           ", \"backend\": \"cpp\", \"beta\": " + format_python_float(o.beta) +
-           ", \"capacity\": " + json_int_or_null(o.capacity) +
-           ", \"cluster_selection_method\": " + (o.method == SelectionMethod::leaf ? "\"leaf\"" : "\"eom\"") +
-           ", \"keyed\": " + json_bool(o.keyed) + ", \"max_age\": " + json_int_or_null(o.max_age) +
-           ", \"min_cluster_size\": " + std::to_string(o.min_cluster_size) +
-           ", \"min_samples\": " + std::to_string(o.min_samples) + ", \"n_threads\": " + std::to_string(o.n_threads) +
-           ", \"nan_rows\": " + (o.nan_rows == NanRows::skip ? "\"skip\"" : "\"error\"") +
-           ", \"normalize\": " + json_bool(o.normalize) + ", \"penalize_noise\": " + json_bool(o.penalize_noise) +
-           ", \"store\": " + (o.store == StoreRule::all ? "\"all\"" : "\"wrong\"") +
-           ", \"target\": \"" + target_name(o.target) + "\"}";
+void HeaderWriter::array(const ArraySpec& a, uint64_t offset) {
+    record(a.name, cf::RecordType::array);
+    put(static_cast<uint8_t>(a.dtype));
+    put(uint8_t(a.shape.size()));
+    for (uint64_t extent : a.shape) put(extent);
+    put(offset);
+    put(a.nbytes);
 }
 
-std::string header_json(const MemorySnapshot& s, const std::vector<ArrayEntry>& arrays) {
-    std::string h = "{\"arrays\": [";
-    size_t offset = 0;
-    for (size_t i = 0; i < arrays.size(); ++i) {
-        const ArrayEntry& a = arrays[i];
-        std::string shape;
-        for (size_t d = 0; d < a.shape.size(); ++d) shape += (d ? ", " : "") + std::to_string(a.shape[d]);
-        h += (i ? ", " : "") + std::string("{\"dtype\": \"") + a.dtype + "\", \"name\": " + quote_json(a.name) +
-             ", \"nbytes\": " + std::to_string(a.nbytes) + ", \"offset\": " + std::to_string(offset) +
-             ", \"shape\": [" + shape + "]}";
-        offset += a.nbytes;
+/// The options sorted by name (the file does not depend on the order a caller kept them in).
+std::vector<const CheckpointOption*> sorted_options(const std::vector<CheckpointOption>& options) {
+    std::vector<const CheckpointOption*> out;
+    for (const CheckpointOption& o : options) out.push_back(&o);
+    std::sort(out.begin(), out.end(), [](const auto* a, const auto* b) { return a->name < b->name; });
+    for (size_t i = 0; i < out.size(); ++i) {
+        if (out[i]->name.empty()) unwritable("an option has no name");
+        if (i > 0 && out[i]->name == out[i - 1]->name) unwritable("option " + out[i]->name + " is given twice");
     }
-    h += "], \"dim\": " + (s.dim > 0 ? std::to_string(s.dim) : std::string("null"));
-    h += ", \"engine\": " + (s.has_engine ? "{\"dim\": " + std::to_string(s.engine.dim) + ", \"last_step\": " +
-                                                std::to_string(s.engine.last_step) + "}"
-                                          : std::string("null"));
-    h += ", \"format\": \"medscore.Memory\", \"keys\": [";
-    for (size_t i = 0; i < s.keys.size(); ++i) h += (i ? ", " : "") + std::string("[\"i\", \"") + std::to_string(s.keys[i]) + "\"]";
-    h += "], \"last_step\": " + std::to_string(s.last_step) + ", \"options\": " + options_json(s.options) +
-         ", \"version\": " + std::to_string(kStateVersion) + "}";
-    return h;
+    return out;
 }
 
-template <class T>
-void append_bytes(std::vector<uint8_t>& out, const T& value) {
-    const auto* p = reinterpret_cast<const uint8_t*>(&value);
-    out.insert(out.end(), p, p + sizeof(T));
-}
+/// The MST as the three columns the file stores.
+struct MstColumns {
+    std::vector<int64_t> u, v;
+    std::vector<double> weight;
+};
 
-[[noreturn]] void file_error(const std::string& what, const std::string& path) {
-    throw FileError(what + " '" + path + "': " + std::strerror(errno));
-}
-
-void write_all(int fd, const std::vector<uint8_t>& bytes, const std::string& path) {
-    size_t done = 0;
-    while (done < bytes.size()) {
-        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) file_error("cannot write", path);
-        done += static_cast<size_t>(n);
+/// The engine's arrays in file order; they point into `e` and `mst`, which `e`'s edges fill.
+std::vector<ArraySpec> engine_arrays(const MemoryState& e, MstColumns& mst) {
+    const uint64_t n_points = e.steps.size(), n_edges = e.mst.size();
+    if (e.dim < 0 || e.points.size() != n_points * uint64_t(e.dim) || e.labels.size() != n_points) {
+        unwritable("the engine's points, steps and labels disagree in size");
     }
-}
-
-/// The bytes of the regular file at `path`. Opened without blocking (a FIFO or a device would
-/// otherwise wait for a writer or never end) and read up to the size fstat gives, no further.
-std::vector<uint8_t> read_file(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) file_error("cannot open", path);
-    struct stat info {};
-    if (::fstat(fd, &info) != 0) {
-        const int saved = errno;
-        ::close(fd);
-        errno = saved;
-        file_error("cannot stat", path);
+    for (const MstEdge& edge : e.mst) {
+        mst.u.push_back(edge.u);
+        mst.v.push_back(edge.v);
+        mst.weight.push_back(edge.weight);
     }
-    if (!S_ISREG(info.st_mode)) {
-        ::close(fd);
-        throw CheckpointError("'" + path + "' is not a regular file (a checkpoint is read only from one)");
-    }
-    std::vector<uint8_t> bytes(static_cast<size_t>(info.st_size));
-    size_t done = 0;
-    while (done < bytes.size()) {
-        const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            const int saved = n < 0 ? errno : EIO;
-            ::close(fd);
-            errno = saved;
-            file_error(n < 0 ? "cannot read" : "file shrank while read", path);
-        }
-        done += static_cast<size_t>(n);
-    }
-    ::close(fd);
-    return bytes;
+    return {array_spec("engine.offsets", e.offsets, {e.offsets.size()}),
+            array_spec("engine.points", e.points, {n_points, uint64_t(e.dim)}),
+            array_spec("engine.steps", e.steps, {n_points}),
+            array_spec("engine.labels", e.labels, {n_points}),
+            array_spec("engine.mst_u", mst.u, {n_edges}),
+            array_spec("engine.mst_v", mst.v, {n_edges}),
+            array_spec("engine.mst_weight", mst.weight, {n_edges})};
 }
 
 }  // namespace
 
-std::vector<uint8_t> serialize_snapshot(const MemorySnapshot& s) {
-    const int64_t n_points = static_cast<int64_t>(s.engine.steps.size());
-    std::vector<int64_t> mst_u, mst_v;
-    std::vector<double> mst_weight;
-    for (const MstEdge& e : s.engine.mst) { mst_u.push_back(e.u); mst_v.push_back(e.v); mst_weight.push_back(e.weight); }
-    std::vector<ArrayEntry> arrays{entry("last_penalties", s.last_penalties, {int64_t(s.last_penalties.size())})};
+std::vector<uint8_t> serialize_checkpoint(const CheckpointState& s) {
+    if (s.dim < 0) unwritable("dim must be >= 0");
+    HeaderWriter h;
+    h.integer("state_version", s.state_version);
+    for (const CheckpointOption* o : sorted_options(s.options)) h.value("options." + o->name, o->value);
+    h.keys(s.keys);
+    h.integer("last_step", s.last_step);
+    h.value("dim", s.dim > 0 ? CheckpointValue::of_int(s.dim) : CheckpointValue::of_null());
+    std::vector<ArraySpec> arrays{array_spec("last_penalties", s.last_penalties, {s.last_penalties.size()})};
+    h.boolean("engine", s.has_engine);
+    MstColumns mst;
     if (s.has_engine) {
-        const int64_t n_edges = static_cast<int64_t>(mst_u.size());
-        arrays.push_back(entry("engine.offsets", s.engine.offsets, {int64_t(s.engine.offsets.size())}));
-        arrays.push_back(entry("engine.points", s.engine.points, {n_points, s.engine.dim}));
-        arrays.push_back(entry("engine.steps", s.engine.steps, {n_points}));
-        arrays.push_back(entry("engine.labels", s.engine.labels, {n_points}));
-        arrays.push_back(entry("engine.mst_u", mst_u, {n_edges}));
-        arrays.push_back(entry("engine.mst_v", mst_v, {n_edges}));
-        arrays.push_back(entry("engine.mst_weight", mst_weight, {n_edges}));
+        h.integer("engine.dim", s.engine.dim);
+        h.integer("engine.last_step", s.engine.last_step);
+        for (ArraySpec& a : engine_arrays(s.engine, mst)) arrays.push_back(std::move(a));
     }
-    const std::string header = header_json(s, arrays);
-    std::vector<uint8_t> out(kMagic, kMagic + kMagicLen);
-    append_bytes(out, kFileVersion);
-    append_bytes(out, static_cast<uint64_t>(header.size()));
+    uint64_t data_len = 0;
+    for (const ArraySpec& a : arrays) {
+        h.array(a, data_len);
+        data_len += a.nbytes;
+    }
+    const std::vector<uint8_t> header = h.finish();
+    uint8_t prefix[cf::kPrefixLen];
+    const uint32_t version = cf::kVersion;
+    const uint64_t lengths[2] = {header.size(), data_len};
+    std::memcpy(prefix, cf::kMagic, cf::kMagicLen);
+    std::memcpy(prefix + cf::kMagicLen, &version, 4);
+    std::memcpy(prefix + cf::kVersionEnd, lengths, 16);
+    std::vector<uint8_t> out;
+    out.reserve(cf::kPrefixLen + header.size() + data_len + cf::kCrcLen);
+    out.insert(out.end(), prefix, prefix + cf::kPrefixLen);
     out.insert(out.end(), header.begin(), header.end());
-    for (const ArrayEntry& a : arrays) {
+    for (const ArraySpec& a : arrays) {
         const auto* p = static_cast<const uint8_t*>(a.data);
-        out.insert(out.end(), p, p + a.nbytes);
+        if (a.nbytes > 0) out.insert(out.end(), p, p + a.nbytes);
     }
-    const auto digest = sha256(out.data(), out.size());
-    out.insert(out.end(), digest.begin(), digest.end());
+    const uint32_t crc = cf::crc32_of(out.data(), out.size());
+    uint8_t crc_bytes[cf::kCrcLen];
+    std::memcpy(crc_bytes, &crc, cf::kCrcLen);
+    out.insert(out.end(), crc_bytes, crc_bytes + cf::kCrcLen);
     return out;
-}
-
-void save_memory(const Memory& memory, const std::string& path) {
-    const std::vector<uint8_t> bytes = serialize_snapshot(memory.snapshot());
-    const size_t slash = path.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-    const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
-    std::string tmp = dir + "/." + name + ".XXXXXX";
-    const int fd = ::mkstemp(&tmp[0]);
-    if (fd < 0) file_error("cannot create a temporary file next to", path);
-    try {
-        write_all(fd, bytes, tmp);
-        if (::fsync(fd) != 0) file_error("cannot fsync", tmp);
-    } catch (...) {
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        throw;
-    }
-    if (::close(fd) != 0) { ::unlink(tmp.c_str()); file_error("cannot close", tmp); }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) { ::unlink(tmp.c_str()); file_error("cannot rename onto", path); }
-    const int dir_fd = ::open(dir.c_str(), O_RDONLY);
-    if (dir_fd < 0) file_error("cannot open the directory of", path);
-    const int synced = ::fsync(dir_fd);
-    ::close(dir_fd);
-    if (synced != 0) file_error("cannot fsync the directory of", path);
-}
-
-Memory load_memory(const std::string& path, int n_threads) {
-    const std::vector<uint8_t> bytes = read_file(path);
-    MemorySnapshot snapshot = deserialize_snapshot(bytes.data(), bytes.size(), path);
-    if (n_threads >= 0) snapshot.options.n_threads = n_threads;
-    try {
-        return Memory::from_snapshot(snapshot);
-    } catch (const std::invalid_argument& e) {
-        throw CheckpointError(path + ": inconsistent memory state: " + e.what());
-    }
 }
 
 }  // namespace medscore

@@ -1,194 +1,141 @@
-"""Checkpoint files of ``medscore.Memory``: versioned, checksummed, written atomically.
+"""Checkpoint files of ``medscore.Memory``: state dicts to and from the C++ implementation.
 
-Layout (all integers little-endian)::
+The format (version 2) is written and read by C++ (``csrc/include/medscore/checkpoint.hpp``,
+bound in ``bindings/checkpoint.cpp``), the same code the C and C++ Memory use, so a file saved by
+any of them loads in the others. Layout (integers little-endian)::
 
-    magic      16 bytes  b"MEDSCORE-MEMORY\\n"
-    version     4 bytes  uint32 (FILE_VERSION)
-    header_len  8 bytes  uint64
-    header      header_len bytes of UTF-8 JSON: the state without its arrays, plus for each
-                array its name, dtype, shape, offset and length in the data block
+    magic       16 bytes  b"MEDSCORE-MEMORY\\n"
+    version      4 bytes  uint32, 2
+    header_len   8 bytes  uint64
+    data_len     8 bytes  uint64
+    header      typed records (name, type, value): state_version, options.<name> (None, bool,
+                int, float or str), keys (tagged: int as decimal ASCII, str as UTF-8, bytes),
+                last_step, dim, engine, and for each array its dtype, shape, offset and length
     data        the arrays' bytes, back to back
-    digest     32 bytes  SHA-256 of everything before it
+    crc32        4 bytes  CRC-32 (zlib.crc32) of everything before it
 
-``read_state`` refuses a file whose magic, version, sizes or digest do not match, before
-building anything from it: a corrupted or truncated file is never half-loaded. ``write_state``
-writes a temporary file in the target's directory, fsyncs it, renames it over the target
-and fsyncs the directory, so a crash leaves either the old file or the new one.
+Reading refuses a file whose magic, version, lengths, checksum or records do not match, before
+anything is built from it. Writing is atomic (temporary file in the target's directory, fsync,
+rename, fsync of the directory). Only regular files are read, without blocking.
+
+Files of version 1 (a JSON header and a SHA-256, written by medscore before version 2) are
+still read, here in Python; saving always writes version 2.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import stat
 import struct
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
+from . import _core
+from ._core import CheckpointError
+
 MAGIC = b"MEDSCORE-MEMORY\n"
-FILE_VERSION = 1
-_PREFIX = struct.Struct("<16sIQ")
-_DIGEST_LEN = 32
+FILE_VERSION = 2
+FORMAT = "medscore.Memory"
+_ENGINE_ARRAYS = {"offsets": np.int64, "points": np.float64, "steps": np.int64, "labels": np.int64,
+                  "mst_u": np.int64, "mst_v": np.int64, "mst_weight": np.float64}
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read back exactly (corrupted, truncated, foreign)."""
-
-
-def _encode_key(key):
+def _encode_key(key) -> tuple[str, bytes]:
     if isinstance(key, bool):
         raise TypeError("bool keys are not supported")
     if isinstance(key, int):
-        return ["i", str(key)]
+        return "i", str(key).encode("ascii")
     if isinstance(key, str):
-        return ["s", key]
+        return "s", key.encode("utf-8")
     if isinstance(key, bytes):
-        return ["b", key.hex()]
+        return "b", key
     raise TypeError(f"cannot save a key of type {type(key).__name__}")
 
 
-def _decode_key(item):
-    tag, value = item
-    if tag == "i":
-        return int(value)
+def _decode_key(tag: str, value: bytes, path):
     if tag == "s":
-        return str(value)
+        return value.decode("utf-8")  # checked to be UTF-8 by the reader
     if tag == "b":
-        return bytes.fromhex(value)
-    raise CheckpointError(f"unknown key tag {tag!r}")
+        return value
+    try:
+        return int(value)
+    except ValueError as error:  # longer than Python's int/str conversion limit
+        raise CheckpointError(f"{path}: key cannot be read as an int: {error}") from None
 
 
-def _split(state: dict):
-    """(JSON-able header dict, {name: array}) of a Memory state dict."""
-    arrays = {"last_penalties": np.ascontiguousarray(state["last_penalties"])}
-    engine = None
-    if state["engine"] is not None:
-        engine = {}
-        for name, value in state["engine"].items():
-            if isinstance(value, np.ndarray):
-                arrays["engine." + name] = np.ascontiguousarray(value)
-            else:
-                engine[name] = int(value)
-    header = {k: v for k, v in state.items() if k not in ("engine", "last_penalties", "keys")}
-    header["keys"] = [_encode_key(k) for k in state["keys"]]
-    header["engine"] = engine
-    return header, arrays
+def _array(name: str, value, dtype) -> np.ndarray:
+    """``value`` as a C-contiguous array of ``dtype``, refusing casts that lose values."""
+    arr = np.asarray(value)
+    if not np.can_cast(arr.dtype, dtype, "safe"):
+        raise TypeError(f"{name} must be castable to {np.dtype(dtype)} without loss, got {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def _serialize(state: dict) -> bytes:
-    header, arrays = _split(state)
-    table, offset = [], 0
-    for name, arr in arrays.items():
-        if arr.dtype.hasobject:
-            raise TypeError(f"array {name} has object dtype")
-        table.append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape),
-                      "offset": offset, "nbytes": arr.nbytes})
-        offset += arr.nbytes
-    header["arrays"] = table
-    header_bytes = json.dumps(header, sort_keys=True).encode("utf-8")
-    body = b"".join([_PREFIX.pack(MAGIC, FILE_VERSION, len(header_bytes)), header_bytes,
-                     *(arr.tobytes() for arr in arrays.values())])
-    return body + hashlib.sha256(body).digest()
+def write_state(path, state: dict) -> None:
+    """Write a Memory state dict (``Memory.state_dict()``) to ``path`` atomically, as version 2."""
+    if state.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} state (missing or wrong 'format')")
+    engine = state["engine"]
+    if engine is not None:
+        engine = {"dim": int(engine["dim"]), "last_step": int(engine["last_step"]),
+                  **{name: _array(f"engine {name}", engine[name], dtype) for name, dtype in _ENGINE_ARRAYS.items()}}
+    _core.checkpoint_write(
+        os.fsencode(path), int(state["version"]), dict(state["options"]),
+        [_encode_key(k) for k in state["keys"]], int(state["last_step"]),
+        0 if state["dim"] is None else int(state["dim"]),
+        _array("last_penalties", state["last_penalties"], np.float64), engine)
 
 
-def _deserialize(blob: bytes, path) -> dict:
-    if len(blob) < _PREFIX.size + _DIGEST_LEN:
-        raise CheckpointError(f"{path}: too short to be a medscore checkpoint ({len(blob)} bytes)")
-    magic, version, header_len = _PREFIX.unpack_from(blob)
-    if magic != MAGIC:
-        raise CheckpointError(f"{path}: not a medscore Memory checkpoint (bad magic)")
-    if version != FILE_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {version} is not supported (expected {FILE_VERSION})")
-    body, digest = blob[:-_DIGEST_LEN], blob[-_DIGEST_LEN:]
-    if hashlib.sha256(body).digest() != digest:
+def read_state(path) -> dict:
+    """Read a Memory state dict written by :func:`write_state` (or a version-1 file).
+
+    Raises CheckpointError (a ValueError) for a damaged, truncated or foreign file and for
+    anything but a regular file; OSError when the file cannot be read.
+    """
+    where = os.fsencode(path).decode("utf-8", "backslashreplace")  # for messages: any file name
+    blob = _core.checkpoint_read_bytes(os.fsencode(path))
+    if blob[:16].tobytes() == MAGIC and blob[16:20].tobytes() == struct.pack("<I", 1):
+        return _read_v1(blob.tobytes(), where)
+    raw = _core.checkpoint_deserialize(blob, where)
+    return {"format": FORMAT, "version": raw["state_version"], "options": raw["options"],
+            "keys": [_decode_key(tag, value, where) for tag, value in raw["keys"]],
+            "last_step": raw["last_step"], "dim": raw["dim"], "last_penalties": raw["last_penalties"],
+            "engine": raw["engine"]}
+
+
+# -- version 1, read only --------------------------------------------------------------------
+
+_V1_PREFIX = struct.Struct("<16sIQ")  # magic, version, header length; a SHA-256 digest ends the file
+
+
+def _read_v1(blob: bytes, path) -> dict:
+    """The state in a version-1 file: a JSON header, the raw arrays, a SHA-256 of all before it."""
+    body, digest = blob[:-32], blob[-32:]
+    if len(blob) < _V1_PREFIX.size + 32 or hashlib.sha256(body).digest() != digest:
         raise CheckpointError(f"{path}: checksum mismatch: the file is corrupted or truncated")
-    start = _PREFIX.size + header_len
+    start = _V1_PREFIX.size + _V1_PREFIX.unpack_from(blob)[2]
     if start > len(body):
         raise CheckpointError(f"{path}: header runs past the end of the file")
     try:
-        return _interpret(body, start, path)
+        header = json.loads(body[_V1_PREFIX.size:start].decode("utf-8"))
+        arrays = {}
+        for entry in header.pop("arrays"):
+            dtype, shape = np.dtype(entry["dtype"]), tuple(entry["shape"])
+            count = int(np.prod(shape, dtype=np.int64))
+            if start + entry["offset"] + entry["nbytes"] > len(body) or entry["nbytes"] != dtype.itemsize * count:
+                raise CheckpointError(f"{path}: array {entry['name']} does not fit the data block")
+            arrays[entry["name"]] = np.frombuffer(body, dtype, count, start + entry["offset"]).reshape(shape).copy()
+        decode = {"i": int, "s": str, "b": bytes.fromhex}
+        state = dict(header, keys=[decode[tag](value) for tag, value in header["keys"]],
+                     last_penalties=arrays.pop("last_penalties"))
+        if header["engine"] is not None:
+            state["engine"] = {**header["engine"], **{k.removeprefix("engine."): a for k, a in arrays.items()}}
+        return state
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError) as error:
         # A checksummed file whose header is not a state (written by another program).
         raise CheckpointError(f"{path}: malformed header ({type(error).__name__}: {error})") from None
-
-
-def _interpret(body: bytes, start: int, path) -> dict:
-    header = json.loads(body[_PREFIX.size:start].decode("utf-8"))
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: the header is not a JSON object")
-    data = body[start:]
-    arrays = {}
-    for entry in header.pop("arrays"):
-        dtype, shape = np.dtype(entry["dtype"]), tuple(entry["shape"])
-        end = entry["offset"] + entry["nbytes"]
-        if end > len(data) or entry["nbytes"] != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
-            raise CheckpointError(f"{path}: array {entry['name']} does not fit the data block")
-        arrays[entry["name"]] = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape, dtype=np.int64)),
-                                              offset=entry["offset"]).reshape(shape).copy()
-    return _join(header, arrays)
-
-
-def _join(header: dict, arrays: dict) -> dict:
-    state = dict(header)
-    state["keys"] = [_decode_key(item) for item in header["keys"]]
-    state["last_penalties"] = arrays.pop("last_penalties")
-    if header["engine"] is not None:
-        engine = dict(header["engine"])
-        for name, arr in arrays.items():
-            engine[name.removeprefix("engine.")] = arr
-        state["engine"] = engine
-    return state
-
-
-def write_state(path, state: dict) -> None:
-    """Write a Memory state dict to ``path`` atomically (temp file, fsync, rename, fsync dir)."""
-    path = Path(path)
-    blob = _serialize(state)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def read_state(path) -> dict:
-    """Read a Memory state dict written by :func:`write_state`; raises CheckpointError.
-
-    Only a regular file is read, and no further than the size ``fstat`` reports: it is
-    opened without blocking (a FIFO would otherwise wait for a writer forever, a device
-    might never end), then checked.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise CheckpointError(f"{path}: not a regular file (a checkpoint is read only from one)")
-        blob = bytearray(info.st_size)
-        view, done = memoryview(blob), 0
-        while done < len(blob):
-            n = os.readv(fd, [view[done:]])
-            if n == 0:
-                raise CheckpointError(f"{path}: the file shrank while it was read")
-            done += n
-    finally:
-        os.close(fd)
-    return _deserialize(blob, path)
 
 
 __all__ = ["CheckpointError", "read_state", "write_state", "FILE_VERSION", "MAGIC"]

@@ -11,7 +11,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['AssignRule', 'DEAD_KEYS_KEPT', 'IncrementalHDBSCAN', 'KeyedMemory', 'MAX_STEP', 'Memory', 'MemoryOptions', 'NanRows', 'PenaltyTarget', 'SelectionMethod', 'StoreRule', 'condense_tree', 'core_distances', 'default_penalty', 'fit', 'incremental_insert', 'knn_of_rows', 'minimum_spanning_tree', 'nearest_neighbors', 'select_clusters', 'simplify_hierarchy', 'single_linkage', 'spanning_forest_of_edges', 'struct_sizes', 'unique_int64']
+__all__: list[str] = ['AssignRule', 'CheckpointError', 'DEAD_KEYS_KEPT', 'IncrementalHDBSCAN', 'KeyedMemory', 'MAX_STEP', 'Memory', 'MemoryOptions', 'NanRows', 'PenaltyTarget', 'SelectionMethod', 'StoreRule', 'checkpoint_deserialize', 'checkpoint_read_bytes', 'checkpoint_write', 'condense_tree', 'core_distances', 'default_penalty', 'fit', 'incremental_insert', 'knn_of_rows', 'minimum_spanning_tree', 'nearest_neighbors', 'select_clusters', 'simplify_hierarchy', 'single_linkage', 'spanning_forest_of_edges', 'struct_sizes', 'unique_int64']
 class SelectionMethod:
     """
     How clusters are chosen from the condensed tree.
@@ -481,6 +481,22 @@ class IncrementalHDBSCAN:
     @property
     def size(self) -> int:
         ...
+class CheckpointError(ValueError):
+    """
+    A checkpoint file that cannot be read back exactly (corrupted, truncated, foreign).
+    """
+def checkpoint_deserialize(data: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], where: str) -> dict:
+    """
+    The state in version-2 file bytes as a dict (state_version, options, keys, last_step, dim, last_penalties, engine); CheckpointError for a damaged or foreign file.
+    """
+def checkpoint_read_bytes(path: bytes) -> numpy.typing.NDArray[numpy.uint8]:
+    """
+    The bytes (uint8 [size]) of a regular file, read without blocking; CheckpointError otherwise.
+    """
+def checkpoint_write(path: bytes, state_version: typing.SupportsInt | typing.SupportsIndex, options: dict, keys: collections.abc.Sequence[tuple[str, bytes]], last_step: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, last_penalties: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], engine: typing.Any) -> None:
+    """
+    Writes a Memory state atomically (format version 2). keys: [(tag 'i' | 's' | 'b', bytes)]; dim: 0 for none; engine: None or the dict of KeyedMemory.state().
+    """
 def condense_tree(linkage: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], n: typing.SupportsInt | typing.SupportsIndex, min_cluster_size: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[...]:
     """
     Condensed tree CONDENSED (SPEC stage 4).

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medscore import Batch, Memory
-from medscore._checkpoint import CheckpointError, _PREFIX, MAGIC, FILE_VERSION
+from medscore._checkpoint import CheckpointError, _V1_PREFIX, MAGIC
 from test_far_rows import _state_bits
 
 BACKENDS = ("cpp", "numba")
@@ -112,7 +112,7 @@ def test_load_refuses_a_preset_it_would_ignore(tmp_path):
 def test_a_checksummed_file_with_a_foreign_header_is_a_checkpoint_error(tmp_path):
     import hashlib
     for header in (b"[1, 2]", b'{"keys": 3}', b'{"arrays": [], "keys": [["x", "1"]], "engine": null}'):
-        body = _PREFIX.pack(MAGIC, FILE_VERSION, len(header)) + header
+        body = _V1_PREFIX.pack(MAGIC, 1, len(header)) + header  # version 1: JSON, read in Python
         path = tmp_path / "foreign.ckpt"
         path.write_bytes(body + hashlib.sha256(body).digest())
         with pytest.raises(CheckpointError):

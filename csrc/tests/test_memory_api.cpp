@@ -1,22 +1,13 @@
-// The C++ API of the error memory: penalties, options, bad input, checkpoints, and the
-// internal pieces the checkpoint format relies on (SHA-256, JSON, Python float repr, norms).
-#include <dirent.h>
-#include <sys/stat.h>
-#include <stdlib.h>
-
+// The C++ API of the error memory: penalties, options, bad input, loaded states, norms.
+// Checkpoint files are tested in test_checkpoint.cpp.
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <string>
 #include <vector>
 
-#include "../json.hpp"
-#include "../sha256.hpp"
 #include "check.hpp"
 #include "medscore/medscore.hpp"
 #include "medscore/unique.hpp"
@@ -24,49 +15,6 @@
 using medscore_test::throws;
 
 namespace {
-
-std::string hex(const std::array<uint8_t, 32>& d) {
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (uint8_t b : d) { out += digits[b >> 4]; out += digits[b & 15]; }
-    return out;
-}
-
-std::string sha_of(const std::string& s) { return hex(medscore::sha256(reinterpret_cast<const uint8_t*>(s.data()), s.size())); }
-
-void test_sha256_known_digests() {
-    CHECK(sha_of("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    CHECK(sha_of("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    CHECK(sha_of("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") ==
-          "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-    CHECK(sha_of(std::string(1000000, 'a')) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
-}
-
-void test_json() {
-    const auto v = medscore::parse_json(R"( {"a": [1, -2.5e3, true, null], "s": "x\"\u00e9\ud83d\ude00", "o": {}} )");
-    CHECK(v.kind == medscore::JsonValue::Kind::object && v.members.size() == 3);
-    CHECK(v.find("a")->items.size() == 4 && v.find("a")->items[1].text == "-2.5e3");
-    CHECK(v.find("a")->items[2].boolean && v.find("a")->items[3].kind == medscore::JsonValue::Kind::null);
-    CHECK(v.find("s")->text == "x\"\xc3\xa9\xf0\x9f\x98\x80");
-    CHECK(v.find("missing") == nullptr);
-    for (const char* bad : {"{", "[1,]", "{\"a\" 1}", "\"abc", "1 2", "tru", "\"\\ud800\"", "-", "01x"}) {
-        CHECK(throws<std::invalid_argument>([&] { medscore::parse_json(bad); }, "JSON"));
-    }
-    CHECK(throws<std::invalid_argument>([] { medscore::parse_json(std::string(200, '[') + std::string(200, ']')); }, "deep"));
-    CHECK(medscore::quote_json("a\"b\\\n") == "\"a\\\"b\\\\\\u000a\"");
-}
-
-void test_python_float_repr() {
-    const std::pair<double, const char*> cases[] = {
-        {0.1, "0.1"}, {0.2, "0.2"}, {2.0, "2.0"}, {1e-05, "1e-05"}, {0.0001, "0.0001"}, {1e16, "1e+16"},
-        {1e15, "1000000000000000.0"}, {-1.5e300, "-1.5e+300"}, {123.456, "123.456"}, {0.0, "0.0"},
-        {1.0 / 3.0, "0.3333333333333333"}, {5e-324, "5e-324"}};
-    for (const auto& [value, expected] : cases) {
-        if (medscore::format_python_float(value) != expected) {
-            medscore_test::fail(__FILE__, __LINE__, medscore::format_python_float(value) + " != " + expected);
-        }
-    }
-}
 
 void test_penalty_and_norm() {
     CHECK(medscore::default_penalty(0, 0.1, 0.2) == 0.0);
@@ -201,61 +149,6 @@ void test_nan_rows_and_valid_mask() {
     CHECK(q.penalties == p.penalties && q.labels == p.labels);
 }
 
-std::string temp_dir() {
-    char tmpl[] = "/tmp/medscore_test_XXXXXX";
-    const char* dir = mkdtemp(tmpl);
-    return dir ? dir : "/tmp";
-}
-
-int count_files(const std::string& dir) {
-    int n = 0;
-    if (DIR* d = opendir(dir.c_str())) {
-        while (dirent* e = readdir(d)) {
-            const std::string name = e->d_name;
-            n += name != "." && name != ".." ? 1 : 0;
-        }
-        closedir(d);
-    }
-    return n;
-}
-
-void test_checkpoint_round_trip_and_corruption() {
-    const std::string dir = temp_dir(), path = dir + "/memory.ckpt";
-    medscore::Memory memory(medscore::MemoryOptions::preset("paper"));
-    run(memory, repeated_mistake(0), 0);
-    run(memory, repeated_mistake(1), 1);
-    medscore::save_memory(memory, path);
-    medscore::save_memory(memory, path);  // overwrite in place
-    CHECK(count_files(dir) == 1);         // no temporary file left behind
-    medscore::Memory loaded = medscore::load_memory(path, 1);
-    CHECK(loaded.options().store == medscore::StoreRule::all && loaded.options().n_threads == 1);
-    CHECK(run(loaded, repeated_mistake(2), 2).penalties == run(memory, repeated_mistake(2), 2).penalties);
-
-    std::ifstream in(path, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
-    CHECK(medscore::deserialize_snapshot(data, bytes.size(), "x").keys == std::vector<int64_t>{7});
-    for (size_t pos : {size_t(0), size_t(20), size_t(100), bytes.size() - 1}) {
-        std::string flipped = bytes;
-        flipped[pos] = static_cast<char>(flipped[pos] ^ 4);
-        CHECK(throws<medscore::CheckpointError>([&] {
-            medscore::deserialize_snapshot(reinterpret_cast<const uint8_t*>(flipped.data()), flipped.size(), "x");
-        }));
-    }
-    CHECK(throws<medscore::CheckpointError>([&] { medscore::deserialize_snapshot(data, bytes.size() / 2, "x"); }, "checksum"));
-    CHECK(throws<medscore::CheckpointError>([&] { medscore::deserialize_snapshot(data, 10, "x"); }, "too short"));
-    CHECK(throws<medscore::FileError>([&] { medscore::load_memory(dir + "/missing.ckpt"); }, "cannot open"));
-    CHECK(throws<medscore::FileError>([&] { medscore::save_memory(memory, dir + "/no/such/dir/m.ckpt"); }));
-    // Only regular files are read: a FIFO without a writer used to block forever (issue 20, item 5).
-    const std::string fifo = dir + "/fifo.ckpt";
-    CHECK(mkfifo(fifo.c_str(), 0600) == 0);
-    CHECK(throws<medscore::CheckpointError>([&] { medscore::load_memory(fifo); }, "not a regular file"));
-    CHECK(throws<medscore::CheckpointError>([&] { medscore::load_memory(dir); }, "not a regular file"));
-    std::remove(fifo.c_str());
-    std::remove(path.c_str());
-    std::remove(dir.c_str());
-}
-
 void test_loaded_state_is_checked_for_structure() {
     // States whose arrays are in range but whose MST is no spanning tree of the points, or whose
     // weights or labels are not those of the points, are refused at load (issue 20, item 5).
@@ -289,15 +182,6 @@ void test_loaded_state_is_checked_for_structure() {
     }
 }
 
-void test_empty_memory_round_trip() {
-    medscore::Memory memory;
-    const auto bytes = medscore::serialize_snapshot(memory.snapshot());
-    const auto s = medscore::deserialize_snapshot(bytes.data(), bytes.size(), "empty");
-    CHECK(!s.has_engine && s.dim == 0 && s.last_step == -1 && s.keys.empty());
-    medscore::Memory loaded = medscore::Memory::from_snapshot(s);
-    CHECK(loaded.engine() == nullptr);
-}
-
 }  // namespace
 
 // unique_values against a plain sort-based answer: dense ranges (the table), wide ones
@@ -324,17 +208,12 @@ void test_unique_values() {
 
 int main() {
     test_unique_values();
-    test_sha256_known_digests();
-    test_json();
-    test_python_float_repr();
     test_penalty_and_norm();
     test_options();
     test_penalties_grow_with_repeats();
     test_bad_input_leaves_memory_unchanged();
     test_far_rows_without_normalisation();
     test_nan_rows_and_valid_mask();
-    test_checkpoint_round_trip_and_corruption();
     test_loaded_state_is_checked_for_structure();
-    test_empty_memory_round_trip();
     return medscore_test::report("test_memory_api");
 }

@@ -22,9 +22,10 @@
  *  - The stateless functions (medscore_hdbscan, medscore_memory_options_init, ...) may be
  *    called from any thread.
  *
- * Checkpoints: medscore_memory_save writes the file format of the Python medscore.Memory
- * (medscore/_checkpoint.py: JSON header, raw little-endian arrays, SHA-256), atomically; a
- * file saved by Python with integer keys is loaded here, and the other way round.
+ * Checkpoints: medscore_memory_save writes the checkpoint format of medscore/checkpoint.hpp
+ * (version 2: typed header records, raw little-endian arrays, CRC-32), atomically, with the
+ * same code as the Python medscore.Memory; a file saved by Python with int64 keys is loaded
+ * here, and the other way round.
  */
 #ifndef MEDSCORE_MEDSCORE_H
 #define MEDSCORE_MEDSCORE_H
