@@ -233,6 +233,22 @@ medscore_status medscore_memory_insert(medscore_memory_t* memory, const double* 
     return guarded(memory, [&](medscore::Memory& m) { run_step(m, fingerprints, n, dim, keys, correct, valid, step); });
 }
 
+medscore_status medscore_memory_set_penalty(medscore_memory_t* memory, medscore_penalty_fn fn, void* user_data) {
+    return guarded(memory, [&](medscore::Memory& m) {
+        if (fn == nullptr) {
+            m.set_penalty(nullptr);
+            return;
+        }
+        m.set_penalty([fn, user_data](const std::vector<int64_t>& sizes) {
+            std::vector<double> out(sizes.size(), 0.0);
+            if (fn(sizes.data(), static_cast<int64_t>(sizes.size()), out.data(), user_data) != 0) {
+                bad("the penalty function returned an error");
+            }
+            return out;
+        });
+    });
+}
+
 medscore_status medscore_memory_get_info(medscore_memory_t* memory, medscore_memory_info* info) {
     return guarded(memory, [&](medscore::Memory& m) {
         require(info, "info");

@@ -66,7 +66,12 @@ def lib():
     lib.medscore_memory_save.argtypes = [handle, ctypes.c_char_p]
     lib.medscore_memory_load.argtypes = [ctypes.c_char_p, ctypes.c_int32, p(handle)]
     lib.medscore_memory_get_info.argtypes = [handle, p(Info)]
+    lib.medscore_memory_set_penalty.argtypes = [handle, PENALTY_FN, ctypes.c_void_p]
     return lib
+
+
+PENALTY_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_int64,
+                              ctypes.POINTER(ctypes.c_double), ctypes.c_void_p)
 
 
 class CMemory:
@@ -143,6 +148,44 @@ def test_penalties_equal_python_memory_bit_for_bit(lib, preset):
         np.testing.assert_array_equal(sizes, info["sizes"])
     assert expected.max() > 0  # the data does produce penalties
     assert c.info().points == py.metrics()["points"]
+
+
+def test_a_penalty_callback_equals_python_penalty_callable(lib):
+    """medscore_memory_set_penalty: the same sizes in, the same penalties out as Memory(penalty=...);
+    a callback that fails makes the call fail, with the step stored, as in Python."""
+    fail = [False]
+
+    def formula(sizes):
+        if fail[0]:
+            raise RuntimeError("formula failed")
+        return np.sqrt(sizes.astype(np.float64)) / 10
+
+    @PENALTY_FN
+    def callback(sizes, m, out, _):
+        try:
+            np.ctypeslib.as_array(out, shape=(m,))[:] = formula(np.ctypeslib.as_array(sizes, shape=(m,)))
+        except RuntimeError:
+            return 1
+        return 0
+
+    py, c = Memory(n_threads=1, penalty=formula, penalize_noise=True), CMemory(lib, penalize_noise=1)
+    assert lib.medscore_memory_set_penalty(c.handle, callback, None) == OK
+    for x, keys, correct, step in _steps(seed=4):
+        expected = py.penalize(dict(fingerprints=x, keys=keys, correct=correct, step=step))
+        np.testing.assert_array_equal(c.penalize(x, keys, correct, step)[0], expected)
+    assert expected.max() > 0 and not np.isin(expected[expected > 0], [0.1, 0.2]).all()
+    fail[0] = True
+    points = c.info().points
+    with pytest.raises(ValueError, match="penalty function returned an error"):
+        c.penalize(x, keys, correct, step + 1)
+    with pytest.raises(RuntimeError, match="formula failed"):
+        py.penalize(dict(fingerprints=x, keys=keys, correct=correct, step=step + 1))
+    assert c.info().points > points and c.info().last_step == step + 1  # the step is stored
+    assert lib.medscore_memory_set_penalty(c.handle, PENALTY_FN(), None) == OK  # back to the default
+    default = Memory(n_threads=1, penalize_noise=True)
+    default.load_state_dict(py.state_dict())
+    np.testing.assert_array_equal(c.penalize(x, keys, correct, step + 2)[0],
+                                  default.penalize(dict(fingerprints=x, keys=keys, correct=correct, step=step + 2)))
 
 
 @pytest.mark.parametrize("target", ["wrong", "right", "both", "none"])

@@ -116,6 +116,10 @@ public:
     Penalties penalize(const PointsView& fingerprints, const int64_t* keys, const uint8_t* correct,
                        const uint8_t* valid, int64_t step);
 
+    /// Replaces the penalty function (null: the default formula). It is not part of the state:
+    /// a loaded memory gets it again from its owner.
+    void set_penalty(PenaltyFunction penalty) { penalty_ = std::move(penalty); }
+
     const MemoryOptions& options() const noexcept { return options_; }
     int64_t dim() const noexcept { return dim_; }              ///< 0 until something is stored
     int64_t last_step() const noexcept { return last_step_; }  ///< -1 before the first step

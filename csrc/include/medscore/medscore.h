@@ -126,6 +126,17 @@ medscore_status medscore_memory_insert(medscore_memory_t* memory, const double* 
                                        const int64_t* keys, const uint8_t* correct, const uint8_t* valid,
                                        int64_t step);
 
+/** A penalty other than the default: fills `penalties[m]` (finite, >= 0) from the sizes `sizes[m]`
+ *  of the penalised rollouts' clusters (noise: the key's noise count) and returns 0; any other
+ *  return value fails the penalize call with MEDSCORE_ERROR_INVALID_ARGUMENT. It is called after
+ *  the step is stored (a failure then leaves the step stored), on the calling thread, with the
+ *  handle's lock held: it must not call back into the same memory. */
+typedef int (*medscore_penalty_fn)(const int64_t* sizes, int64_t m, double* penalties, void* user_data);
+
+/** Sets the memory's penalty function (`fn` NULL: back to min(alpha * ln(size + 1), beta)).
+ *  Not saved in checkpoints: set it again after medscore_memory_load. */
+medscore_status medscore_memory_set_penalty(medscore_memory_t* memory, medscore_penalty_fn fn, void* user_data);
+
 /** Counts of a memory. */
 typedef struct medscore_memory_info {
     int64_t keys;       /**< distinct keys seen */
