@@ -381,17 +381,13 @@ std::vector<CondensedRow> simplify_hierarchy(const std::vector<CondensedRow>& co
     return out;
 }
 
-void eom_labels(const std::vector<LinkageRow>& linkage, int64_t n_points, int64_t min_cluster_size,
-                EomWorkspace& w, std::vector<int64_t>& labels) {
-    if (static_cast<int64_t>(linkage.size()) != n_points - 1 || n_points < 1) {
-        throw std::logic_error("eom_labels: expected n_points - 1 linkage rows");
-    }
-    const int64_t n = n_points;
-    if (n == 1) {  // one point: noise, as select_clusters has it
-        labels.assign(1, -1);
-        return;
-    }
-    const LinkageRow* rows = linkage.data();
+namespace {
+
+/// eom_labels' walk of the condensed tree (condense_tree's, breadth first from the root) over
+/// linkage `rows` of n >= 2 points: each cluster's parent and birth by discovery id (0 the
+/// root), its rows' stability terms (contiguous per cluster, from term_start), the ids of its
+/// children (kid_end) and each point's cluster.
+void walk_condensed_tree(const LinkageRow* rows, int64_t n, int64_t min_cluster_size, EomWorkspace& w) {
     auto is_leaf = [n](int64_t x) { return x < n; };
     auto size_of = [&](int64_t x) { return is_leaf(x) ? int64_t{1} : rows[x - n].size; };
     auto lambda_of = [](double d) { return d > 0.0 ? 1.0 / d : std::numeric_limits<double>::infinity(); };
@@ -476,8 +472,13 @@ void eom_labels(const std::vector<LinkageRow>& linkage, int64_t n_points, int64_
         // to kid_end[c] - 1.
         w.kid_end.push_back(static_cast<int64_t>(w.cluster_parent.size()));
     }
-    const int64_t k = static_cast<int64_t>(w.cluster_parent.size());
     w.term_start.push_back(static_cast<int64_t>(w.terms.size()));
+}
+
+/// EOM on the clusters walk_condensed_tree found: each point's label (-1 noise, clusters
+/// 0..K-1 in discovery order) into `labels` [n].
+void label_eom_clusters(int64_t n, EomWorkspace& w, std::vector<int64_t>& labels) {
+    const int64_t k = static_cast<int64_t>(w.cluster_parent.size());
     w.stability.resize(static_cast<size_t>(k));
     for (int64_t c = 0; c < k; ++c) {
         w.stability[c] = ordered_sum(w.terms.data() + w.term_start[c], w.terms.data() + w.term_start[c + 1]);
@@ -506,7 +507,22 @@ void eom_labels(const std::vector<LinkageRow>& linkage, int64_t n_points, int64_
         w.label_of[c] = w.marked[c] && !w.covered[c] ? next_label++ : w.label_of[parent];
     }
     labels.resize(static_cast<size_t>(n));
-    for (int64_t p = 0; p < n; ++p) labels[p] = w.label_of[w.point_cluster[p]];
+    for (int64_t p = 0; p < n; ++p) labels[p] = w.label_of[w.point_cluster[p]];}
+
+}  // namespace
+
+void eom_labels(const std::vector<LinkageRow>& linkage, int64_t n_points, int64_t min_cluster_size,
+                EomWorkspace& w, std::vector<int64_t>& labels) {
+    if (static_cast<int64_t>(linkage.size()) != n_points - 1 || n_points < 1) {
+        throw std::logic_error("eom_labels: expected n_points - 1 linkage rows");
+    }
+    const int64_t n = n_points;
+    if (n == 1) {  // one point: noise, as select_clusters has it
+        labels.assign(1, -1);
+        return;
+    }
+    walk_condensed_tree(linkage.data(), n, min_cluster_size, w);
+    label_eom_clusters(n, w, labels);
 }
 
 }  // namespace medscore
