@@ -30,21 +30,15 @@
 #include "medscore/distance_batch.hpp"
 #include "medscore/kdtree.hpp"
 #include "medscore/knn.hpp"
+#include "medscore/kruskal.hpp"
 #include "medscore/neighbor_heap.hpp"
 #include "medscore/mst.hpp"
 #include "medscore/thread_pool.hpp"
-#include "medscore/union_find.hpp"
 
 namespace medscore {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-bool edge_less(const MstEdge& a, const MstEdge& b) noexcept {
-    if (a.weight != b.weight) return a.weight < b.weight;
-    if (a.u != b.u) return a.u < b.u;
-    return a.v < b.v;
-}
 
 /// A new point strictly closer to old point u than core_old[u].
 struct Hit {
@@ -324,20 +318,10 @@ void merge_row(int64_t* index, double* dist, int64_t k, const std::vector<Hit>& 
     for (int64_t j = 0; j < k; ++j) { dist[j] = merged[j].first; index[j] = merged[j].second; }
 }
 
+/// Kruskal over two edge lists sorted by (weight, u, v) (kruskal_merge of kruskal.hpp).
 std::vector<MstEdge> kruskal(const std::vector<MstEdge>& a, const std::vector<MstEdge>& b, int64_t n) {
-    std::vector<MstEdge> tree;
-    tree.reserve(static_cast<size_t>(n - 1));
-    UnionFind sets(n);
-    size_t i = 0, j = 0;
-    while (i < a.size() || j < b.size()) {
-        const bool take_a = j == b.size() || (i < a.size() && !edge_less(b[j], a[i]));
-        const MstEdge& e = take_a ? a[i++] : b[j++];
-        if (sets.unite(e.u, e.v)) tree.push_back(e);
-    }
-    if (static_cast<int64_t>(tree.size()) != n - 1) {
-        throw std::logic_error("insert_rows: the candidate edges do not span the points");
-    }
-    return tree;
+    LinkageWorkspace sets;
+    return kruskal_merge(a, b, n, sets, nullptr, "insert_rows");
 }
 
 MstEdge mutual_edge(const std::vector<double>& core, int64_t u, int64_t v, double d) {

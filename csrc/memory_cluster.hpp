@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "medscore/condense.hpp"
+#include "medscore/eom_labels.hpp"
 #include "medscore/hdbscan.hpp"
+#include "medscore/linkage.hpp"
 #include "medscore/matrix.hpp"
 #include "medscore/select.hpp"
 #include "medscore/thread_local.hpp"
@@ -29,12 +31,8 @@ Clustering single_point();
 /// few hundred points then allocates only the labels, sizes and tree it keeps).
 struct StageWorkspace {
     std::vector<LinkageRow> linkage;
-    std::vector<int64_t> set_parent, set_size, node_of_root;  ///< the linkage's disjoint sets
-    // eom_labels: the clusters of the condensed tree (by discovery), their rows' stability
-    // terms (contiguous per cluster), each point's cluster, and the walk's buffers.
-    std::vector<int64_t> queue, stack, children, big, cluster_parent, term_start, kid_end, point_cluster, label_of;
-    std::vector<double> birth, terms, stability, sub_terms;
-    std::vector<char> marked, covered;
+    LinkageWorkspace link;
+    EomWorkspace eom;  ///< the fused condense + EOM of the usual parameters (eom_labels.hpp)
     std::vector<CondensedRow> condensed;
     CondenseWorkspace condense;
     SelectWorkspace select;

@@ -22,10 +22,11 @@
 #include <string>
 #include <vector>
 
-#include "medscore/union_find.hpp"
 #include "medscore/distance.hpp"
 #include "medscore/distance_batch.hpp"
 #include "medscore/incremental.hpp"
+#include "medscore/kruskal.hpp"
+#include "medscore/linkage.hpp"
 #include "medscore/memory.hpp"
 #include "medscore/mst.hpp"
 #include "medscore/thread_local.hpp"
@@ -33,17 +34,6 @@
 
 namespace medscore {
 namespace {
-
-inline bool edge_less(const MstEdge& a, const MstEdge& b) noexcept {
-    if (a.weight != b.weight) return a.weight < b.weight;
-    if (a.u != b.u) return a.u < b.u;
-    return a.v < b.v;
-}
-
-/// edge_less as a function object: std::sort inlines it (a function pointer it calls).
-struct EdgeLess {
-    bool operator()(const MstEdge& a, const MstEdge& b) const noexcept { return edge_less(a, b); }
-};
 
 /// The old tree rooted at vertex 0 (preorder, parents, weight of each parent edge); built
 /// once per call and shared by every new point.
@@ -64,9 +54,7 @@ struct Workspace {
     std::vector<int64_t> remaining;  // Prim: vertices not yet in the tree
     PointColumns columns;            // Prim: the rows by coordinate
     std::vector<double> row;         // Prim: squared distances from the last vertex added
-    std::vector<int64_t> set_parent; // Kruskal's disjoint sets (path halving, union by size)
-    std::vector<int64_t> set_size;
-    std::vector<int64_t> node_of_root; // Kruskal: the linkage node standing for each set
+    LinkageWorkspace sets;           // Kruskal's disjoint sets and linkage nodes
 };
 
 MEDSCORE_TLS_ACCESSOR Workspace& workspace() {
@@ -323,44 +311,13 @@ void prim(const PointsView& points, int64_t first, int64_t count, const double* 
     });
 }
 
-/// Kruskal over `old_sorted` and the (unsorted) `added` edges on n vertices: the spanning
-/// tree sorted by the strict order. Throws std::logic_error if they do not span.
+/// Kruskal (kruskal_merge of kruskal.hpp) over `old_sorted` and the `added` edges, which
+/// are sorted here: the spanning tree sorted by the strict order, with its linkage rows if
+/// `linkage` is not null.
 std::vector<MstEdge> kruskal(const std::vector<MstEdge>& old_sorted, std::vector<MstEdge>& added, int64_t n,
                              Workspace& w, std::vector<LinkageRow>* linkage = nullptr) {
     std::sort(added.begin(), added.end(), EdgeLess{});
-    std::vector<MstEdge> tree;
-    tree.reserve(static_cast<size_t>(n - 1));
-    // Disjoint sets in the workspace (no allocation once grown); the tree does not depend on them.
-    w.set_parent.resize(static_cast<size_t>(n));
-    w.set_size.assign(static_cast<size_t>(n), 1);
-    int64_t* parent = w.set_parent.data();
-    int64_t* size = w.set_size.data();
-    for (int64_t v = 0; v < n; ++v) parent[v] = v;
-    // The linkage rows come with the tree: Kruskal already joins the sets in linkage order.
-    int64_t* node_of_root = nullptr;
-    if (linkage != nullptr) {
-        linkage->clear();
-        linkage->reserve(static_cast<size_t>(n - 1));
-        w.node_of_root.resize(static_cast<size_t>(n));
-        node_of_root = w.node_of_root.data();
-        for (int64_t v = 0; v < n; ++v) node_of_root[v] = v;
-    }
-    size_t i = 0, j = 0;
-    while (i < old_sorted.size() || j < added.size()) {
-        const bool take_old = j == added.size() || (i < old_sorted.size() && edge_less(old_sorted[i], added[j]));
-        const MstEdge& e = take_old ? old_sorted[i++] : added[j++];
-        const int64_t a = find_root(parent, e.u), b = find_root(parent, e.v);
-        if (a == b) continue;
-        if (linkage != nullptr) {
-            linkage->push_back(LinkageRow{node_of_root[a], node_of_root[b], e.weight, size[a] + size[b]});
-        }
-        const int64_t root = unite_roots(parent, size, a, b);
-        if (linkage != nullptr) node_of_root[root] = n + static_cast<int64_t>(tree.size());
-        tree.push_back(e);
-        if (static_cast<int64_t>(tree.size()) == n - 1) break;  // spanning: later edges all close cycles
-    }
-    if (static_cast<int64_t>(tree.size()) != n - 1) throw std::logic_error("insert_into_mst: the edges do not span");
-    return tree;
+    return kruskal_merge(old_sorted, added, n, w.sets, linkage, "insert_into_mst");
 }
 
 /// Below this many rows mst_by_halves runs Prim's O(n^2) directly.

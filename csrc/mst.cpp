@@ -18,6 +18,7 @@
 
 #include "medscore/distance_batch.hpp"
 #include "medscore/knn.hpp"
+#include "medscore/kruskal.hpp"
 #include "medscore/thread_pool.hpp"
 #include "medscore/union_find.hpp"
 
@@ -226,9 +227,43 @@ void sort_edges(std::vector<MstEdge>& edges) {
     for (auto& e : edges) {
         if (e.u > e.v) std::swap(e.u, e.v);
     }
-    std::sort(edges.begin(), edges.end(), [](const MstEdge& x, const MstEdge& y) {
-        return std::tie(x.weight, x.u, x.v) < std::tie(y.weight, y.u, y.v);
-    });
+    std::sort(edges.begin(), edges.end(), EdgeLess{});
+}
+
+std::vector<MstEdge> kruskal_merge(const std::vector<MstEdge>& a, const std::vector<MstEdge>& b, int64_t n,
+                                   LinkageWorkspace& work, std::vector<LinkageRow>* linkage, const char* caller) {
+    std::vector<MstEdge> tree;
+    tree.reserve(static_cast<size_t>(n - 1));
+    work.set_parent.resize(static_cast<size_t>(n));
+    work.set_size.assign(static_cast<size_t>(n), 1);
+    int64_t* parent = work.set_parent.data();
+    int64_t* size = work.set_size.data();
+    for (int64_t v = 0; v < n; ++v) parent[v] = v;
+    // The linkage rows come with the tree: Kruskal already joins the sets in linkage order.
+    int64_t* node_of_root = nullptr;
+    if (linkage != nullptr) {
+        linkage->clear();
+        linkage->reserve(static_cast<size_t>(n - 1));
+        work.node_of_root.resize(static_cast<size_t>(n));
+        node_of_root = work.node_of_root.data();
+        for (int64_t v = 0; v < n; ++v) node_of_root[v] = v;
+    }
+    size_t i = 0, j = 0;
+    while (static_cast<int64_t>(tree.size()) < n - 1 && (i < a.size() || j < b.size())) {
+        // On a tie the two edges are the same edge: either may go first, the second closes a cycle.
+        const bool take_a = j == b.size() || (i < a.size() && edge_less(a[i], b[j]));
+        const MstEdge& e = take_a ? a[i++] : b[j++];
+        const int64_t ru = find_root(parent, e.u), rv = find_root(parent, e.v);
+        if (ru == rv) continue;
+        if (linkage != nullptr) linkage->push_back(LinkageRow{node_of_root[ru], node_of_root[rv], e.weight, size[ru] + size[rv]});
+        const int64_t root = unite_roots(parent, size, ru, rv);
+        if (linkage != nullptr) node_of_root[root] = n + static_cast<int64_t>(tree.size());
+        tree.push_back(e);
+    }
+    if (static_cast<int64_t>(tree.size()) != n - 1) {
+        throw std::logic_error(std::string(caller) + ": the candidate edges do not span the points");
+    }
+    return tree;
 }
 
 std::vector<MstEdge> minimum_spanning_tree(const KdTree& tree, const std::vector<double>& core, int n_threads,

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "medscore/eom_labels.hpp"
 #include "medscore/ordered_sum.hpp"
 
 namespace medscore {
@@ -380,5 +381,148 @@ std::vector<CondensedRow> simplify_hierarchy(const std::vector<CondensedRow>& co
     return out;
 }
 
+namespace {
+
+/// eom_labels' walk of the condensed tree (condense_tree's, breadth first from the root) over
+/// linkage `rows` of n >= 2 points: each cluster's parent and birth by discovery id (0 the
+/// root), its rows' stability terms (contiguous per cluster, from term_start), the ids of its
+/// children (kid_end) and each point's cluster.
+void walk_condensed_tree(const LinkageRow* rows, int64_t n, int64_t min_cluster_size, EomWorkspace& w) {
+    auto is_leaf = [n](int64_t x) { return x < n; };
+    auto size_of = [&](int64_t x) { return is_leaf(x) ? int64_t{1} : rows[x - n].size; };
+    auto lambda_of = [](double d) { return d > 0.0 ? 1.0 / d : std::numeric_limits<double>::infinity(); };
+    w.cluster_parent.assign(1, -1);
+    w.birth.assign(1, 0.0);
+    w.term_start.clear();
+    w.kid_end.clear();
+    w.terms.clear();
+    w.point_cluster.resize(static_cast<size_t>(n));
+    w.queue.assign({2 * n - 2, 0});  // (node, cluster) pairs, breadth first
+    // Appends a term (lam - birth) * 1 to cluster c for every point under node y.
+    auto emit_points = [&](int64_t y, int64_t c, double term) {
+        if (is_leaf(y)) {  // the usual case: one point falls out
+            w.point_cluster[y] = c;
+            w.terms.push_back(term);
+            return;
+        }
+        w.stack.assign(1, y);
+        while (!w.stack.empty()) {
+            const int64_t z = w.stack.back();
+            w.stack.pop_back();
+            if (is_leaf(z)) {
+                w.point_cluster[z] = c;
+                w.terms.push_back(term);
+            } else {
+                w.stack.push_back(rows[z - n].left);
+                w.stack.push_back(rows[z - n].right);
+            }
+        }
+    };
+    for (size_t head = 0; head < w.queue.size(); head += 2) {
+        int64_t x = w.queue[head];
+        const int64_t c = w.queue[head + 1];
+        w.term_start.push_back(static_cast<int64_t>(w.terms.size()));  // clusters come off the queue in id order
+        for (;;) {
+            const double h = rows[x - n].distance, lam = lambda_of(h), term = lam - w.birth[c];
+            // The children of x under the threshold hierarchy: equal heights are one merge.
+            w.children.clear();
+            const int64_t left = rows[x - n].left, right = rows[x - n].right;
+            auto same_height = [&](int64_t y) { return !is_leaf(y) && rows[y - n].distance == h; };
+            if (!same_height(left) && !same_height(right)) {  // the usual binary merge
+                w.children.push_back(left);
+                w.children.push_back(right);
+            } else {
+                w.stack.assign({right, left});
+            }
+            while (!w.stack.empty()) {
+                const int64_t y = w.stack.back();
+                w.stack.pop_back();
+                if (!is_leaf(y) && rows[y - n].distance == h) {
+                    w.stack.push_back(rows[y - n].right);
+                    w.stack.push_back(rows[y - n].left);
+                } else {
+                    w.children.push_back(y);
+                }
+            }
+            w.big.clear();
+            for (const int64_t y : w.children) {
+                if (size_of(y) >= min_cluster_size) w.big.push_back(y);
+            }
+            if (w.big.size() >= 2) {
+                for (const int64_t y : w.children) {
+                    if (size_of(y) < min_cluster_size) {
+                        emit_points(y, c, term);
+                        continue;
+                    }
+                    w.terms.push_back(term * static_cast<double>(size_of(y)));
+                    w.queue.push_back(y);
+                    w.queue.push_back(static_cast<int64_t>(w.cluster_parent.size()));
+                    w.cluster_parent.push_back(c);
+                    w.birth.push_back(lam);
+                }
+                break;
+            }
+            for (const int64_t y : w.children) {
+                if (w.big.empty() || y != w.big[0]) emit_points(y, c, term);
+            }
+            if (w.big.empty()) break;
+            x = w.big[0];
+        }
+        // Every child of c is discovered while c is walked: c > 0 has the ids kid_end[c - 1]
+        // to kid_end[c] - 1.
+        w.kid_end.push_back(static_cast<int64_t>(w.cluster_parent.size()));
+    }
+    w.term_start.push_back(static_cast<int64_t>(w.terms.size()));
+}
+
+/// EOM on the clusters walk_condensed_tree found: each point's label (-1 noise, clusters
+/// 0..K-1 in discovery order) into `labels` [n].
+void label_eom_clusters(int64_t n, EomWorkspace& w, std::vector<int64_t>& labels) {
+    const int64_t k = static_cast<int64_t>(w.cluster_parent.size());
+    w.stability.resize(static_cast<size_t>(k));
+    for (int64_t c = 0; c < k; ++c) {
+        w.stability[c] = ordered_sum(w.terms.data() + w.term_start[c], w.terms.data() + w.term_start[c + 1]);
+    }
+    // EOM, children before parents (a child's id is larger): keep a cluster unless its
+    // children's summed stability beats it; the root is never a candidate.
+    w.marked.assign(static_cast<size_t>(k), 0);
+    w.sub_terms.clear();
+    for (int64_t c = k - 1; c >= 1; --c) {
+        w.sub_terms.assign(w.stability.begin() + w.kid_end[c - 1], w.stability.begin() + w.kid_end[c]);
+        const double sub = ordered_sum(w.sub_terms.data(), w.sub_terms.data() + w.sub_terms.size());
+        if (sub > w.stability[c]) {
+            w.stability[c] = sub;
+        } else {
+            w.marked[c] = 1;
+        }
+    }
+    // Selected: marked with no marked ancestor; label_of[c]: the label of c's selected
+    // ancestor-or-self, -1 if none (parents have smaller ids, so one pass in id order).
+    w.covered.assign(static_cast<size_t>(k), 0);
+    w.label_of.assign(static_cast<size_t>(k), -1);
+    int64_t next_label = 0;
+    for (int64_t c = 1; c < k; ++c) {
+        const int64_t parent = w.cluster_parent[c];
+        w.covered[c] = parent > 0 && (w.marked[parent] || w.covered[parent]);
+        w.label_of[c] = w.marked[c] && !w.covered[c] ? next_label++ : w.label_of[parent];
+    }
+    labels.resize(static_cast<size_t>(n));
+    for (int64_t p = 0; p < n; ++p) labels[p] = w.label_of[w.point_cluster[p]];}
+
+}  // namespace
+
+void eom_labels(const std::vector<LinkageRow>& linkage, int64_t n_points, int64_t min_cluster_size,
+                EomWorkspace& w, std::vector<int64_t>& labels) {
+    if (static_cast<int64_t>(linkage.size()) != n_points - 1 || n_points < 1) {
+        throw std::logic_error("eom_labels: expected n_points - 1 linkage rows");
+    }
+    const int64_t n = n_points;
+    if (n == 1) {  // one point: noise, as select_clusters has it
+        labels.assign(1, -1);
+        return;
+    }
+    walk_condensed_tree(linkage.data(), n, min_cluster_size, w);
+    label_eom_clusters(n, w, labels);
+}
 
 }  // namespace medscore

@@ -77,3 +77,41 @@ def test_strided_core_distances_are_read_by_value(backend):
     want = backend.minimum_spanning_tree(X, np.ascontiguousarray(core))
     np.testing.assert_array_equal(np.sort(got["weight"]), np.sort(want["weight"]))
     assert ref.is_minimum_spanning_tree(got, X, core)
+
+
+def test_numba_kruskal_merge_is_kruskal_of_the_union():
+    """The Numba engines' ``kruskal_merge`` (two lists sorted by ``sort_edges``, an edge in
+    both) keeps the minimum spanning tree of their union, sorted by (weight, u, v)."""
+    pytest.importorskip("numba")
+    from medscore._numba.mst import kruskal_merge, sort_edges, spanning_forest_of_edges
+
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 8, 31):
+        u, v = np.triu_indices(n, 1)
+        w = rng.integers(0, 4, u.size).astype(np.float64)  # few weights: many ties
+        in_a = rng.random(u.size) < 0.5
+        in_a[0] = True
+        in_b = ~in_a
+        in_b[0] = True
+        a = sort_edges(u[in_a].astype(np.int64), v[in_a].astype(np.int64), w[in_a])
+        b = sort_edges(u[in_b].astype(np.int64), v[in_b].astype(np.int64), w[in_b])
+        tree_u, tree_v, tree_w = kruskal_merge(*a, *b, n)
+        edges = np.empty(u.size, dtype=MST_EDGE)
+        edges["u"], edges["v"], edges["weight"] = u, v, w
+        expected = spanning_forest_of_edges(edges, n)
+        np.testing.assert_array_equal(tree_u, expected["u"])
+        np.testing.assert_array_equal(tree_v, expected["v"])
+        np.testing.assert_array_equal(tree_w, expected["weight"])
+    with pytest.raises(ValueError, match="do not span"):
+        kruskal_merge(*a, *b, n + 1)
+
+
+def test_numba_dense_core_distances_match_the_tree():
+    """The keyed memory's O(N^2) core distances equal the kd-tree's, ties and duplicates included."""
+    pytest.importorskip("numba")
+    from medscore._numba.core_distance import core_distances, dense_core_distances
+
+    for kind in ("grid", "duplicates", "bridge"):
+        X = make_points(kind, 60, 3, seed=2)
+        for min_samples in (1, 3, 70):
+            np.testing.assert_array_equal(dense_core_distances(X, min_samples), core_distances(X, min_samples))

@@ -6,6 +6,8 @@
 #include "brute_force.hpp"
 #include "check.hpp"
 #include "medscore/core_distance.hpp"
+#include "medscore/kruskal.hpp"
+#include "medscore/linkage.hpp"
 #include "medscore/mst.hpp"
 
 using namespace medscore;
@@ -85,10 +87,40 @@ static void test_spanning_forest_of_edges() {
     CHECK_THROWS(spanning_forest_of_edges({{0, 3, 1.0}}, 3), std::invalid_argument);
 }
 
+/// kruskal_merge of two sorted lists (one edge in both) is the Kruskal forest of their union,
+/// with single_linkage's rows when asked; edges that do not span are a logic_error.
+static void test_kruskal_merge() {
+    std::vector<MstEdge> a{{0, 1, 1.0}, {1, 2, 1.0}, {2, 3, 2.0}, {0, 3, 2.0}, {3, 4, 5.0}};
+    std::vector<MstEdge> b{{0, 2, 1.0}, {2, 3, 2.0}, {1, 4, 3.0}, {2, 4, 3.0}};
+    sort_edges(a);
+    sort_edges(b);
+    std::vector<MstEdge> both = a;
+    both.insert(both.end(), b.begin(), b.end());
+    const std::vector<MstEdge> expected = spanning_forest_of_edges(both, 5);
+    LinkageWorkspace work;
+    std::vector<LinkageRow> rows;
+    for (const bool swapped : {false, true}) {
+        const std::vector<MstEdge> tree = swapped ? kruskal_merge(b, a, 5, work, &rows, "test")
+                                                  : kruskal_merge(a, b, 5, work, &rows, "test");
+        CHECK(tree.size() == expected.size());
+        for (size_t i = 0; i < tree.size() && i < expected.size(); ++i) {
+            CHECK(tree[i].u == expected[i].u && tree[i].v == expected[i].v && tree[i].weight == expected[i].weight);
+        }
+        const std::vector<LinkageRow> linkage = single_linkage(tree, 5);
+        CHECK(rows.size() == linkage.size());
+        for (size_t i = 0; i < rows.size() && i < linkage.size(); ++i) {
+            CHECK(rows[i].left == linkage[i].left && rows[i].right == linkage[i].right && rows[i].size == linkage[i].size);
+        }
+    }
+    CHECK(kruskal_merge({}, {}, 1, work, nullptr, "test").empty());
+    CHECK_THROWS(kruskal_merge(a, {}, 6, work, nullptr, "test"), std::logic_error);
+}
+
 int main() {
     RUN(test_matches_prim);
     RUN(test_initial_forest_is_kept);
     RUN(test_sizes_and_tiny_inputs);
     RUN(test_spanning_forest_of_edges);
+    RUN(test_kruskal_merge);
     return TEST_RESULT();
 }

@@ -1,10 +1,17 @@
 // Stage 5: EOM / leaf selection, allow_single_cluster, epsilon, probabilities, persistence,
 // max_cluster_size, epsilon_max and the persistence simplification of the condensed tree.
+#include <cstdint>
 #include <limits>
+#include <map>
+#include <random>
 #include <stdexcept>
 #include <vector>
 
 #include "check.hpp"
+#include "medscore/condense.hpp"
+#include "medscore/eom_labels.hpp"
+#include "medscore/linkage.hpp"
+#include "medscore/mst.hpp"
 #include "medscore/select.hpp"
 
 using namespace medscore;
@@ -168,6 +175,42 @@ static void test_simplify_hierarchy() {
     CHECK_THROWS(simplify_hierarchy(rows, 8, -1.0), std::invalid_argument);
 }
 
+/// Whether two labellings (-1 noise) are the same partition up to the clusters' numbering.
+static bool same_partition(const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+    if (a.size() != b.size()) return false;
+    std::map<int64_t, int64_t> a_to_b, b_to_a;
+    for (size_t i = 0; i < a.size(); ++i) {
+        if ((a[i] < 0) != (b[i] < 0)) return false;
+        if (a[i] < 0) continue;
+        const auto a_as = a_to_b.emplace(a[i], b[i]).first;  // the first pairing of each label holds
+        const auto b_as = b_to_a.emplace(b[i], a[i]).first;
+        if (a_as->second != b[i] || b_as->second != a[i]) return false;
+    }
+    return true;
+}
+
+/// eom_labels (the fused workspace path) gives select_clusters(condense_tree(...))'s partition
+/// on random trees with many tied weights (n-ary merges), one workspace reused throughout.
+static void test_eom_labels_match_condense_and_select() {
+    std::mt19937_64 rng(5);
+    EomWorkspace work;
+    std::vector<int64_t> labels;
+    for (int trial = 0; trial < 200; ++trial) {
+        const int64_t n = 1 + trial % 50, min_cluster_size = 2 + trial % 5;
+        std::vector<MstEdge> edges;  // a random tree with weights from a few values
+        for (int64_t v = 1; v < n; ++v) {
+            edges.push_back(MstEdge{static_cast<int64_t>(rng() % static_cast<uint64_t>(v)), v,
+                                    static_cast<double>(rng() % (1 + trial % 6))});
+        }
+        sort_edges(edges);
+        const std::vector<LinkageRow> linkage = single_linkage(edges, n);
+        const Selection expected = select_clusters(condense_tree(linkage, n, min_cluster_size), n,
+                                                   SelectionMethod::eom, false, 0.0);
+        eom_labels(linkage, n, min_cluster_size, work, labels);
+        CHECK(same_partition(labels, expected.labels));
+    }
+}
+
 int main() {
     RUN(test_eom_and_leaf_pick_the_pairs);
     RUN(test_single_cluster);
@@ -177,5 +220,6 @@ int main() {
     RUN(test_max_cluster_size);
     RUN(test_epsilon_max);
     RUN(test_simplify_hierarchy);
+    RUN(test_eom_labels_match_condense_and_select);
     return TEST_RESULT();
 }

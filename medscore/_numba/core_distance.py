@@ -2,7 +2,7 @@
 import numba
 import numpy as np
 
-from .distance import row_distance
+from .distance import row_distance, squared_distance
 from .kdtree import KDTree, node_lower_bound, build_kdtree
 
 #: Queries handled by one parallel task (scratch buffers are allocated once per chunk).
@@ -129,6 +129,34 @@ def nearest_neighbors(X, k: int, n_threads: int = 0) -> tuple[np.ndarray, np.nda
         raise ValueError(f"k must be in [1, N - 1] = [1, {X.shape[0] - 1}], got {k}")
     with thread_limit(n_threads):
         return neighbors_in_tree(build_kdtree(X), int(k))
+
+
+@numba.njit(cache=True)
+def dense_core_distances(X, min_samples):
+    """Core distances by every pairwise distance, O(N^2 D), for small sets (the keyed memory's
+    keys): the values ``core_distances`` gives, without building a tree.
+
+    Parameters
+    ----------
+    X : float64 [N, D], N >= 2
+    min_samples : int >= 1; the neighbour rank is ``effective_min_samples(min_samples, N)``
+
+    Returns
+    -------
+    float64 [N]
+    """
+    n = X.shape[0]
+    k = max(1, min(min_samples, n - 1))
+    core = np.zeros(n)
+    d = np.empty(n - 1)
+    for i in range(n):
+        c = 0
+        for j in range(n):
+            if j != i:
+                d[c] = np.sqrt(squared_distance(X[i], X[j]))
+                c += 1
+        core[i] = np.sort(d)[k - 1]
+    return core
 
 
 def core_distances_in_tree(tree: KDTree, min_samples: int) -> np.ndarray:

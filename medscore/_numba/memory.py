@@ -14,20 +14,22 @@ the old tree and the new points' own MST); otherwise the key is refitted. Refits
 Prim's O(n^2) algorithm on the mutual-reachability graph for every key size (C++ switches to
 its kd-tree pipeline above 256 points): exact, but slow on very large keys. Where MSTs tie,
 the stored tree may then differ from C++'s; the clustering does not (docs/SPEC.md).
+
+The files mirror C++'s: this one the step and the class (``csrc/memory.cpp``) with the vote
+(``csrc/memory_vote.cpp``), ``memory_insert.py`` the MSTs, ``memory_cluster.py`` a key's
+clustering on the shared stages, ``memory_check.py`` the input and state checks.
 """
 from __future__ import annotations
-
-import math
 
 import numba
 import numpy as np
 
-from .condense import _condense
-from .disjoint_set import find_root, make_disjoint_set, union_roots
-from .distance import squared_distance
-from .linkage import _link
-from .select import _select
+from .memory_check import check_loaded_key, check_magnitudes, check_state, max_safe_magnitude, unit_rows
+from .memory_cluster import cluster_from_mst, label_sizes, refit
+from .memory_insert import insert_into_mst
 from .threads import thread_limit
+
+__all__ = ["KeyedMemory", "max_safe_magnitude"]
 
 #: A key grows its MST by insertion while m <= max(64, n_prior / 16) new rows, else it is
 #: refitted. Only the speed depends on it (both are exact); the C++ engine decides with its
@@ -35,257 +37,11 @@ from .threads import thread_limit
 _SMALL_ADDITION = 64
 
 
-# -- MSTs under the strict order (weight, u, v) ----------------------------------------------
-
-@numba.njit(cache=True, inline="always")
-def _edge_less(wa, ua, va, wb, ub, vb):
-    return wa < wb or (wa == wb and (ua < ub or (ua == ub and va < vb)))
-
-
-@numba.njit(cache=True)
-def _sort_edges(u, v, w):
-    """Edges sorted by (weight, u, v): successive stable sorts, last key first."""
-    order = np.argsort(v, kind="mergesort")
-    order = order[np.argsort(u[order], kind="mergesort")]
-    order = order[np.argsort(w[order], kind="mergesort")]
-    return u[order].copy(), v[order].copy(), w[order].copy()
-
-
-@numba.njit(cache=True)
-def _core_distances(X, min_samples):
-    """Distance to the min(min_samples, n - 1)-th (at least 1st) nearest other point."""
-    n = X.shape[0]
-    k = max(1, min(min_samples, n - 1))
-    core = np.zeros(n)
-    d = np.empty(n - 1)
-    for i in range(n):
-        c = 0
-        for j in range(n):
-            if j != i:
-                d[c] = np.sqrt(squared_distance(X[i], X[j]))
-                c += 1
-        core[i] = np.sort(d)[k - 1]
-    return core
-
-
-@numba.njit(cache=True)
-def _prim(X, core, use_core):
-    """MST of the mutual-reachability graph of X (Euclidean if not use_core), sorted."""
-    n = X.shape[0]
-    u = np.empty(n - 1, np.int64)
-    v = np.empty(n - 1, np.int64)
-    w = np.empty(n - 1)
-    best = np.full(n, np.inf)
-    best_from = np.full(n, -1, np.int64)
-    in_tree = np.zeros(n, np.bool_)
-    in_tree[0] = True
-    last = 0
-    for added in range(n - 1):
-        nxt, nu, nv, nw = -1, 0, 0, np.inf
-        for x in range(n):
-            if in_tree[x]:
-                continue
-            d = np.sqrt(squared_distance(X[last], X[x]))
-            if use_core:
-                d = max(core[last], core[x], d)
-            if best_from[x] < 0 or _edge_less(d, min(last, x), max(last, x),
-                                              best[x], min(best_from[x], x), max(best_from[x], x)):
-                best[x], best_from[x] = d, last
-            cu, cv = min(best_from[x], x), max(best_from[x], x)
-            if nxt < 0 or _edge_less(best[x], cu, cv, nw, nu, nv):
-                nxt, nu, nv, nw = x, cu, cv, best[x]
-        in_tree[nxt] = True
-        u[added], v[added], w[added] = nu, nv, nw
-        last = nxt
-    return _sort_edges(u, v, w)
-
-
-@numba.njit(cache=True)
-def _rooted(mu, mv, n):
-    """The tree rooted at 0: (child, parent, edge) of each non-root vertex, children first."""
-    start = np.zeros(n + 1, np.int64)
-    for e in range(mu.shape[0]):
-        start[mu[e] + 1] += 1
-        start[mv[e] + 1] += 1
-    for x in range(n):
-        start[x + 1] += start[x]
-    fill = start[:n].copy()
-    adj = np.empty(2 * mu.shape[0], np.int64)
-    adj_edge = np.empty(2 * mu.shape[0], np.int64)
-    for e in range(mu.shape[0]):
-        adj[fill[mu[e]]], adj_edge[fill[mu[e]]] = mv[e], e
-        fill[mu[e]] += 1
-        adj[fill[mv[e]]], adj_edge[fill[mv[e]]] = mu[e], e
-        fill[mv[e]] += 1
-    parent = np.full(n, -1, np.int64)
-    parent_edge = np.full(n, -1, np.int64)
-    order = np.empty(n, np.int64)
-    stack = np.empty(n, np.int64)
-    stack[0], top, count = 0, 1, 0
-    parent[0] = 0
-    while top > 0:
-        top -= 1
-        x = stack[top]
-        order[count] = x
-        count += 1
-        for a in range(start[x], start[x + 1]):
-            y = adj[a]
-            if parent[y] < 0:
-                parent[y], parent_edge[y] = x, adj_edge[a]
-                stack[top] = y
-                top += 1
-    if count != n:
-        raise ValueError("insert_into_mst: the MST is not connected")
-    parent[0] = -1
-    return order[::-1][:n - 1].copy(), parent, parent_edge
-
-
-@numba.njit(cache=True)
-def _kept_edges(to_q, q, walk, parent, parent_edge, mu, mv, mw):
-    """Old vertices a whose edge (a, q) is in the MST of (old tree + every edge of q)."""
-    n = to_q.shape[0]
-    # Heaviest edge on each vertex's path to q: (weight, u, v, old end of a q-edge or -1).
-    pw, pu, pv, pq = to_q.copy(), np.arange(n), np.full(n, q), np.arange(n)
-    kept = np.ones(n, np.bool_)
-    for x in walk:
-        p = parent[x]
-        e = parent_edge[x]
-        tw, tu, tv = mw[e], mu[e], mv[e]
-        child_above_tree = _edge_less(tw, tu, tv, pw[x], pu[x], pv[x])
-        parent_above_tree = _edge_less(tw, tu, tv, pw[p], pu[p], pv[p])
-        if not child_above_tree and not parent_above_tree:
-            continue  # the tree edge leaves; every old tree edge goes to Kruskal anyway
-        if _edge_less(pw[p], pu[p], pv[p], pw[x], pu[x], pv[x]):
-            if pq[x] >= 0:
-                kept[pq[x]] = False
-        else:
-            if pq[p] >= 0:
-                kept[pq[p]] = False
-            if child_above_tree:
-                pw[p], pu[p], pv[p], pq[p] = pw[x], pu[x], pv[x], pq[x]
-            else:
-                pw[p], pu[p], pv[p], pq[p] = tw, tu, tv, -1
-    return np.flatnonzero(kept)
-
-
-@numba.njit(cache=True)
-def _insert_into_mst(X, n_old, mu, mv, mw):
-    """MST (sorted) of X after appending rows n_old.. to rows whose sorted MST is (mu, mv, mw)."""
-    n = X.shape[0]
-    walk, parent, parent_edge = _rooted(mu, mv, n_old)
-    cu, cv, cw = [np.int64(0)][:0], [np.int64(0)][:0], [0.0][:0]
-    to_q = np.empty(n_old)
-    for q in range(n_old, n):
-        for a in range(n_old):
-            to_q[a] = np.sqrt(squared_distance(X[a], X[q]))
-        for a in _kept_edges(to_q, q, walk, parent, parent_edge, mu, mv, mw):
-            cu.append(a)
-            cv.append(q)
-            cw.append(to_q[a])
-    if n - n_old >= 2:
-        bu, bv, bw = _prim(X[n_old:], np.zeros(0), False)
-        for i in range(bu.shape[0]):
-            cu.append(bu[i] + n_old)
-            cv.append(bv[i] + n_old)
-            cw.append(bw[i])
-    au, av, aw = _sort_edges(np.array(cu, np.int64), np.array(cv, np.int64), np.array(cw, np.float64))
-    out_u = np.empty(n - 1, np.int64)
-    out_v = np.empty(n - 1, np.int64)
-    out_w = np.empty(n - 1)
-    sets, sizes = make_disjoint_set(n)
-    i = j = count = 0
-    while i < mu.shape[0] or j < au.shape[0]:
-        take_old = j == au.shape[0] or (i < mu.shape[0] and _edge_less(mw[i], mu[i], mv[i], aw[j], au[j], av[j]))
-        if take_old:
-            eu, ev, ew = mu[i], mv[i], mw[i]
-            i += 1
-        else:
-            eu, ev, ew = au[j], av[j], aw[j]
-            j += 1
-        ru, rv = find_root(sets, eu), find_root(sets, ev)
-        if ru != rv:
-            union_roots(sets, sizes, ru, rv)
-            out_u[count], out_v[count], out_w[count] = eu, ev, ew
-            count += 1
-    if count != n - 1:
-        raise ValueError("insert_into_mst: the edges do not span")
-    return out_u, out_v, out_w
-
-
-# -- clustering of one key ------------------------------------------------------------------
-
-@numba.njit(cache=True)
-def _lex_earlier(X, steps, a, b):
-    """(step, vector) of point a < that of point b."""
-    if steps[a] != steps[b]:
-        return steps[a] < steps[b]
-    for j in range(X.shape[1]):
-        if X[a, j] != X[b, j]:
-            return X[a, j] < X[b, j]
-    return False
-
-
-@numba.njit(cache=True)
-def _number_clusters(labels, X, steps):
-    """Renumber clusters by earliest member (see number_clusters in memory.hpp); sizes, noise."""
-    n_clusters = labels.max() + 1 if labels.shape[0] > 0 else 0
-    earliest = np.full(max(n_clusters, 0), -1, np.int64)
-    noise = 0
-    for i in range(labels.shape[0]):
-        c = labels[i]
-        if c < 0:
-            noise += 1
-        elif earliest[c] < 0 or _lex_earlier(X, steps, i, earliest[c]):
-            earliest[c] = i
-    order = np.arange(n_clusters)
-    for a in range(1, n_clusters):  # insertion sort by earliest member; ties by member index
-        x = order[a]
-        b = a - 1
-        while b >= 0 and (_lex_earlier(X, steps, earliest[x], earliest[order[b]]) or (
-                not _lex_earlier(X, steps, earliest[order[b]], earliest[x]) and earliest[x] < earliest[order[b]])):
-            order[b + 1] = order[b]
-            b -= 1
-        order[b + 1] = x
-    renamed = np.empty(n_clusters, np.int64)
-    for r in range(n_clusters):
-        renamed[order[r]] = r
-    out = np.full(labels.shape[0], -1, np.int64)
-    sizes = np.zeros(n_clusters, np.int64)
-    for i in range(labels.shape[0]):
-        if labels[i] >= 0:
-            out[i] = renamed[labels[i]]
-            sizes[out[i]] += 1
-    return out, sizes, noise
-
-
-@numba.njit(cache=True)
-def _cluster(X, steps, mu, mv, mw, mcs, leaf, allow_single, epsilon):
-    """Labels (numbered by earliest member), sizes and noise count from a sorted MST."""
-    n = X.shape[0]
-    if n == 0:
-        return np.empty(0, np.int64), np.empty(0, np.int64), 0
-    if n == 1:
-        return np.full(1, -1, np.int64), np.empty(0, np.int64), 1
-    left, right, merged = _link(mu, mv, n)
-    parent, child, lam, size = _condense(left, right, mw, merged, n, mcs)
-    labels = _select(parent, child, lam, size, n, leaf, allow_single, epsilon, 0, np.inf)[0]  # no size / eps max
-    return _number_clusters(labels, X, steps)
-
-
-@numba.njit(cache=True)
-def _refit(X, min_samples):
-    """Sorted MST of the mutual-reachability graph of X (empty for n < 2)."""
-    n = X.shape[0]
-    if n < 2:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    if min_samples == 1:
-        return _prim(X, np.zeros(0), False)
-    return _prim(X, _core_distances(X, min_samples), True)
-
+# -- one step over every key ------------------------------------------------------------------
 
 @numba.njit(cache=True)
 def _vote(prior, labels, sizes, noise, x, k):
-    """The MEDS vote (see vote in csrc/memory.cpp): label and size."""
+    """The MEDS vote (see csrc/memory_vote.cpp): label and size."""
     n = prior.shape[0]
     k = min(k, n)
     if k == 0:
@@ -316,22 +72,6 @@ def _vote(prior, labels, sizes, noise, x, k):
     return winner, (noise if winner < 0 else sizes[winner])
 
 
-# -- one step over every key ------------------------------------------------------------------
-
-@numba.njit(cache=True)
-def _label_sizes(labels):
-    """Cluster sizes by label and the noise count of labels numbered 0..K-1 (-1 noise)."""
-    n_clusters = labels.max() + 1 if labels.shape[0] > 0 else 0
-    sizes = np.zeros(max(n_clusters, 0), np.int64)
-    noise = 0
-    for c in labels:
-        if c < 0:
-            noise += 1
-        else:
-            sizes[c] += 1
-    return sizes, noise
-
-
 @numba.njit(cache=True)
 def _evictions(old_steps, n_old, m, step, max_age, capacity):
     """(aged, over): points dropped for age before the vote, and for capacity after it."""
@@ -352,18 +92,18 @@ def _process_key(X, steps, labels, mu, mv, mw, n_old, step, params, allow_single
     aged, over = _evictions(steps, n_old, m, step, max_age, capacity)
     n_prior = n_old - aged
     if aged > 0:
-        mu, mv, mw = _refit(X[aged:n_old], min_samples)
-        labels = _cluster(X[aged:n_old], steps[aged:n_old], mu, mv, mw, mcs, leaf, allow_single, epsilon)[0]
-    sizes, noise = _label_sizes(labels)
+        mu, mv, mw = refit(X[aged:n_old], min_samples)
+        labels = cluster_from_mst(X[aged:n_old], steps[aged:n_old], mu, mv, mw, mcs, leaf, allow_single, epsilon)[0]
+    sizes, noise = label_sizes(labels)
     if assign_paper:
         for j in range(m):
             out_labels[j], out_sizes[j] = _vote(X[aged:n_old], labels, sizes, noise, X[n_old + j], vote_k)
     start = aged + over
     if min_samples == 1 and over == 0 and n_prior >= 1 and m <= max(_SMALL_ADDITION, n_prior // 16):
-        fu, fv, fw = _insert_into_mst(X[aged:], n_prior, mu, mv, mw)
+        fu, fv, fw = insert_into_mst(X[aged:], n_prior, mu, mv, mw)
     else:
-        fu, fv, fw = _refit(X[start:], min_samples)
-    final, final_sizes, final_noise = _cluster(X[start:], steps[start:], fu, fv, fw, mcs, leaf, allow_single, epsilon)
+        fu, fv, fw = refit(X[start:], min_samples)
+    final, final_sizes, final_noise = cluster_from_mst(X[start:], steps[start:], fu, fv, fw, mcs, leaf, allow_single, epsilon)
     if not assign_paper:
         for j in range(m):
             pos = n_prior + j - over
@@ -424,8 +164,8 @@ def _step(offsets, points, steps, labels, mst_u, mst_v, mst_w, batch, keys, step
             a = expired[k]
             if a < n_old:
                 X = points[first + a:first + n_old]
-                fu, fv, fw = _refit(X, params[1])
-                final = _cluster(X, steps[first + a:first + n_old], fu, fv, fw, params[0], params[2], allow_single,
+                fu, fv, fw = refit(X, params[1])
+                final = cluster_from_mst(X, steps[first + a:first + n_old], fu, fv, fw, params[0], params[2], allow_single,
                                  epsilon)[0]
                 out_points[o:o + n_old - a] = X
                 out_steps[o:o + n_old - a] = steps[first + a:first + n_old]
@@ -538,9 +278,9 @@ class KeyedMemory:
         if not np.isfinite(stored).all():
             raise ValueError("penalize_step: a row is not finite")
         if self._normalize:
-            stored = _unit_rows(stored, rows)
+            stored = unit_rows(stored, rows)
         else:
-            _check_magnitudes(stored, rows)
+            check_magnitudes(stored, rows)
         labels = np.full(len(keys), -1, dtype=np.int64)
         sizes = np.zeros(len(keys), dtype=np.int64)
         if len(rows):
@@ -568,9 +308,9 @@ class KeyedMemory:
         steps, labels = np.ascontiguousarray(steps, dtype=np.int64), np.ascontiguousarray(labels, dtype=np.int64)
         mst_u, mst_v = np.ascontiguousarray(mst_u, dtype=np.int64), np.ascontiguousarray(mst_v, dtype=np.int64)
         mst_w = np.ascontiguousarray(mst_weight, dtype=np.float64)
-        _check_state(offsets, points, steps, labels, mst_u, mst_v, mst_w, int(last_step))
+        check_state(offsets, points, steps, labels, mst_u, mst_v, mst_w, int(last_step))
         for k in range(offsets.shape[0] - 1):
-            _check_loaded_key(self, k, offsets, points, steps, labels, mst_u, mst_v, mst_w)
+            check_loaded_key(self, k, offsets, points, steps, labels, mst_u, mst_v, mst_w)
         self._set_state(offsets, points, steps, labels, mst_u, mst_v, mst_w)
         self._last_step = int(last_step)
 
@@ -630,125 +370,3 @@ class KeyedMemory:
     @property
     def n_noise(self):
         return int((self._labels < 0).sum())
-
-
-def max_safe_magnitude(dim: int) -> float:
-    """Largest |entry| of a row stored without normalisation: ``1e150 / sqrt(dim)``.
-
-    Every squared distance between such rows is at most ``dim * (2e150 / sqrt(dim))**2 =
-    4e300``: finite, so no weight overflows. The bound of ``max_safe_magnitude`` in
-    ``csrc/include/medscore/matrix.hpp``, with the same bits.
-    """
-    return 1e150 / math.sqrt(dim)
-
-
-def _check_magnitudes(stored, rows):
-    """Refuse (ValueError) the first stored row with an entry beyond ``max_safe_magnitude``.
-
-    ``stored`` float64 [M, D] holds batch rows ``rows`` (int64 [M]); the message is C++'s.
-    """
-    bound = max_safe_magnitude(stored.shape[1])
-    beyond = np.abs(stored) > bound
-    if not beyond.any():
-        return
-    i, j = np.argwhere(beyond)[0]
-    raise ValueError(f"penalize_step: row {int(rows[i])} has an entry of magnitude {abs(stored[i, j]):g}; "
-                     f"without normalisation stored rows must satisfy max|x| <= 1e150 / sqrt(D) = {bound:g} "
-                     "(their squared distances would overflow)")
-
-
-def _unit_rows(stored, rows):
-    """Each row of ``stored`` divided by its Euclidean norm (NumPy's bits).
-
-    A row whose norm is 0 (all zeros, or squares that underflow) or infinite (squares that
-    overflow: it would become all zeros) has no unit row: ValueError naming the first such
-    batch row (``rows[i]``), with C++'s message.
-    """
-    with np.errstate(over="ignore", under="ignore"):
-        norms = np.linalg.norm(stored, axis=1, keepdims=True)
-    bad = np.flatnonzero(~((norms[:, 0] > 0) & (norms[:, 0] <= np.finfo(np.float64).max)))
-    if len(bad):
-        i = bad[0]
-        what = ("is all zeros (or its squares underflow)" if norms[i, 0] == 0
-                else "has a Euclidean norm that overflows float64")
-        raise ValueError(f"fingerprint row {int(rows[i])} {what} and cannot be L2-normalised")
-    return stored / norms
-
-
-@numba.njit(cache=True)
-def _tree_fault(X, mu, mv, mw, exact_weights):
-    """0 if (mu, mv, mw) is a spanning tree of X's rows sorted by (weight, u, v) whose weights
-    are the Euclidean distances (``exact_weights``) or at least them; else 1 (unsorted or an
-    edge written twice), 2 (a cycle) or 3 (a weight), as check_loaded_key in csrc/memory.cpp."""
-    parent, size = make_disjoint_set(X.shape[0])
-    for i in range(mu.shape[0]):
-        if i > 0 and not _edge_less(mw[i - 1], mu[i - 1], mv[i - 1], mw[i], mu[i], mv[i]):
-            return 1
-        ra, rb = find_root(parent, mu[i]), find_root(parent, mv[i])
-        if ra == rb:
-            return 2
-        union_roots(parent, size, ra, rb)
-        d = math.sqrt(squared_distance(X[mu[i]], X[mv[i]]))
-        if (mw[i] != d) if exact_weights else (mw[i] < d):
-            return 3
-    return 0
-
-
-_TREE_FAULTS = {1: "MST edges are not sorted by (weight, u, v) or an edge is written twice",
-                2: "the MST has a cycle, so it does not connect every point",
-                3: "an MST edge does not have the weight of its points"}
-
-
-def _check_loaded_key(memory, k, offsets, points, steps, labels, mst_u, mst_v, mst_w):
-    """check_loaded_key of csrc/memory.cpp: the key's MST and labels are those of its points."""
-    seg = slice(offsets[k], offsets[k + 1])
-    n = int(offsets[k + 1] - offsets[k])
-    if n < 2:
-        return
-    first = int(np.maximum(np.diff(offsets[:k + 1]) - 1, 0).sum())
-    edges = slice(first, first + n - 1)
-    X, mu, mv, mw = points[seg], mst_u[edges], mst_v[edges], mst_w[edges]
-    fault = _tree_fault(X, mu, mv, mw, memory._params[1] == 1)
-    if fault:
-        raise ValueError(f"KeyedMemory::load_state: key {k}: {_TREE_FAULTS[fault]}")
-    mcs, _, leaf = memory._params[:3]
-    got = _cluster(X, steps[seg], mu, mv, mw, mcs, leaf, memory._allow_single, memory._epsilon)[0]
-    if not np.array_equal(got, labels[seg]):
-        raise ValueError(f"KeyedMemory::load_state: key {k}: the labels are not the clustering of the MST")
-
-
-def _check_state(offsets, points, steps, labels, mst_u, mst_v, mst_w, last_step):
-    """The checks of KeyedMemory::load_state (csrc/memory_state.cpp), raising ValueError."""
-    def bad(what):
-        raise ValueError(f"KeyedMemory::load_state: {what}")
-
-    if offsets.ndim != 1 or offsets.size == 0 or offsets[0] != 0:
-        bad("offsets must start with 0")
-    if (np.diff(offsets) < 0).any():
-        bad("offsets must be non-decreasing")
-    total = int(offsets[-1])
-    if steps.shape != (total,) or labels.shape != (total,) or points.shape[0] != total:
-        bad(f"offsets say {total} points but the arrays disagree")
-    if not np.isfinite(points).all():
-        bad("a stored point is not finite")
-    if mst_u.shape != mst_v.shape or mst_u.shape != mst_w.shape:
-        bad("mst_u, mst_v and mst_weight must have one length")
-    n_edges = np.maximum(np.diff(offsets) - 1, 0)
-    if mst_u.shape[0] != n_edges.sum():
-        bad("the MST array has the wrong number of edges")
-    edge_key = np.repeat(np.arange(n_edges.size), n_edges)
-    sizes = np.diff(offsets)[edge_key]
-    if not ((0 <= mst_u) & (mst_u < mst_v) & (mst_v < sizes) & (mst_w >= 0)).all():
-        bad("bad MST edge")
-    for k in range(offsets.size - 1):
-        seg = slice(offsets[k], offsets[k + 1])
-        s, lab = steps[seg], labels[seg]
-        if s.size and ((s < 0).any() or (s > last_step).any() or (np.diff(s) < 0).any()):
-            bad(f"steps of key {k} must be >= 0, non-decreasing and <= last_step")
-        if ((lab < -1) | (lab >= s.size)).any():
-            bad(f"label out of range in key {k}")
-        if lab.size and not np.array_equal(np.unique(lab[lab >= 0]), np.arange(lab.max() + 1)):
-            bad(f"labels of key {k} skip a cluster number")
-        renumbered = _number_clusters(lab, points[seg], s)[0] if s.size else lab
-        if not np.array_equal(renumbered, lab):
-            bad(f"labels of key {k} are not numbered by earliest member")

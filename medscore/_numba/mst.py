@@ -61,9 +61,61 @@ def _node_components(start, left, right, end, comp):
 
 
 @numba.njit(cache=True, inline="always")
-def _lighter(w, a, b, best_w, best_a, best_b):
-    """Whether edge (w, a, b) comes before (best_w, best_a, best_b) in the total order."""
+def edge_less(w, a, b, best_w, best_a, best_b):
+    """Whether edge (w, a, b) comes before (best_w, best_a, best_b) in the strict total order
+    (weight, u, v) under which the MST is unique (``edge_less`` of csrc/private/medscore/kruskal.hpp)."""
     return w < best_w or (w == best_w and (a < best_a or (a == best_a and b < best_b)))
+
+
+@numba.njit(cache=True)
+def sort_edges(u, v, w):
+    """Edges sorted by (weight, u, v): successive stable sorts, last key first.
+
+    Parameters
+    ----------
+    u, v : int64 [M], w : float64 [M]
+
+    Returns
+    -------
+    (int64 [M], int64 [M], float64 [M]): new arrays, the edges in that order.
+    """
+    order = np.argsort(v, kind="mergesort")
+    order = order[np.argsort(u[order], kind="mergesort")]
+    order = order[np.argsort(w[order], kind="mergesort")]
+    return u[order].copy(), v[order].copy(), w[order].copy()
+
+
+@numba.njit(cache=True)
+def kruskal_merge(au, av, aw, bu, bv, bw, n):
+    """Kruskal over two edge lists, each sorted by (weight, u, v), merged on the fly.
+
+    ``kruskal_merge`` of csrc/private/medscore/kruskal.hpp: on n >= 1 vertices, the minimum
+    spanning tree of the union of the edges ``(au, av, aw)`` and ``(bu, bv, bw)`` (int64,
+    int64, float64 [M] each), sorted by (weight, u, v): (int64 [n-1], int64 [n-1], float64
+    [n-1]). ValueError if the edges do not span the vertices.
+    """
+    out_u = np.empty(n - 1, np.int64)
+    out_v = np.empty(n - 1, np.int64)
+    out_w = np.empty(n - 1)
+    sets, sizes = make_disjoint_set(n)
+    i = j = count = 0
+    while count < n - 1 and (i < au.shape[0] or j < bu.shape[0]):
+        # On a tie the two edges are the same edge: the second one closes a cycle.
+        take_a = j == bu.shape[0] or (i < au.shape[0] and edge_less(aw[i], au[i], av[i], bw[j], bu[j], bv[j]))
+        if take_a:
+            eu, ev, ew = au[i], av[i], aw[i]
+            i += 1
+        else:
+            eu, ev, ew = bu[j], bv[j], bw[j]
+            j += 1
+        ru, rv = find_root(sets, eu), find_root(sets, ev)
+        if ru != rv:
+            union_roots(sets, sizes, ru, rv)
+            out_u[count], out_v[count], out_w[count] = eu, ev, ew
+            count += 1
+    if count != n - 1:
+        raise ValueError("insert_into_mst: the edges do not span")
+    return out_u, out_v, out_w
 
 
 @numba.njit(cache=True)
@@ -78,7 +130,7 @@ def _scan_leaf(q, c, node, points, cores, comp, start, end, best):
             continue
         w = max(core_q, cores[p], row_distance(points, q, points, p))
         a, b = min(q, p), max(q, p)
-        if _lighter(w, a, b, best[0], best[1], best[2]):
+        if edge_less(w, a, b, best[0], best[1], best[2]):
             best[0], best[1], best[2] = w, a, b
 
 
@@ -135,7 +187,7 @@ def _seed_edge(q, c, cores, comp, seed_to, seed_dist, best):
         if comp[p] != c:
             w = max(core_q, cores[p], seed_dist[q, j])
             a, b = min(q, p), max(q, p)
-            if _lighter(w, a, b, best[0], best[1], best[2]):
+            if edge_less(w, a, b, best[0], best[1], best[2]):
                 best[0], best[1], best[2] = w, a, b
     if k == cores.shape[0] - 1:
         return np.inf
@@ -150,7 +202,7 @@ def _known_edges(c, members, cores, comp, seed_to, seed_dist, cached_to, cached_
     for q in members:
         p = cached_to[q]
         if p >= 0 and comp[p] != c:
-            if _lighter(cached_w[q], min(q, p), max(q, p), best[0], best[1], best[2]):
+            if edge_less(cached_w[q], min(q, p), max(q, p), best[0], best[1], best[2]):
                 best[0], best[1], best[2] = cached_w[q], min(q, p), max(q, p)
             continue
         if seed_to.shape[1] == 0:
@@ -163,7 +215,7 @@ def _known_edges(c, members, cores, comp, seed_to, seed_dist, cached_to, cached_
             lower[q] = max(lower[q], own[0])
         else:
             lower[q] = max(lower[q], min(own[0], unlisted))
-        if _lighter(own[0], own[1], own[2], best[0], best[1], best[2]):
+        if edge_less(own[0], own[1], own[2], best[0], best[1], best[2]):
             best[:] = own
     return best
 
