@@ -61,7 +61,7 @@ std::vector<uint8_t> valid_rows(const PointsView& x, const uint8_t* valid, NanRo
     }
     if (first_bad >= 0) {
         bad_input("fingerprints contain NaN or Inf in row " + std::to_string(first_bad) + " (" + std::to_string(n_bad) +
-                  " bad rows); mark rows without a fingerprint with Batch.valid or nan_rows='skip'");
+                  " bad rows); mark rows without a fingerprint with valid or nan_rows=skip");
     }
     return out;
 }

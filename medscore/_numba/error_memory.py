@@ -39,7 +39,7 @@ def _valid_rows(points: np.ndarray, valid, skip_nan_rows: bool) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise _bad_input(f"fingerprints contain NaN or Inf in row {row} ({int(bad.sum())} bad rows); "
-                         "mark rows without a fingerprint with Batch.valid or nan_rows='skip'")
+                         "mark rows without a fingerprint with valid or nan_rows=skip")
     return out
 
 
