@@ -241,9 +241,6 @@ void register_memory(py::module_& m) {
         .def("check", [](const medscore::MemoryOptions& o) { medscore::check_options(o); },
              "Raises ValueError naming the first bad option.");
     m.attr("DEAD_KEYS_KEPT") = medscore::kDeadKeysKept;
-    m.attr("MAX_STEP") = medscore::kMaxStep;
-    m.def("default_penalty", &medscore::default_penalty, py::arg("size"), py::arg("alpha"), py::arg("beta"),
-          "min(alpha * ln(size + 1), beta), with the C library's log.");
     py::class_<medscore::Memory>(m, "Memory", "The error memory's rules and state (error_memory.hpp).")
         .def(py::init([](const medscore::MemoryOptions& options, const py::object& penalty) {
                  return medscore::Memory(options, penalty_function(penalty));

@@ -11,7 +11,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['AssignRule', 'CheckpointError', 'DEAD_KEYS_KEPT', 'IncrementalHDBSCAN', 'KeyedMemory', 'MAX_STEP', 'Memory', 'MemoryOptions', 'NanRows', 'PenaltyTarget', 'SelectionMethod', 'StoreRule', 'checkpoint_deserialize', 'checkpoint_read_bytes', 'checkpoint_write', 'condense_tree', 'core_distances', 'default_penalty', 'fit', 'incremental_insert', 'knn_of_rows', 'minimum_spanning_tree', 'nearest_neighbors', 'select_clusters', 'simplify_hierarchy', 'single_linkage', 'spanning_forest_of_edges', 'struct_sizes', 'unique_int64']
+__all__: list[str] = ['AssignRule', 'CheckpointError', 'DEAD_KEYS_KEPT', 'IncrementalHDBSCAN', 'KeyedMemory', 'Memory', 'MemoryOptions', 'NanRows', 'PenaltyTarget', 'SelectionMethod', 'StoreRule', 'checkpoint_deserialize', 'checkpoint_read_bytes', 'checkpoint_write', 'condense_tree', 'core_distances', 'fit', 'incremental_insert', 'knn_of_rows', 'minimum_spanning_tree', 'nearest_neighbors', 'select_clusters', 'simplify_hierarchy', 'single_linkage', 'spanning_forest_of_edges', 'struct_sizes', 'unique_int64']
 class SelectionMethod:
     """
     How clusters are chosen from the condensed tree.
@@ -505,10 +505,6 @@ def core_distances(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], m
     """
     Core distances float64 [N] of X float64 [N, D] (SPEC stage 1).
     """
-def default_penalty(size: typing.SupportsInt | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, beta: typing.SupportsFloat | typing.SupportsIndex) -> float:
-    """
-    min(alpha * ln(size + 1), beta), with the C library's log.
-    """
 def fit(X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], min_cluster_size: typing.SupportsInt | typing.SupportsIndex, min_samples: typing.SupportsInt | typing.SupportsIndex, method: SelectionMethod, allow_single_cluster: bool, epsilon: typing.SupportsFloat | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple:
     """
     Whole pipeline: (core, mst, linkage, condensed, labels, probabilities, persistence).
@@ -554,4 +550,3 @@ def unique_int64(values: typing.Annotated[numpy.typing.ArrayLike, numpy.int64]) 
     values int64 [N] -> (distinct values int64 [U] increasing, inverse int64 [N]): np.unique(values, return_inverse=True).
     """
 DEAD_KEYS_KEPT: int = 64
-MAX_STEP: int = 9223372036854775806

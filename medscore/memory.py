@@ -17,6 +17,7 @@ earliest stored point is 0), so they do not depend on how the clustering was com
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -242,8 +243,9 @@ class Memory:
     def _handles_of(self, keys, n: int):
         """(int64 [n] handle of each row's key, new keys in handle order); nothing is recorded."""
         unique, inverse = unique_keys(keys, n)
-        get = self._handle_of.get
-        handles = np.fromiter((get(k, -1) for k in unique), dtype=np.int64, count=len(unique))
+        # Known keys' handles (-1 for new ones) in one C-level pass over the dict.
+        handles = np.fromiter(map(self._handle_of.get, unique, itertools.repeat(-1)), dtype=np.int64,
+                              count=len(unique))
         fresh = np.flatnonzero(handles < 0)
         handles[fresh] = np.arange(self._next_handle, self._next_handle + len(fresh))
         new_keys = unique if len(fresh) == len(unique) else [unique[i] for i in fresh.tolist()]

@@ -61,7 +61,6 @@ class Memory:
         self._key_index: dict[int, int] = {}
         self._last_penalties = np.zeros(0, dtype=np.float64)
         self._engine: KeyedMemory | None = None
-        self._table: dict[int, float] = {}  # default penalty by size (pure function, cached)
 
     # -- the step ------------------------------------------------------------------------
 
@@ -124,13 +123,10 @@ class Memory:
         if not o.penalize_noise:
             targeted &= labels >= 0
         penalties = np.zeros(labels.shape[0], dtype=np.float64)
-        if self._penalty is None:
-            for i in np.flatnonzero(targeted).tolist():
-                size = int(sizes[i])
-                value = self._table.get(size)
-                if value is None:
-                    value = self._table[size] = default_penalty(size, o.alpha, o.beta)
-                penalties[i] = value
+        if self._penalty is None:  # the formula once per distinct size
+            distinct, inverse = np.unique(sizes[targeted], return_inverse=True)
+            values = np.array([default_penalty(int(s), o.alpha, o.beta) for s in distinct.tolist()], dtype=np.float64)
+            penalties[targeted] = values[inverse.reshape(-1)]
             return penalties
         if not targeted.any():
             return penalties
